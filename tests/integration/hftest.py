@@ -1,0 +1,727 @@
+"""
+hftest: shared helpers for the hfmount integration tests.
+
+Everything here proves the product against tools nobody in this project wrote:
+fixtures are made by the ffmpeg CLI, references are decoded by the ffmpeg CLI, exact
+timestamps come from ffprobe and are handled as fractions.Fraction (never floats),
+and the mount is exercised through the kernel like any other client would.
+
+Environment (set by tests/CMakeLists.txt):
+    HFMOUNT_BIN   the hfmount binary under test
+    HF_FIXTURES   a writable directory for generated fixtures (kept between runs)
+
+Pieces:
+    fixture(name)            path of a generated source video, made once (flock-guarded)
+    probe_frames(path)       exact packet timestamps of the video stream (ffprobe)
+    model_slots(...)         SPEC 4 slot -> source frame choice, computed with Fractions
+    ref_fps(...)             reference frames from `ffmpeg -vf fps=F:round=up:start_time=S,trim=...`
+    ref_all(...)             every decoded source frame (-fps_mode passthrough)
+    decode_images(...)       decode PNG/JPEG bytes read from the mount with the ffmpeg CLI
+    assert_frames_equal(...) raw pixel comparison with a useful failure message
+    Mount                    context manager: temp store + mountpoint, always unmounted
+    test / main              a tiny test runner printing "N passed, M failed"
+"""
+
+import contextlib
+import errno
+import fcntl
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from bisect import bisect_right
+from fractions import Fraction
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+HFMOUNT_BIN = os.environ.get("HFMOUNT_BIN", "")
+HF_FIXTURES = os.path.abspath(os.environ.get("HF_FIXTURES", "/tmp/hf-fixtures"))
+# Bump when a fixture recipe changes: fixtures live in a fresh directory per version.
+FIXTURE_VERSION = "3"
+SRC = os.path.join(HF_FIXTURES, "src-v" + FIXTURE_VERSION)  # the mounts' source_root
+
+PNG_SIG = b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------------------------------
+# Running external tools
+
+
+class ToolError(AssertionError):
+    pass
+
+
+def run(cmd, input=None, timeout=300, check=True):
+    """Runs cmd (a list), returns CompletedProcess with bytes stdout/stderr."""
+    p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout)
+    if check and p.returncode != 0:
+        raise ToolError("command failed (exit %d): %s\n%s" % (
+            p.returncode, " ".join(cmd), p.stderr.decode(errors="replace")[-3000:]))
+    return p
+
+
+def ffprobe_json(args, path):
+    p = run(["ffprobe", "-v", "error", "-of", "json"] + args + [path])
+    return json.loads(p.stdout)
+
+
+# ---------------------------------------------------------------------------------------
+# Fixtures: generated once into $HF_FIXTURES/src-vN, reused, guarded by flock because
+# ctest may run several test files at once.
+
+_GENERATORS = {}
+
+
+def generator(name):
+    def deco(fn):
+        _GENERATORS[name] = fn
+        return fn
+    return deco
+
+
+def ffmpeg_gen(out, inputs, filters, codec_args, fmt=None):
+    cmd = ["ffmpeg", "-nostdin", "-y", "-v", "error"] + inputs
+    if filters:
+        cmd += ["-vf", filters]
+    cmd += codec_args
+    if fmt:
+        cmd += ["-f", fmt]
+    cmd.append(out)
+    run(cmd)
+
+
+# Grainy, moving content: testsrc2 moves every frame; temporal noise makes every frame
+# distinct in every pixel region, so a wrong frame choice can never look right.
+def _lavfi_src(size, rate, duration):
+    return ["-f", "lavfi", "-i", "testsrc2=size=%s:rate=%s:duration=%s" % (size, rate, duration)]
+
+
+NOISE = "noise=alls=24:allf=t+u"
+
+
+@generator("cfr30.mp4")
+def _gen_cfr30(out):
+    # 4 s at 30 fps, keyframe every 12 frames (0.4 s), B-frames (x264 default).
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, 4), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "12",
+                "-keyint_min", "12", "-sc_threshold", "0", "-bf", "2"], "mp4")
+
+
+@generator("ntsc.mp4")
+def _gen_ntsc(out):
+    ffmpeg_gen(out, _lavfi_src("320x240", "30000/1001", 3), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "15",
+                "-sc_threshold", "0"], "mp4")
+
+
+@generator("fps24.mp4")
+def _gen_fps24(out):
+    ffmpeg_gen(out, _lavfi_src("320x240", 24, 3), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "24",
+                "-sc_threshold", "0"], "mp4")
+
+
+# Variable frame rate with long gaps. Frame n (0..39) is given an exact timestamp in a
+# 1/90000 time base:
+#   n 0..9   : n/10 s            (10 fps, 0.0 .. 0.9)
+#   n 10..24 : 2.5 + (n-10)/30 s (gap 0.9 -> 2.5, then 30 fps)
+#   n 25..29 : 4 + (n-25)/4 s    (gap -> 4.0, then 4 fps)
+#   n 30..39 : 5.2 + (n-30)/60 s (60 fps)
+VFR_TICKS = ([n * 9000 for n in range(10)] + [225000 + (n - 10) * 3000 for n in range(10, 25)]
+             + [360000 + (n - 25) * 22500 for n in range(25, 30)]
+             + [468000 + (n - 30) * 1500 for n in range(30, 40)])
+
+
+@generator("vfr.mp4")
+def _gen_vfr(out):
+    expr = ("if(lt(N,10),N*9000,if(lt(N,25),225000+(N-10)*3000,"
+            "if(lt(N,30),360000+(N-25)*22500,468000+(N-30)*1500)))")
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, "1.3333333333"),
+               NOISE + ",settb=1/90000,setpts='%s',format=yuv420p" % expr,
+               ["-frames:v", "40", "-fps_mode", "passthrough", "-enc_time_base", "1/90000", "-c:v", "libx264",
+                "-preset", "veryfast", "-crf", "20", "-bf", "0", "-g", "8",
+                "-video_track_timescale", "90000"], "mp4")
+    fr = probe_frames(out)
+    if fr.tb != Fraction(1, 90000) or fr.pts != VFR_TICKS:
+        raise ToolError("vfr fixture timestamps are not as designed: tb=%s pts=%s"
+                        % (fr.tb, fr.pts))
+
+
+@generator("we@ird+name.mp4")
+def _gen_weird(out):
+    shutil.copyfile(fixture("cfr30.mp4"), out)
+
+
+@generator("bt709_1080p.mp4")
+def _gen_bt709(out):
+    # RGB test pattern converted with the BT.709 matrix and tagged BT.709 (limited range).
+    ffmpeg_gen(out, _lavfi_src("1920x1080", 30, 1),
+               NOISE + ",scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+               ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "22", "-g", "15",
+                "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                "-color_range", "tv"], "mp4")
+
+
+@generator("rotated.mp4")
+def _gen_rotated(out):
+    tmp = out + ".norot.mp4"
+    ffmpeg_gen(tmp, _lavfi_src("320x240", 30, 2), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "15"], "mp4")
+    try:
+        run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", tmp, "-c", "copy",
+             "-metadata:s:v:0", "rotate=90", "-f", "mp4", out])
+    finally:
+        os.unlink(tmp)
+    if display_rotation(out) is None:
+        raise ToolError("rotated fixture has no display matrix")
+
+
+@generator("alpha.webm")
+def _gen_alpha(out):
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, 2),
+               NOISE + ",format=yuva420p,geq=lum='lum(X,Y)':cb='cb(X,Y)':cr='cr(X,Y)'"
+               ":a='clip(128+120*sin(X/13+Y/29+T*5),0,255)'",
+               ["-c:v", "libvpx-vp9", "-pix_fmt", "yuva420p", "-auto-alt-ref", "0",
+                "-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M", "-g", "15"], "webm")
+
+
+@generator("hdr10.mp4")
+def _gen_hdr10(out):
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, 2), NOISE + ",format=yuv420p10le",
+               ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+                "-x265-params",
+                "colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc:log-level=error"
+                ":keyint=15",
+                "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+                "-colorspace", "bt2020nc", "-tag:v", "hvc1"], "mp4")
+
+
+@generator("faststart.mp4")
+def _gen_faststart(out):
+    # moov before mdat, so the index survives truncation.
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, 4), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "12",
+                "-keyint_min", "12", "-sc_threshold", "0", "-bf", "0",
+                "-movflags", "+faststart"], "mp4")
+
+
+@generator("truncated.mp4")
+def _gen_truncated(out):
+    data = open(fixture("faststart.mp4"), "rb").read()
+    with open(out, "wb") as f:
+        f.write(data[:len(data) // 2])
+
+
+@generator("garbage.mp4")
+def _gen_garbage(out):
+    import random
+    rnd = random.Random(20240611)
+    with open(out, "wb") as f:
+        f.write(bytes(rnd.getrandbits(8) for _ in range(200000)))
+
+
+def fixture(name):
+    """Absolute path of fixture `name` in SRC, generating it first if needed."""
+    path = os.path.join(SRC, name)
+    if os.path.exists(path):
+        return path
+    os.makedirs(SRC, exist_ok=True)
+    with open(os.path.join(HF_FIXTURES, ".lock"), "a+") as lk:
+        fcntl.flock(lk, fcntl.LOCK_EX)
+        try:
+            if os.path.exists(path):
+                return path
+            tmp = os.path.join(HF_FIXTURES, ".gen-" + name)
+            try:
+                _GENERATORS[name](tmp)
+                os.rename(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        finally:
+            fcntl.flock(lk, fcntl.LOCK_UN)
+    return path
+
+
+# ---------------------------------------------------------------------------------------
+# Exact timestamps and the SPEC 4 slot model
+
+
+class Frames:
+    """A video stream's frames as ffprobe tells them: exact ticks, time base, end."""
+
+    def __init__(self, tb, pts, end):
+        self.tb = tb        # Fraction, seconds per tick
+        self.pts = pts      # sorted list of int ticks (presentation order)
+        self.end = end      # int ticks, end of the last frame (its pts + duration)
+
+    def times(self):
+        return [p * self.tb for p in self.pts]
+
+
+def probe_frames(path):
+    j = ffprobe_json(["-select_streams", "v:0", "-show_entries",
+                      "stream=time_base,start_time:packet=pts,duration"], path)
+    st = j["streams"][0]
+    num, den = st["time_base"].split("/")
+    tb = Fraction(int(num), int(den))
+    pk = [(int(p["pts"]), int(p.get("duration", 0))) for p in j["packets"]]
+    if not pk:
+        raise ToolError("no video packets in " + path)
+    pk.sort()
+    pts = [p for p, _ in pk]
+    end = max(p + d for p, d in pk)
+    if pts[0] != 0:
+        # The model below measures time from the stream's first frame; every fixture is
+        # made to start at 0 so the container's start time is 0 too.
+        raise ToolError("%s: first pts is %d, fixtures must start at 0" % (path, pts[0]))
+    return Frames(tb, pts, end)
+
+
+def q(s):
+    """Exact rational from a segment-name number: '1.5', '30', '30000:1001'."""
+    s = str(s)
+    if ":" in s:
+        a, b = s.split(":")
+        return Fraction(int(a), int(b))
+    return Fraction(s)
+
+
+def model_slots(frames, start, dur, fps):
+    """SPEC 4: list of source frame indices, one per slot k = 0..N-1 (exact arithmetic)."""
+    S, D, F = q(start), q(dur), q(fps)
+    times = frames.times()
+    t_end = frames.end * frames.tb
+    out = []
+    k = 0
+    while Fraction(k) / F < D and S + Fraction(k) / F < t_end:
+        i = bisect_right(times, S + Fraction(k) / F) - 1   # tie belongs to the new frame
+        out.append(max(i, 0))
+        k += 1
+    return out
+
+
+def display_rotation(path):
+    j = ffprobe_json(["-select_streams", "v:0", "-show_streams"], path)
+    for sd in j["streams"][0].get("side_data_list", []):
+        if sd.get("side_data_type") == "Display Matrix":
+            return sd.get("rotation")
+    return None
+
+
+# ---------------------------------------------------------------------------------------
+# Raw frames: everything is decoded by the ffmpeg CLI into PAM (a raw format with a small
+# header that carries the dimensions), then compared as raw samples.
+
+
+class Image:
+    def __init__(self, w, h, depth, maxval, data):
+        self.w, self.h, self.depth, self.maxval, self.data = w, h, depth, maxval, data
+
+    @property
+    def bps(self):  # bytes per sample
+        return 2 if self.maxval > 255 else 1
+
+    def samples(self):
+        if self.bps == 1:
+            return self.data
+        import array
+        a = array.array("H")
+        a.frombytes(self.data)
+        if sys.byteorder == "little":
+            a.byteswap()  # PAM samples are big-endian
+        return a
+
+    def __repr__(self):
+        return "Image(%dx%d, depth %d, maxval %d)" % (self.w, self.h, self.depth, self.maxval)
+
+
+def parse_pam(buf):
+    frames = []
+    pos = 0
+    n = len(buf)
+    while pos < n:
+        end = buf.index(b"ENDHDR\n", pos)
+        hdr = {}
+        for line in buf[pos:end].split(b"\n")[1:]:
+            if line:
+                k, v = line.split(b" ", 1)
+                hdr[k.decode()] = v.decode()
+        pos = end + len(b"ENDHDR\n")
+        w, h, d, m = (int(hdr[k]) for k in ("WIDTH", "HEIGHT", "DEPTH", "MAXVAL"))
+        size = w * h * d * (2 if m > 255 else 1)
+        frames.append(Image(w, h, d, m, buf[pos:pos + size]))
+        pos += size
+    return frames
+
+
+def _pam_out(pix_fmt):
+    return ["-f", "image2pipe", "-c:v", "pam", "-pix_fmt", pix_fmt, "-"]
+
+
+def ref_fps(src, start, dur, fps, pix_fmt="rgb24", decoder=None):
+    """Reference frames of segment (start, dur, fps) per SPEC 4: the ffmpeg CLI's
+    fps=F:round=up:start_time=S,trim=start=S:duration=D chain."""
+    F = q(fps)
+    vf = "fps=%d/%d:round=up:start_time=%s,trim=start=%s:duration=%s" % (
+        F.numerator, F.denominator, start, start, dur)
+    cmd = ["ffmpeg", "-nostdin", "-v", "error"]
+    if decoder:
+        cmd += ["-c:v", decoder]
+    cmd += ["-i", src, "-vf", vf] + _pam_out(pix_fmt)
+    return parse_pam(run(cmd).stdout)
+
+
+_ALL_CACHE = {}
+
+
+def ref_all(src, pix_fmt="rgb24", decoder=None):
+    """Every decoded frame of src in presentation order (no frame rate conversion)."""
+    key = (src, pix_fmt, decoder, os.stat(src).st_mtime_ns)
+    if key not in _ALL_CACHE:
+        cmd = ["ffmpeg", "-nostdin", "-v", "error"]
+        if decoder:
+            cmd += ["-c:v", decoder]
+        cmd += ["-i", src, "-fps_mode", "passthrough"] + _pam_out(pix_fmt)
+        _ALL_CACHE[key] = parse_pam(run(cmd).stdout)
+    return _ALL_CACHE[key]
+
+
+def ref_model(src, start, dur, fps, pix_fmt="rgb24", decoder=None):
+    """Reference frames chosen by the exact SPEC 4 model over ffprobe's timestamps:
+    (list of source frame indices, list of Images)."""
+    fr = probe_frames(src)
+    idx = model_slots(fr, start, dur, fps)
+    allf = ref_all(src, pix_fmt, decoder)
+    if len(allf) != len(fr.pts):
+        raise ToolError("%s: ffmpeg decoded %d frames but ffprobe lists %d packets"
+                        % (src, len(allf), len(fr.pts)))
+    return idx, [allf[i] for i in idx]
+
+
+def decode_images(blobs, fmt="png", pix_fmt="rgb24"):
+    """Decodes image files' bytes (as read from the mount) with the ffmpeg CLI."""
+    if not blobs:
+        return []
+    demux = {"png": "png_pipe", "jpg": "jpeg_pipe"}[fmt]
+    p = run(["ffmpeg", "-nostdin", "-v", "error", "-f", demux, "-i", "-"] + _pam_out(pix_fmt),
+            input=b"".join(blobs))
+    imgs = parse_pam(p.stdout)
+    if len(imgs) != len(blobs):
+        raise AssertionError("ffmpeg decoded %d images from %d files" % (len(imgs), len(blobs)))
+    return imgs
+
+
+def probe_image(blob, fmt="png"):
+    """(codec_name, pix_fmt, width, height) of one image file's bytes, per ffprobe."""
+    with tempfile.NamedTemporaryFile(suffix="." + fmt) as f:
+        f.write(blob)
+        f.flush()
+        j = ffprobe_json(["-show_streams"], f.name)
+    s = j["streams"][0]
+    return s["codec_name"], s["pix_fmt"], s["width"], s["height"]
+
+
+def diff_stats(a, b):
+    """(max abs diff, number of differing samples, index of first difference)."""
+    sa, sb = a.samples(), b.samples()
+    mx, nd, first = 0, 0, None
+    for i, (x, y) in enumerate(zip(sa, sb)):
+        if x != y:
+            d = abs(x - y)
+            nd += 1
+            if d > mx:
+                mx = d
+            if first is None:
+                first = i
+    return mx, nd, first
+
+
+def assert_frames_equal(ours, ref, label, tolerance=0, slot_to_frame=None):
+    """Raw pixel comparison. ours/ref are lists of Image. tolerance is the largest
+    allowed absolute sample difference (0 = exact)."""
+    if len(ours) != len(ref):
+        raise AssertionError("%s: %d frames through the mount, reference has %d"
+                             % (label, len(ours), len(ref)))
+    bad = []
+    worst = 0
+    for k, (a, b) in enumerate(zip(ours, ref)):
+        if (a.w, a.h, a.depth, a.maxval) != (b.w, b.h, b.depth, b.maxval):
+            raise AssertionError("%s: frame_%05d is %r, reference is %r" % (label, k + 1, a, b))
+        if a.data == b.data:
+            continue
+        mx, nd, first = diff_stats(a, b)
+        worst = max(worst, mx)
+        if mx > tolerance:
+            bad.append((k, mx, nd, first))
+    if bad:
+        k, mx, nd, first = bad[0]
+        a = ours[k]
+        px = first // a.depth
+        where = "x=%d y=%d channel %d" % (px % a.w, px // a.w, first % a.depth)
+        extra = ""
+        if slot_to_frame is not None:
+            extra = " (expected source frame #%d)" % slot_to_frame[k]
+        raise AssertionError(
+            "%s: %d of %d frames differ beyond tolerance %d; first is frame_%05d%s: max abs "
+            "diff %d, %d samples differ, first at %s; worst max abs diff over all frames %d"
+            % (label, len(bad), len(ours), tolerance, k + 1, extra, mx, nd, where, worst))
+    return worst
+
+
+def which_frames(ours, allframes):
+    """For diagnostics: index of the source frame each image equals exactly (or None)."""
+    lookup = {}
+    for i, f in enumerate(allframes):
+        lookup.setdefault(f.data, i)
+    return [lookup.get(o.data) for o in ours]
+
+
+def psnr(a, b):
+    sa, sb = a.samples(), b.samples()
+    se = sum((x - y) * (x - y) for x, y in zip(sa, sb))
+    if se == 0:
+        return float("inf")
+    peak = a.maxval
+    return 10 * math.log10(peak * peak * len(sa) / se)
+
+
+# ---------------------------------------------------------------------------------------
+# The mount
+
+
+class MountError(AssertionError):
+    pass
+
+
+def seg_name(name, start, dur, fps, opts=None):
+    s = "%s@%s+%s@%s" % (name, start, dur, fps)
+    return s + ("@" + opts if opts else "")
+
+
+class Mount:
+    """hfmount -f in the background on a temp mountpoint.
+
+    store: a store directory to use (kept); default a fresh temp store (removed).
+    source_root: default SRC (the fixtures). opts: extra -o key=value strings."""
+
+    def __init__(self, store=None, source_root=None, opts=(), timeout=20):
+        self.given_store = store
+        self.source_root = source_root or SRC
+        self.opts = list(opts)
+        self.timeout = timeout
+        self.proc = None
+
+    def __enter__(self):
+        if not HFMOUNT_BIN or not os.access(HFMOUNT_BIN, os.X_OK):
+            raise MountError("HFMOUNT_BIN=%r is not an executable" % HFMOUNT_BIN)
+        os.makedirs(self.source_root, exist_ok=True)
+        self.tmp = tempfile.mkdtemp(prefix="hfit-")
+        self.store = self.given_store or os.path.join(self.tmp, "store")
+        self.mnt = os.path.join(self.tmp, "mnt")
+        os.mkdir(self.mnt)
+        self.logpath = os.path.join(self.tmp, "hfmount.log")
+        self.log = open(self.logpath, "wb")
+        opts = ",".join(["source_root=" + self.source_root] + self.opts)
+        self.cmd = [HFMOUNT_BIN, "-f", "-o", opts, self.store, self.mnt]
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.timeout
+        try:
+            while not os.path.ismount(self.mnt):
+                rc = self.proc.poll()
+                if rc is not None:
+                    raise MountError("hfmount exited with status %d before mounting: %s\n%s"
+                                     % (rc, " ".join(self.cmd), self.log_text()))
+                if time.monotonic() > deadline:
+                    raise MountError("hfmount did not mount within %ds: %s\n%s"
+                                     % (self.timeout, " ".join(self.cmd), self.log_text()))
+                time.sleep(0.02)
+        except BaseException:
+            self._cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self._cleanup()
+        return False
+
+    def log_text(self):
+        try:
+            with open(self.logpath, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def unmount(self, timeout=15):
+        """fusermount3 -u, then wait for the process. Returns its exit status."""
+        if self.proc is None:
+            return None
+        for _ in range(50):
+            if not os.path.ismount(self.mnt):
+                break
+            p = subprocess.run(["fusermount3", "-u", self.mnt], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE)
+            if p.returncode == 0:
+                break
+            time.sleep(0.1)  # EBUSY: a client still has a file open
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+            sys.stderr.write("hfmount did not exit within %ds of unmount; killed\n" % timeout)
+        subprocess.run(["fusermount3", "-uz", self.mnt], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.proc = None
+        self.log.close()
+        return rc
+
+    def kill9(self):
+        """kill -9 the daemon (crash), then lazily detach the dead mount."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        subprocess.run(["fusermount3", "-uz", self.mnt], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        self.proc = None
+        self.log.close()
+
+    def _cleanup(self):
+        if self.proc is not None:
+            self.unmount()
+        subprocess.run(["fusermount3", "-uz", self.mnt], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        if os.path.ismount(self.mnt):
+            sys.stderr.write("warning: %s still mounted; leaving %s\n" % (self.mnt, self.tmp))
+            return
+        if self.given_store is None:
+            shutil.rmtree(self.store, ignore_errors=True)
+        os.rmdir(self.mnt)
+        if os.path.exists(self.logpath):
+            os.unlink(self.logpath)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # -- paths and JSON
+    def path(self, *parts):
+        return os.path.join(self.mnt, *parts)
+
+    def stats(self):
+        with open(self.path(".hfstats"), "rb") as f:
+            return json.loads(f.read())
+
+    def info(self, seg):
+        with open(self.path(seg, ".hfinfo"), "rb") as f:
+            return json.loads(f.read())
+
+    def wait_info(self, seg, pred, timeout=30):
+        """Polls .hfinfo until pred(info) holds; returns the last info."""
+        deadline = time.monotonic() + timeout
+        while True:
+            info = self.info(seg)
+            if pred(info) or time.monotonic() > deadline:
+                return info
+            time.sleep(0.05)
+
+    def read_segment(self, seg, ext="png"):
+        """Reads every frame of segment dir seg through the mount like a client would.
+        Checks the listing is exactly frame_00001.EXT..frame_NNNNN.EXT plus .hfinfo, and
+        that each frame's stat size equals the bytes a read returns. Returns the list of
+        file contents."""
+        d = self.path(seg)
+        names = os.listdir(d)
+        frames = sorted(n for n in names if n != ".hfinfo")
+        expect = ["frame_%05d.%s" % (i + 1, ext) for i in range(len(frames))]
+        if frames != expect or ".hfinfo" not in names:
+            raise AssertionError("%s: listing is not frame_00001.%s.. + .hfinfo: %s"
+                                 % (seg, ext, sorted(names)[:8]))
+        blobs = []
+        for n in frames:
+            p = os.path.join(d, n)
+            with open(p, "rb") as f:
+                data = f.read()
+            st = os.stat(p)
+            if st.st_size != len(data):
+                raise AssertionError("%s/%s: stat size %d but read returned %d bytes"
+                                     % (seg, n, st.st_size, len(data)))
+            blobs.append(data)
+        return blobs
+
+
+def tempdir(prefix="hfit-"):
+    """A temp directory removed afterwards (context manager)."""
+    @contextlib.contextmanager
+    def cm():
+        d = tempfile.mkdtemp(prefix=prefix)
+        try:
+            yield d
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    return cm()
+
+
+def expect_errno(fn, errnos, what):
+    """Calls fn(); asserts it raises OSError with one of errnos."""
+    try:
+        fn()
+    except OSError as e:
+        if e.errno not in errnos:
+            raise AssertionError("%s: expected %s, got %s" % (
+                what, "/".join(errno.errorcode[x] for x in errnos), e))
+        return e
+    raise AssertionError("%s: succeeded, expected %s" % (
+        what, "/".join(errno.errorcode[x] for x in errnos)))
+
+
+# ---------------------------------------------------------------------------------------
+# Test runner
+
+_TESTS = []
+
+
+def test(fn):
+    _TESTS.append(fn)
+    return fn
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def fuse_available():
+    return os.path.exists("/dev/fuse") and os.geteuid() == 0
+
+
+def main(needs_fuse=True):
+    if needs_fuse and not fuse_available():
+        print("SKIP: /dev/fuse absent or not root")
+        sys.exit(77)
+    only = set(sys.argv[1:])
+    passed = failed = 0
+    t0 = time.monotonic()
+    for fn in _TESTS:
+        if only and fn.__name__ not in only:
+            continue
+        t = time.monotonic()
+        try:
+            fn()
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - t))
+            traceback.print_exc(file=sys.stdout)
+        else:
+            passed += 1
+            print("ok   %s (%.1fs)" % (fn.__name__, time.monotonic() - t))
+        sys.stdout.flush()
+    print("time %.1fs" % (time.monotonic() - t0))
+    print("%d passed, %d failed" % (passed, failed))
+    sys.exit(0 if failed == 0 and passed > 0 else 1)
