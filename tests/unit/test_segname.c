@@ -1,0 +1,341 @@
+/*
+ * Unit tests for fs/segname: the segment name grammar (SPEC §3), parsed from the
+ * right, its limits, and the canonical spelling that makes equal values equal names.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "fs/segname.h"
+#include "hftest.h"
+
+static bool q_is(struct hf_q q, int64_t num, int64_t den)
+{
+	return q.num == num && q.den == den;
+}
+
+/* Parses s and reports NAME, so each case reads as one line. */
+static bool parses(const char *s, const char *name)
+{
+	struct segname sn;
+	int ret = segname_parse(s, &sn);
+
+	if (!CHECK_EQ_INT(ret, 0)) {
+		fprintf(stderr, "  rejected: \"%s\"\n", s);
+		return false;
+	}
+	return CHECK_EQ_INT(sn.name_len, strlen(name)) && CHECK(memcmp(s, name, sn.name_len) == 0);
+}
+
+static void rejects(const char *s)
+{
+	struct segname sn;
+
+	if (!CHECK_EQ_INT(segname_parse(s, &sn), -ENOENT))
+		fprintf(stderr, "  accepted: \"%s\"\n", s);
+}
+
+/* The canonical spelling of s, or "" when it does not parse or format. */
+static const char *canon(const char *s)
+{
+	static char buf[512];
+	struct segname sn;
+
+	buf[0] = '\0';
+	if (segname_parse(s, &sn) < 0 || segname_format(&sn, s, sn.name_len, buf, sizeof(buf)) < 0)
+		return "";
+	return buf;
+}
+
+static void test_values(void)
+{
+	struct segname sn;
+
+	CHECK_EQ_INT(segname_parse("clip.mp4@1.5+2@30", &sn), 0);
+	CHECK_EQ_INT(sn.name_len, 8);
+	CHECK(q_is(sn.start, 3, 2));
+	CHECK(q_is(sn.dur, 2, 1));
+	CHECK(q_is(sn.fps, 30, 1));
+	CHECK_EQ_INT(sn.format, SEG_PNG);
+	CHECK_EQ_INT(sn.q, SEGNAME_DEFAULT_Q);
+	CHECK_EQ_STR(segname_ext(&sn), "png");
+
+	CHECK_EQ_INT(segname_parse("v.mov@0@1.37+0.040@30000:1001@jpg,q=7", &sn), 0);
+	CHECK_EQ_INT(sn.name_len, 7);
+	CHECK(q_is(sn.start, 137, 100));
+	CHECK(q_is(sn.dur, 1, 25));
+	CHECK(q_is(sn.fps, 30000, 1001));
+	CHECK_EQ_INT(sn.format, SEG_JPG);
+	CHECK_EQ_INT(sn.q, 7);
+	CHECK_EQ_STR(segname_ext(&sn), "jpg");
+
+	CHECK_EQ_INT(segname_parse("x@0.000+1@29.970", &sn), 0);
+	CHECK(q_is(sn.start, 0, 1));
+	CHECK(q_is(sn.fps, 2997, 100));
+	CHECK_EQ_INT(segname_parse("x@0+1@60:2", &sn), 0);
+	CHECK(q_is(sn.fps, 30, 1));
+	CHECK_EQ_INT(segname_parse("x@0+1@1:3", &sn), 0);
+	CHECK(q_is(sn.fps, 1, 3));
+	CHECK_EQ_INT(segname_parse("x@0+1@30@jpg", &sn), 0);
+	CHECK_EQ_INT(sn.q, SEGNAME_DEFAULT_Q);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@q=031,jpg", &sn), 0);
+	CHECK_EQ_INT(sn.q, 31);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@png", &sn), 0);
+	CHECK_EQ_INT(sn.format, SEG_PNG);
+}
+
+/* NAME is whatever precedes the segment's own '@'s, '@' and '+' included. */
+static void test_names(void)
+{
+	parses("a@b+c.mp4@1.5+2@30", "a@b+c.mp4");
+	parses("x@1+2@3@jpg", "x");
+	parses("x@1+2@3@jpg,q=9", "x");
+	parses("v@1+2@30.mp4@0+1@30", "v@1+2@30.mp4");
+	parses("x@1+2@3@jpg@1+2@3", "x@1+2@3@jpg");
+	parses("x@1+2@3@jpg@1+2@3@png", "x@1+2@3@jpg");
+	parses("@@1+2@3", "@");
+	parses("+@1+2@3", "+");
+	parses("a b (1).webm@0+1@30", "a b (1).webm");
+	parses("x@0+1@30@png", "x");
+	rejects("@1+2@30");
+	rejects("@1+2@30@jpg");
+	rejects("1+2@30");
+	rejects("x1+2@30");
+	rejects("x@1+2");
+	rejects("x");
+	rejects("");
+	rejects("@");
+	rejects("x@1+2@30@1+2"); /* no fps after the last start+dur */
+}
+
+static void test_grammar(void)
+{
+	static const char *bad[] = {
+	    /* empty parts */
+	    "x@+2@30", "x@1+@30", "x@1+2@", "x@+@30", "x@@30", "x@1+2@@jpg", "x@12@30",
+	    "x@1+2+3@30",
+	    /* signs */
+	    "x@-1+2@30", "x@+1+2@30", "x@1+-2@30", "x@1++2@30", "x@1+2@-30", "x@1+2@+30",
+	    "x@1+2@-30000:1001", "x@1+2@30000:-1001",
+	    /* exponents, spaces, other characters */
+	    "x@1e3+2@30", "x@1+2E1@30", "x@1+2@3e1", "x@1+2@0x1e", "x@ 1+2@30", "x@1+2@30 ",
+	    "x@1,5+2@30", "x@1+2@inf", "x@1+2@nan",
+	    /* dots */
+	    "x@.5+2@30", "x@1.+2@30", "x@1+2.@30", "x@1+.5@30", "x@1+2@30.", "x@1+2@.5",
+	    "x@1..5+2@30", "x@1.5.0+2@30", "x@.+2@30", "x@1+2@.", "x@1+2@1.5:2", "x@1+2@3:1.0",
+	    /* zero and malformed fps */
+	    "x@1+0@30", "x@1+0.000@30", "x@1+2@0", "x@1+2@0.0", "x@1+2@0:1", "x@1+2@1:0",
+	    "x@1+2@0:0", "x@1+2@:1", "x@1+2@1:", "x@1+2@:", "x@1+2@1:2:3"};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		rejects(bad[i]);
+	parses("x@0+0.001@0.001", "x");
+	parses("x@00+01@030", "x");
+}
+
+static void test_opts(void)
+{
+	static const char *bad[] = {"x@1+2@3@",
+				    "x@1+2@3@jpg,",
+				    "x@1+2@3@,jpg",
+				    "x@1+2@3@jpg,,q=5",
+				    "x@1+2@3@jpg,jpg",
+				    "x@1+2@3@png,png",
+				    "x@1+2@3@png,jpg",
+				    "x@1+2@3@jpg,png",
+				    "x@1+2@3@jpg,q=5,q=5",
+				    "x@1+2@3@jpg,q=5,q=6",
+				    "x@1+2@3@q=5",
+				    "x@1+2@3@png,q=5",
+				    "x@1+2@3@q=5,png",
+				    "x@1+2@3@jpg,q=0",
+				    "x@1+2@3@jpg,q=32",
+				    "x@1+2@3@jpg,q=000",
+				    "x@1+2@3@jpg,q=1234",
+				    "x@1+2@3@jpg,q=",
+				    "x@1+2@3@jpg,q=-1",
+				    "x@1+2@3@jpg,q=+1",
+				    "x@1+2@3@jpg,q=1.5",
+				    "x@1+2@3@jpg,q",
+				    "x@1+2@3@jpg,Q=5",
+				    "x@1+2@3@JPG",
+				    "x@1+2@3@jpeg",
+				    "x@1+2@3@webp",
+				    "x@1+2@3@jpg q=5",
+				    "x@1+2@3@jpg;q=5",
+				    "x@1+2@3@ jpg"};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		rejects(bad[i]);
+	parses("x@1+2@3@jpg,q=1", "x");
+	parses("x@1+2@3@jpg,q=31", "x");
+	parses("x@1+2@3@jpg,q=001", "x");
+	parses("x@1+2@3@q=5,jpg", "x");
+}
+
+/* At most 18 digits per number, leading zeros and fraction digits included. */
+static void test_digits(void)
+{
+	struct segname sn;
+
+	CHECK_EQ_INT(segname_parse("x@123456789012345678+1@30", &sn), 0);
+	CHECK(q_is(sn.start, 123456789012345678LL, 1));
+	rejects("x@1234567890123456789+1@30");
+	CHECK_EQ_INT(segname_parse("x@000000000000000001+1@30", &sn), 0);
+	CHECK(q_is(sn.start, 1, 1));
+	rejects("x@0000000000000000001+1@30");
+	CHECK_EQ_INT(segname_parse("x@0.00000000000000001+1@30", &sn), 0);
+	CHECK(q_is(sn.start, 1, 100000000000000000LL));
+	rejects("x@0.000000000000000001+1@30");
+	CHECK_EQ_INT(segname_parse("x@99999999.9999999999+1@30", &sn), 0);
+	rejects("x@99999999.99999999999+1@30");
+	CHECK_EQ_INT(segname_parse("x@1.00000000000000000+1@30", &sn), 0);
+	rejects("x@1.000000000000000000+1@30");
+	/* fps: each side of ':' on its own */
+	CHECK_EQ_INT(segname_parse("x@0+0.00000000000000001@999999999999999999:1", &sn), 0);
+	CHECK(q_is(sn.fps, 999999999999999999LL, 1));
+	rejects("x@0+0.00000000000000001@1000000000000000000:1");
+	CHECK_EQ_INT(segname_parse("x@0+1@1:999999999999999999", &sn), 0);
+	CHECK(q_is(sn.fps, 1, 999999999999999999LL));
+	rejects("x@0+1@1:1000000000000000000");
+	rejects("x@0+1@0000000000000000001:1");
+	/* 19 digits that would overflow int64 if accepted */
+	rejects("x@0+1@99999999999999999999");
+	rejects("x@99999999999999999999999999999999999999+1@30");
+}
+
+/* dur * fps may reach 10^7 exactly, never exceed it. */
+static void test_slot_limit(void)
+{
+	parses("x@0+10000000@1", "x");
+	parses("x@0+1000000@10", "x");
+	parses("x@0+1@10000000", "x");
+	parses("x@5+333333.3333333333@30", "x");
+	parses("x@0+333667@10000000:333667", "x");
+	parses("x@0+333666@30000:1001", "x");
+	parses("x@0+0.00000000000000001@999999999999999999:1", "x");
+	rejects("x@0+10000000.00000001@1");
+	rejects("x@0+1000000@10.00000000000001");
+	rejects("x@0+1@10000001");
+	rejects("x@0+1@10000000.0000000001");
+	rejects("x@0+333333.3333333334@30");
+	rejects("x@0+333667@10000001:333667");
+	rejects("x@0+333667@30000:1001");
+	rejects("x@0+999999999999999999@999999999999999999");
+	rejects("x@0+99999999.9999999999@99999999.9999999999:1");
+}
+
+static void test_canonical(void)
+{
+	static const char *same[] = {"x@1.50+2.0@30",	"x@1.5+2@30",	 "x@01.5+002.000@30.0",
+				     "x@1.5+2@60:2",	"x@1.5+2@30:1",	 "x@1.500+2@030",
+				     "x@1.5+2@030:001", "x@1.5+2@30@png"};
+	size_t i;
+
+	for (i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+		CHECK_EQ_STR(canon(same[i]), "x@1.5+2@30");
+	CHECK_EQ_STR(canon("x@0.000+1@29.970"), "x@0+1@29.97");
+	CHECK_EQ_STR(canon("x@0+1@2997:100"), "x@0+1@29.97");
+	CHECK_EQ_STR(canon("x@0+1@30000:1001"), "x@0+1@30000:1001");
+	CHECK_EQ_STR(canon("x@0+1@60000:2002"), "x@0+1@30000:1001");
+	CHECK_EQ_STR(canon("x@0+1@24000:1001"), "x@0+1@24000:1001");
+	CHECK_EQ_STR(canon("x@0+1@23.976"), "x@0+1@23.976");
+	CHECK_EQ_STR(canon("x@0+1@1:8"), "x@0+1@0.125");
+	CHECK_EQ_STR(canon("x@0+1@1:3"), "x@0+1@1:3");
+	CHECK_EQ_STR(canon("x@0+1@5:1"), "x@0+1@5");
+	CHECK_EQ_STR(canon("x@0+1@0.00000000000000001"), "x@0+1@0.00000000000000001");
+	CHECK_EQ_STR(canon("x@0+1@1:100000000000000000"), "x@0+1@0.00000000000000001");
+	/* 5 * 10^-18 needs 19 digits as a decimal, so it stays a ratio. */
+	CHECK_EQ_STR(canon("x@0+1@1:200000000000000000"), "x@0+1@1:200000000000000000");
+	CHECK_EQ_STR(canon("x@0+1@1:1099511627776"), "x@0+1@1:1099511627776");
+	CHECK_EQ_STR(canon("x@0+0.00000000000000001@999999999999999999:8"),
+		     "x@0+0.00000000000000001@999999999999999999:8");
+	CHECK_EQ_STR(canon("x@0+1@30@jpg,q=2"), "x@0+1@30@jpg");
+	CHECK_EQ_STR(canon("x@0+1@30@jpg,q=02"), "x@0+1@30@jpg");
+	CHECK_EQ_STR(canon("x@0+1@30@q=7,jpg"), "x@0+1@30@jpg,q=7");
+	CHECK_EQ_STR(canon("x@0+1@30@jpg,q=031"), "x@0+1@30@jpg,q=31");
+	CHECK_EQ_STR(canon("a@b+c.mp4@3.14159+0.5@25"), "a@b+c.mp4@3.14159+0.5@25");
+	CHECK_EQ_STR(canon("x@0.00000000000000001+99999999.9999999999@0.1"),
+		     "x@0.00000000000000001+99999999.9999999999@0.1");
+}
+
+/* Formatting then parsing gives the same values, and formatting again the same name. */
+static void test_round_trip(void)
+{
+	static const char *names[] = {"x@0+1@30000:1001",
+				      "clip.mp4@12.345+6.5@29.97@jpg,q=5",
+				      "a@b+c@0+1@1:3",
+				      "x@0+0.00000000000000001@999999999999999999:1",
+				      "x@1+2@1:200000000000000000",
+				      "x@0+1@1:999999999999999999",
+				      "x@123456789012345678+1@30"};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct segname a, b;
+		char buf1[256], buf2[256];
+		int n1, n2;
+
+		if (!CHECK_EQ_INT(segname_parse(names[i], &a), 0))
+			continue;
+		n1 = segname_format(&a, names[i], a.name_len, buf1, sizeof(buf1));
+		CHECK_EQ_INT(n1, strlen(buf1));
+		if (!CHECK_EQ_INT(segname_parse(buf1, &b), 0))
+			continue;
+		CHECK(b.name_len == a.name_len && q_is(b.start, a.start.num, a.start.den) &&
+		      q_is(b.dur, a.dur.num, a.dur.den) && q_is(b.fps, a.fps.num, a.fps.den) &&
+		      b.format == a.format && b.q == a.q);
+		n2 = segname_format(&b, buf1, b.name_len, buf2, sizeof(buf2));
+		CHECK_EQ_INT(n2, n1);
+		CHECK_EQ_STR(buf2, buf1);
+	}
+	CHECK_EQ_STR(canon("x@0+1@30000:1001"), "x@0+1@30000:1001");
+}
+
+static void test_format_edges(void)
+{
+	struct segname sn;
+	char buf[64];
+	const char *s = "clip.mp4@1.5+2@30";
+
+	CHECK_EQ_INT(segname_parse(s, &sn), 0);
+	/* Exactly fits with its NUL; one byte less is too long but still terminated. */
+	CHECK_EQ_INT(segname_format(&sn, s, sn.name_len, buf, strlen(s) + 1), (int)strlen(s));
+	CHECK_EQ_STR(buf, s);
+	CHECK_EQ_INT(segname_format(&sn, s, sn.name_len, buf, strlen(s)), -ENAMETOOLONG);
+	CHECK_EQ_INT(buf[strlen(s) - 1], '\0');
+	CHECK_EQ_INT(segname_format(&sn, s, sn.name_len, buf, 0), -ENAMETOOLONG);
+	/* Another NAME for the same values. */
+	CHECK_EQ_INT(segname_format(&sn, "other.mkv", 9, buf, sizeof(buf)), 18);
+	CHECK_EQ_STR(buf, "other.mkv@1.5+2@30");
+
+	CHECK_EQ_INT(segname_format_q((struct hf_q){3, 2}, buf, sizeof(buf)), 3);
+	CHECK_EQ_STR(buf, "1.5");
+	CHECK_EQ_INT(segname_format_q((struct hf_q){0, 1}, buf, sizeof(buf)), 1);
+	CHECK_EQ_STR(buf, "0");
+	CHECK_EQ_INT(segname_format_q((struct hf_q){120, 10}, buf, sizeof(buf)), 2);
+	CHECK_EQ_STR(buf, "12");
+	CHECK_EQ_INT(segname_format_q((struct hf_q){-1, 8}, buf, sizeof(buf)), 6);
+	CHECK_EQ_STR(buf, "-0.125");
+	CHECK_EQ_INT(segname_format_q((struct hf_q){INT64_MAX, 1}, buf, sizeof(buf)), 19);
+	CHECK_EQ_STR(buf, "9223372036854775807");
+	CHECK_EQ_INT(segname_format_q((struct hf_q){1, 3}, buf, sizeof(buf)), -EINVAL);
+	CHECK_EQ_INT(segname_format_q((struct hf_q){1, 0}, buf, sizeof(buf)), -EINVAL);
+	CHECK_EQ_INT(segname_format_q((struct hf_q){3, 2}, buf, 3), -ENAMETOOLONG);
+}
+
+int main(void)
+{
+	test_values();
+	test_names();
+	test_grammar();
+	test_opts();
+	test_digits();
+	test_slot_limit();
+	test_canonical();
+	test_round_trip();
+	test_format_edges();
+	return hftest_done();
+}
