@@ -405,6 +405,29 @@ def ref_model(src, start, dur, fps, pix_fmt="rgb24", decoder=None):
     return idx, [allf[i] for i in idx]
 
 
+def check_segment(m, name, start, dur, fps, opts=None, pix_fmt="rgb24", decoder=None,
+                  tolerance=0):
+    """Reads segment name@start+dur@fps[@opts] through mount m and proves it against the
+    ffmpeg CLI: the fps/trim reference when S*F is whole (SPEC 4), and always the exact
+    slot model over ffprobe timestamps with each slot compared to the CLI's decode of its
+    source frame. Also checks .hfinfo's count. Returns (seg, blobs, images)."""
+    src = fixture(name)
+    seg = seg_name(name, start, dur, fps, opts)
+    ext = "jpg" if opts and "jpg" in opts.split(",") else "png"
+    blobs = m.read_segment(seg, ext)
+    ours = decode_images(blobs, ext, pix_fmt)
+    idx, refm = ref_model(src, start, dur, fps, pix_fmt, decoder)
+    info = m.info(seg)
+    check(info.get("count") == len(idx), "%s: .hfinfo count %r, expected %d"
+          % (seg, info.get("count"), len(idx)))
+    allf = ref_all(src, pix_fmt, decoder)
+    if (q(start) * q(fps)).denominator == 1:
+        ref = ref_fps(src, start, dur, fps, pix_fmt, decoder)
+        assert_frames_equal(ours, ref, seg + " vs ffmpeg fps/trim", tolerance, idx, allf)
+    assert_frames_equal(ours, refm, seg + " vs exact slot model", tolerance, idx, allf)
+    return seg, blobs, ours
+
+
 def decode_images(blobs, fmt="png", pix_fmt="rgb24"):
     """Decodes image files' bytes (as read from the mount) with the ffmpeg CLI."""
     if not blobs:
@@ -443,9 +466,11 @@ def diff_stats(a, b):
     return mx, nd, first
 
 
-def assert_frames_equal(ours, ref, label, tolerance=0, slot_to_frame=None):
+def assert_frames_equal(ours, ref, label, tolerance=0, slot_to_frame=None, allframes=None):
     """Raw pixel comparison. ours/ref are lists of Image. tolerance is the largest
-    allowed absolute sample difference (0 = exact)."""
+    allowed absolute sample difference (0 = exact). slot_to_frame (expected source frame
+    index per slot) and allframes (every decoded source frame) make the message say
+    which source frame a wrong slot actually shows."""
     if len(ours) != len(ref):
         raise AssertionError("%s: %d frames through the mount, reference has %d"
                              % (label, len(ours), len(ref)))
@@ -468,6 +493,11 @@ def assert_frames_equal(ours, ref, label, tolerance=0, slot_to_frame=None):
         extra = ""
         if slot_to_frame is not None:
             extra = " (expected source frame #%d)" % slot_to_frame[k]
+        if allframes is not None:
+            seen = which_frames([ours[j] for j, _, _, _ in bad], allframes)
+            extra += "; wrong slots show source frames %s" % ", ".join(
+                "slot %d=#%s" % (j, "?" if s is None else s)
+                for (j, _, _, _), s in list(zip(bad, seen))[:8])
         raise AssertionError(
             "%s: %d of %d frames differ beyond tolerance %d; first is frame_%05d%s: max abs "
             "diff %d, %d samples differ, first at %s; worst max abs diff over all frames %d"
