@@ -1,0 +1,625 @@
+/*
+ * Store layout and atomic writes. Temp names carry host and pid so that a later open
+ * can tell a dead writer's leftovers from a live writer's work in progress.
+ */
+#include "cache/store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#define STORE_MARKER "hfmount-store"
+#define MANIFEST_MAGIC "hfmount-manifest 1"
+
+struct store {
+	char *dir;
+	bool fsync;
+	char host[64];
+	_Atomic uint64_t seq;
+	_Atomic uint64_t images, bytes;
+};
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = 0;
+		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const char *p = data;
+	while (len > 0) {
+		ssize_t w = write(fd, p, len);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += w;
+		len -= (size_t)w;
+	}
+	return 0;
+}
+
+static void fsync_dir(const char *path)
+{
+	char dir[PATH_MAX];
+	char *slash;
+	int fd;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (!slash)
+		return;
+	*slash = 0;
+	fd = open(dir, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+}
+
+/*
+ * Writes data to a fresh temp file and renames it to final, creating the final
+ * directory when missing. The temp file never survives a failure.
+ */
+static int atomic_write(struct store *st, const char *final, const void *data, size_t len)
+{
+	char tmp[PATH_MAX];
+	int fd, ret;
+
+	snprintf(tmp, sizeof(tmp), "%s/tmp/%s.%ld.%" PRIu64, st->dir, st->host, (long)getpid(),
+		 atomic_fetch_add(&st->seq, 1));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	ret = write_all(fd, data, len);
+	if (ret == 0 && st->fsync && fsync(fd) < 0)
+		ret = -errno;
+	if (close(fd) < 0 && ret == 0)
+		ret = -errno;
+	if (ret == 0 && rename(tmp, final) < 0) {
+		ret = -errno;
+		if (ret == -ENOENT) {
+			char dir[PATH_MAX];
+			char *slash;
+			snprintf(dir, sizeof(dir), "%s", final);
+			slash = strrchr(dir, '/');
+			*slash = 0;
+			ret = mkdir_p(dir, 0755);
+			if (ret == 0 && rename(tmp, final) < 0)
+				ret = -errno;
+		}
+	}
+	if (ret < 0) {
+		unlink(tmp);
+		return ret;
+	}
+	if (st->fsync)
+		fsync_dir(final);
+	return 0;
+}
+
+static int read_file(const char *path, void **buf, size_t *len)
+{
+	struct stat sb;
+	char *p;
+	size_t got = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int ret = 0;
+
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0) {
+		ret = -errno;
+		goto out_close;
+	}
+	p = malloc((size_t)sb.st_size + 1);
+	if (!p) {
+		ret = -ENOMEM;
+		goto out_close;
+	}
+	while (got < (size_t)sb.st_size) {
+		ssize_t r = read(fd, p + got, (size_t)sb.st_size - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			ret = r < 0 ? -errno : -EIO;
+			free(p);
+			goto out_close;
+		}
+		got += (size_t)r;
+	}
+	p[got] = 0;
+	*buf = p;
+	*len = got;
+out_close:
+	close(fd);
+	return ret;
+}
+
+static bool writer_is_dead(const char *name, const char *host)
+{
+	char h[64];
+	long pid;
+	if (sscanf(name, "%63[^.].%ld.", h, &pid) != 2)
+		return true;
+	if (strcmp(h, host) != 0)
+		return false; /* another machine's writer: left to that machine */
+	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
+}
+
+static void clean_tmp(struct store *st)
+{
+	char path[PATH_MAX];
+	DIR *d;
+	struct dirent *de;
+
+	snprintf(path, sizeof(path), "%s/tmp", st->dir);
+	d = opendir(path);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (writer_is_dead(de->d_name, st->host)) {
+			snprintf(path, sizeof(path), "%s/tmp/%s", st->dir, de->d_name);
+			unlink(path);
+		}
+	}
+	closedir(d);
+}
+
+static void count_images(struct store *st)
+{
+	char path[PATH_MAX];
+	DIR *top, *sub;
+	struct dirent *de, *fe;
+	uint64_t n = 0, bytes = 0;
+
+	snprintf(path, sizeof(path), "%s/img", st->dir);
+	top = opendir(path);
+	if (!top)
+		return;
+	while ((de = readdir(top))) {
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/img/%s", st->dir, de->d_name);
+		sub = opendir(path);
+		if (!sub)
+			continue;
+		while ((fe = readdir(sub))) {
+			struct stat sb;
+			if (fe->d_name[0] == '.')
+				continue;
+			if (fstatat(dirfd(sub), fe->d_name, &sb, 0) == 0) {
+				n++;
+				bytes += (uint64_t)sb.st_size;
+			}
+		}
+		closedir(sub);
+	}
+	closedir(top);
+	st->images = n;
+	st->bytes = bytes;
+}
+
+int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
+	       size_t errlen)
+{
+	static const char *const subdirs[] = {"img", "seg", "idx", "tmp"};
+	char path[PATH_MAX];
+	struct store *st;
+	void *marker = NULL;
+	size_t mlen;
+	int ret;
+
+	*out = NULL;
+	ret = mkdir_p(dir, 0755);
+	if (ret < 0) {
+		snprintf(err, errlen, "store directory %s cannot be created: %s", dir, strerror(-ret));
+		return ret;
+	}
+	if (access(dir, W_OK | X_OK) < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "store directory %s is not writable: %s", dir, strerror(errno));
+		return ret;
+	}
+	snprintf(path, sizeof(path), "%s/" STORE_MARKER, dir);
+	ret = read_file(path, &marker, &mlen);
+	if (ret == 0) {
+		int schema = 0;
+		bool ok = sscanf(marker, "hfmount store schema %d", &schema) == 1 && schema == HF_SCHEMA;
+		free(marker);
+		if (!ok) {
+			snprintf(err, errlen, "%s holds a store of another schema (expected %d)", dir,
+				 HF_SCHEMA);
+			return -EINVAL;
+		}
+	} else if (ret != -ENOENT) {
+		snprintf(err, errlen, "%s cannot be read: %s", path, strerror(-ret));
+		return ret;
+	}
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return -ENOMEM;
+	st->dir = strdup(dir);
+	st->fsync = opts && opts->fsync;
+	if (!st->dir) {
+		free(st);
+		return -ENOMEM;
+	}
+	gethostname(st->host, sizeof(st->host) - 1);
+	for (char *p = st->host; *p; p++)
+		if (*p == '.' || *p == '/')
+			*p = '_';
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", dir, subdirs[i]);
+		ret = mkdir_p(path, 0755);
+		if (ret < 0) {
+			snprintf(err, errlen, "%s cannot be created: %s", path, strerror(-ret));
+			store_close(&st);
+			return ret;
+		}
+	}
+	if (marker == NULL) {
+		char text[64];
+		int n = snprintf(text, sizeof(text), "hfmount store schema %d\n", HF_SCHEMA);
+		snprintf(path, sizeof(path), "%s/" STORE_MARKER, dir);
+		ret = atomic_write(st, path, text, (size_t)n);
+		if (ret < 0) {
+			snprintf(err, errlen, "store directory %s is not writable: %s", dir,
+				 strerror(-ret));
+			store_close(&st);
+			return ret;
+		}
+	}
+	clean_tmp(st);
+	count_images(st);
+	*out = st;
+	return 0;
+}
+
+void store_close(struct store **pst)
+{
+	struct store *st = pst ? *pst : NULL;
+	if (!st)
+		return;
+	free(st->dir);
+	free(st);
+	*pst = NULL;
+}
+
+void store_image_path(struct store *st, const struct hf_key *k, const char *ext, char *buf,
+		      size_t len)
+{
+	char hex[HF_KEY_HEXLEN + 1];
+	key_hex(k, hex);
+	snprintf(buf, len, "%s/img/%.2s/%s.%s", st->dir, hex, hex, ext);
+}
+
+int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	store_image_path(st, k, ext, path, sizeof(path));
+	if (stat(path, &sb) < 0)
+		return -errno;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
+int store_image_open(struct store *st, const struct hf_key *k, const char *ext)
+{
+	char path[PATH_MAX];
+	int fd;
+	store_image_path(st, k, ext, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,
+		    size_t len)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int ret;
+
+	store_image_path(st, k, ext, path, sizeof(path));
+	if (stat(path, &sb) == 0 && (size_t)sb.st_size == len)
+		return 0;
+	ret = atomic_write(st, path, data, len);
+	if (ret == 0) {
+		atomic_fetch_add(&st->images, 1);
+		atomic_fetch_add(&st->bytes, len);
+	}
+	return ret;
+}
+
+static void blob_path(struct store *st, const char *kind, const struct hf_key *k, char *buf,
+		      size_t len)
+{
+	char hex[HF_KEY_HEXLEN + 1];
+	key_hex(k, hex);
+	snprintf(buf, len, "%s/idx/%s.%s", st->dir, hex, kind);
+}
+
+int store_blob_get(struct store *st, const char *kind, const struct hf_key *k, void **buf,
+		   size_t *len)
+{
+	char path[PATH_MAX];
+	blob_path(st, kind, k, path, sizeof(path));
+	return read_file(path, buf, len);
+}
+
+int store_blob_put(struct store *st, const char *kind, const struct hf_key *k, const void *buf,
+		   size_t len)
+{
+	char path[PATH_MAX];
+	blob_path(st, kind, k, path, sizeof(path));
+	return atomic_write(st, path, buf, len);
+}
+
+/* ---- manifests ---- */
+
+static void seg_dir(struct store *st, const char *source, char *buf, size_t len)
+{
+	struct hf_key pk;
+	char hex[HF_KEY_HEXLEN + 1];
+	key_string("path", source, &pk);
+	key_hex(&pk, hex);
+	snprintf(buf, len, "%s/seg/%.32s", st->dir, hex);
+}
+
+static void seg_path(struct store *st, const char *source, const struct hf_key *segkey, char *buf,
+		     size_t len)
+{
+	char dir[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	seg_dir(st, source, dir, sizeof(dir));
+	key_hex(segkey, hex);
+	snprintf(buf, len, "%s/%s.seg", dir, hex);
+}
+
+/* Names may hold any byte but NUL; newlines and '%' are escaped so lines stay lines. */
+static int put_escaped(FILE *f, const char *s)
+{
+	for (; *s; s++) {
+		if (*s == '%' || *s == '\n' || *s == '\r')
+			fprintf(f, "%%%02X", (unsigned char)*s);
+		else
+			fputc(*s, f);
+	}
+	return fputc('\n', f) == EOF ? -EIO : 0;
+}
+
+static char *unescape(const char *s)
+{
+	char *out = malloc(strlen(s) + 1), *o = out;
+	if (!out)
+		return NULL;
+	while (*s) {
+		unsigned v;
+		if (s[0] == '%' && sscanf(s + 1, "%2X", &v) == 1) {
+			*o++ = (char)v;
+			s += 3;
+		} else {
+			*o++ = *s++;
+		}
+	}
+	*o = 0;
+	return out;
+}
+
+int store_manifest_put(struct store *st, const struct hf_key *segkey, const struct manifest *m)
+{
+	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f;
+	int ret;
+
+	if (m->count <= 0)
+		return -EINVAL;
+	for (int64_t i = 0; i < m->count; i++) {
+		uint64_t size = 0;
+		if (store_image_size(st, &m->image[i], m->ext, &size) < 0 || size != m->size[i])
+			return -ENOENT;
+	}
+	f = open_memstream(&text, &len);
+	if (!f)
+		return -ENOMEM;
+	fprintf(f, MANIFEST_MAGIC "\nsegment ");
+	put_escaped(f, m->segment);
+	fprintf(f, "source ");
+	put_escaped(f, m->source);
+	fprintf(f, "identity ");
+	put_escaped(f, m->identity);
+	fprintf(f, "count %" PRId64 "\nwidth %d\nheight %d\next %s\n", m->count, m->width,
+		m->height, m->ext);
+	for (int64_t i = 0; i < m->count; i++) {
+		key_hex(&m->image[i], hex);
+		fprintf(f, "%s %" PRIu64 "\n", hex, m->size[i]);
+	}
+	fprintf(f, "end\n");
+	if (fclose(f) != 0) {
+		free(text);
+		return -ENOMEM;
+	}
+	seg_path(st, m->source, segkey, path, sizeof(path));
+	ret = atomic_write(st, path, text, len);
+	free(text);
+	return ret;
+}
+
+void manifest_free(struct manifest **pm)
+{
+	struct manifest *m = pm ? *pm : NULL;
+	if (!m)
+		return;
+	free(m->segment);
+	free(m->source);
+	free(m->identity);
+	free(m->image);
+	free(m->size);
+	free(m);
+	*pm = NULL;
+}
+
+static char *next_line(char **cur)
+{
+	char *s = *cur, *nl;
+	if (!s || !*s)
+		return NULL;
+	nl = strchr(s, '\n');
+	if (!nl)
+		return NULL; /* every line ends in a newline; a torn tail is damage */
+	*nl = 0;
+	*cur = nl + 1;
+	return s;
+}
+
+static char *field(char **cur, const char *name)
+{
+	char *line = next_line(cur);
+	size_t n = strlen(name);
+	if (!line || strncmp(line, name, n) != 0 || line[n] != ' ')
+		return NULL;
+	return line + n + 1;
+}
+
+/* Parses a manifest; header_only stops after the identity line. */
+static int parse_manifest(char *text, bool header_only, struct manifest **out)
+{
+	struct manifest *m = calloc(1, sizeof(*m));
+	char *cur = text, *v, *line;
+	int ret = -EINVAL;
+
+	if (!m)
+		return -ENOMEM;
+	line = next_line(&cur);
+	if (!line || strcmp(line, MANIFEST_MAGIC) != 0)
+		goto out_free;
+	if (!(v = field(&cur, "segment")) || !(m->segment = unescape(v)))
+		goto out_free;
+	if (!(v = field(&cur, "source")) || !(m->source = unescape(v)))
+		goto out_free;
+	if (!(v = field(&cur, "identity")) || !(m->identity = unescape(v)))
+		goto out_free;
+	if (header_only) {
+		*out = m;
+		return 0;
+	}
+	if (!(v = field(&cur, "count")) || sscanf(v, "%" SCNd64, &m->count) != 1 || m->count <= 0 ||
+	    m->count > 100000000)
+		goto out_free;
+	if (!(v = field(&cur, "width")) || sscanf(v, "%d", &m->width) != 1)
+		goto out_free;
+	if (!(v = field(&cur, "height")) || sscanf(v, "%d", &m->height) != 1)
+		goto out_free;
+	if (!(v = field(&cur, "ext")) || strlen(v) >= sizeof(m->ext))
+		goto out_free;
+	strcpy(m->ext, v);
+	m->image = malloc((size_t)m->count * sizeof(*m->image));
+	m->size = malloc((size_t)m->count * sizeof(*m->size));
+	if (!m->image || !m->size) {
+		ret = -ENOMEM;
+		goto out_free;
+	}
+	for (int64_t i = 0; i < m->count; i++) {
+		line = next_line(&cur);
+		if (!line || strlen(line) < HF_KEY_HEXLEN + 2 || line[HF_KEY_HEXLEN] != ' ' ||
+		    key_from_hex(line, &m->image[i]) < 0 ||
+		    sscanf(line + HF_KEY_HEXLEN + 1, "%" SCNu64, &m->size[i]) != 1)
+			goto out_free;
+	}
+	line = next_line(&cur);
+	if (!line || strcmp(line, "end") != 0)
+		goto out_free;
+	*out = m;
+	return 0;
+out_free:
+	manifest_free(&m);
+	return ret;
+}
+
+int store_manifest_get(struct store *st, const char *source, const struct hf_key *segkey,
+		       struct manifest **out)
+{
+	char path[PATH_MAX];
+	void *text;
+	size_t len;
+	int ret;
+
+	*out = NULL;
+	seg_path(st, source, segkey, path, sizeof(path));
+	ret = read_file(path, &text, &len);
+	if (ret < 0)
+		return ret;
+	ret = parse_manifest(text, false, out);
+	free(text);
+	if (ret == -EINVAL)
+		unlink(path);
+	return ret;
+}
+
+int store_manifest_list(struct store *st, const char *source, const char *identity,
+			void (*fn)(void *arg, const char *segment), void *arg)
+{
+	char dir[PATH_MAX], path[PATH_MAX];
+	DIR *d;
+	struct dirent *de;
+
+	seg_dir(st, source, dir, sizeof(dir));
+	d = opendir(dir);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while ((de = readdir(d))) {
+		struct manifest *m = NULL;
+		void *text;
+		size_t len;
+		if (!strstr(de->d_name, ".seg"))
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (read_file(path, &text, &len) < 0)
+			continue;
+		if (parse_manifest(text, true, &m) == 0) {
+			if (strcmp(m->identity, identity) == 0 && strcmp(m->source, source) == 0)
+				fn(arg, m->segment);
+			manifest_free(&m);
+		}
+		free(text);
+	}
+	closedir(d);
+	return 0;
+}
+
+void store_usage(struct store *st, uint64_t *images, uint64_t *bytes)
+{
+	*images = atomic_load(&st->images);
+	*bytes = atomic_load(&st->bytes);
+}

@@ -1,0 +1,88 @@
+/*
+ * store: the on-disk, content-addressed backing store.
+ *
+ *   STORE/hfmount-store          marker with the schema version
+ *   STORE/img/ab/<key>.<ext>     images, named by key_image()
+ *   STORE/seg/<pathkey>/<key>.seg  segment manifests, grouped by source path
+ *   STORE/idx/<key>.idx          source frame indexes, named by source identity
+ *   STORE/tmp/                   files being written (host.pid.seq), renamed when complete
+ *
+ * Every file appears under its final name only complete (write to tmp/, optional
+ * fsync, rename). A manifest is written only after the images it names. Leftover
+ * temp files of dead writers are removed at open. All functions are thread-safe and
+ * return 0 (or a count/fd) or a negative errno.
+ */
+#ifndef HF_STORE_H
+#define HF_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/key.h"
+
+struct store;
+
+struct store_opts {
+	bool fsync; /* fsync files and their directory before and after rename */
+};
+
+/* What a segment manifest records: enough to list and read it without the video. */
+struct manifest {
+	char *segment;  /* canonical directory name, e.g. "clip.mp4@1.5+2@30" */
+	char *source;   /* absolute source path */
+	char *identity; /* source identity the images were made from */
+	int64_t count;  /* number of slots, > 0 */
+	int width, height;
+	char ext[8];          /* "png" or "jpg" */
+	struct hf_key *image; /* count keys, one per slot */
+	uint64_t *size;       /* count image sizes in bytes */
+};
+
+/*
+ * Opens (creating if missing) the store at dir. Fails with a sentence in err when the
+ * directory cannot be created or written, or holds another schema.
+ */
+int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
+	       size_t errlen);
+
+/* Closes the store; accepts NULL and clears the caller's pointer. */
+void store_close(struct store **st);
+
+/* Size of a stored image, -ENOENT if absent. Does not open the file. */
+int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size);
+
+/* Opens a stored image read-only; returns the fd or -ENOENT. */
+int store_image_open(struct store *st, const struct hf_key *k, const char *ext);
+
+/* Stores an image atomically. Storing an existing key is a no-op. 0, -ENOSPC, -EIO... */
+int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,
+		    size_t len);
+
+/* Path of an image (for tools and logs). */
+void store_image_path(struct store *st, const struct hf_key *k, const char *ext, char *buf,
+		      size_t len);
+
+/* Opaque blobs such as source indexes: get returns a malloc'ed copy, -ENOENT if absent. */
+int store_blob_get(struct store *st, const char *kind, const struct hf_key *k, void **buf,
+		   size_t *len);
+int store_blob_put(struct store *st, const char *kind, const struct hf_key *k, const void *buf,
+		   size_t len);
+
+/* Writes a manifest (count must be > 0) after checking that every image it names exists. */
+int store_manifest_put(struct store *st, const struct hf_key *segkey, const struct manifest *m);
+
+/* Reads a manifest; -ENOENT if absent, -EINVAL if damaged (a damaged one is removed). */
+int store_manifest_get(struct store *st, const char *source, const struct hf_key *segkey,
+		       struct manifest **out);
+
+/* Calls fn for every stored segment of this source path made from this identity. */
+int store_manifest_list(struct store *st, const char *source, const char *identity,
+			void (*fn)(void *arg, const char *segment), void *arg);
+
+void manifest_free(struct manifest **m);
+
+/* Number of images and their bytes in the store, kept up to date by this process. */
+void store_usage(struct store *st, uint64_t *images, uint64_t *bytes);
+
+#endif

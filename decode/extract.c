@@ -1,0 +1,589 @@
+/*
+ * Decode loop and encoder pool. The decode thread owns the demuxer and decoder; decoded
+ * frames (references, no copies) go through a bounded queue to the encoder threads, each of
+ * which converts with its own swscale context and encodes with its own encoder state.
+ */
+#include "decode/extract.h"
+
+#include <errno.h>
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
+#include <libswscale/swscale.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+struct job_run;
+
+struct task {
+	struct job_run *run;
+	AVFrame *frame;
+	size_t index;
+};
+
+struct job_run {
+	const struct extract_job *job;
+	enum AVPixelFormat dst_fmt;
+	pthread_mutex_t lock;
+	pthread_cond_t idle;
+	int inflight;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t not_empty, not_full;
+	struct task *q;
+	size_t cap, head, len;
+	pthread_t *workers;
+	int nworkers;
+	bool stopping;
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
+	  .not_empty = PTHREAD_COND_INITIALIZER,
+	  .not_full = PTHREAD_COND_INITIALIZER};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void add_ns(struct extract_stats *st, _Atomic uint64_t *field, uint64_t t0)
+{
+	if (st)
+		atomic_fetch_add(field, now_ns() - t0);
+}
+
+/* ---- conversion: swscale as the CLI's auto-inserted scale filter does it ---- */
+
+struct conv_state {
+	struct SwsContext *sws;
+	enum AVPixelFormat src_fmt, dst_fmt;
+	int w, h, colorspace, range;
+	uint8_t *rgb, *turned;
+	size_t rgb_size;
+	struct image_buf img;
+};
+
+static __thread struct conv_state conv_tls;
+
+static void conv_reset(struct conv_state *c)
+{
+	sws_freeContext(c->sws);
+	c->sws = NULL;
+	av_freep(&c->rgb);
+	av_freep(&c->turned);
+	c->rgb_size = 0;
+	image_buf_free(&c->img);
+}
+
+static int conv_prepare(struct conv_state *c, const AVFrame *f, enum AVPixelFormat dst)
+{
+	int *inv, *tbl, src_full, dst_full, bri, con, sat;
+	size_t size;
+
+	if (c->sws && c->src_fmt == f->format && c->dst_fmt == dst && c->w == f->width &&
+	    c->h == f->height && c->colorspace == (int)f->colorspace && c->range == (int)f->color_range)
+		return 0;
+	sws_freeContext(c->sws);
+	c->sws = sws_getContext(f->width, f->height, f->format, f->width, f->height, dst,
+				SWS_BICUBIC, NULL, NULL, NULL);
+	if (!c->sws)
+		return -ENOMEM;
+	sws_getColorspaceDetails(c->sws, &inv, &src_full, &tbl, &dst_full, &bri, &con, &sat);
+	inv = (int *)sws_getCoefficients(f->colorspace);
+	if (f->color_range != AVCOL_RANGE_UNSPECIFIED)
+		src_full = f->color_range == AVCOL_RANGE_JPEG;
+	sws_setColorspaceDetails(c->sws, inv, src_full, inv, dst_full, bri, con, sat);
+	c->src_fmt = f->format;
+	c->dst_fmt = dst;
+	c->w = f->width;
+	c->h = f->height;
+	c->colorspace = f->colorspace;
+	c->range = f->color_range;
+	size = (size_t)av_image_get_buffer_size(dst, f->width, f->height, 1);
+	if (size > c->rgb_size) {
+		av_freep(&c->rgb);
+		av_freep(&c->turned);
+		c->rgb = av_malloc(size);
+		c->turned = av_malloc(size);
+		if (!c->rgb || !c->turned) {
+			c->rgb_size = 0;
+			return -ENOMEM;
+		}
+		c->rgb_size = size;
+	}
+	return 0;
+}
+
+/* Turns a packed picture as the CLI's transpose/hflip/vflip filters would. */
+static void orient_picture(const uint8_t *src, int w, int h, size_t bpp, enum source_orient o,
+			   uint8_t *dst, int *ow, int *oh)
+{
+	bool swap = o == ORIENT_CLOCK || o == ORIENT_CCLOCK || o == ORIENT_CLOCK_FLIP ||
+		    o == ORIENT_CCLOCK_FLIP;
+	int W = swap ? h : w, H = swap ? w : h;
+
+	for (int y = 0; y < H; y++) {
+		uint8_t *d = dst + (size_t)y * W * bpp;
+		for (int x = 0; x < W; x++) {
+			int sx, sy;
+			switch (o) {
+			case ORIENT_CLOCK:
+				sx = y;
+				sy = h - 1 - x;
+				break;
+			case ORIENT_CCLOCK:
+				sx = w - 1 - y;
+				sy = x;
+				break;
+			case ORIENT_CCLOCK_FLIP:
+				sx = y;
+				sy = x;
+				break;
+			case ORIENT_CLOCK_FLIP:
+				sx = w - 1 - y;
+				sy = h - 1 - x;
+				break;
+			case ORIENT_HFLIP:
+				sx = w - 1 - x;
+				sy = y;
+				break;
+			case ORIENT_VFLIP:
+				sx = x;
+				sy = h - 1 - y;
+				break;
+			case ORIENT_ROT180:
+				sx = w - 1 - x;
+				sy = h - 1 - y;
+				break;
+			default:
+				sx = x;
+				sy = y;
+			}
+			memcpy(d + (size_t)x * bpp, src + ((size_t)sy * w + sx) * bpp, bpp);
+		}
+	}
+	*ow = W;
+	*oh = H;
+}
+
+static void process_task(struct task *t)
+{
+	const struct extract_job *job = t->run->job;
+	struct conv_state *c = &conv_tls;
+	const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(t->run->dst_fmt);
+	size_t bpp = (size_t)av_get_padded_bits_per_pixel(desc) / 8;
+	uint8_t *dst[4] = {0};
+	int dst_stride[4] = {0};
+	struct picture pic;
+	char why[256] = "";
+	uint64_t t0 = now_ns();
+	int ret;
+
+	ret = conv_prepare(c, t->frame, t->run->dst_fmt);
+	if (ret < 0) {
+		job->done(job->arg, t->index, ret, NULL, "out of memory converting a frame");
+		return;
+	}
+	dst[0] = c->rgb;
+	dst_stride[0] = (int)(bpp * (size_t)t->frame->width);
+	sws_scale(c->sws, (const uint8_t *const *)t->frame->data, t->frame->linesize, 0,
+		  t->frame->height, dst, dst_stride);
+	pic = (struct picture){
+		.data = c->rgb,
+		.stride = (size_t)dst_stride[0],
+		.width = t->frame->width,
+		.height = t->frame->height,
+		.channels = job->idx->alpha ? 4 : 3,
+		.depth = job->idx->depth > 8 ? 16 : 8,
+		.primaries = t->frame->color_primaries,
+		.trc = t->frame->color_trc,
+	};
+	if (job->idx->orient != ORIENT_NONE) {
+		orient_picture(c->rgb, pic.width, pic.height, bpp, job->idx->orient, c->turned,
+			       &pic.width, &pic.height);
+		pic.data = c->turned;
+		pic.stride = bpp * (size_t)pic.width;
+	}
+	add_ns(job->stats, job->stats ? &job->stats->convert_ns : NULL, t0);
+	t0 = now_ns();
+	ret = image_encode(&pic, &job->opts, &c->img, why, sizeof(why));
+	add_ns(job->stats, job->stats ? &job->stats->encode_ns : NULL, t0);
+	job->done(job->arg, t->index, ret, ret < 0 ? NULL : &c->img, why);
+}
+
+static void *worker_main(void *unused)
+{
+	for (;;) {
+		struct task t;
+		pthread_mutex_lock(&pool.lock);
+		while (pool.len == 0 && !pool.stopping)
+			pthread_cond_wait(&pool.not_empty, &pool.lock);
+		if (pool.len == 0) {
+			pthread_mutex_unlock(&pool.lock);
+			break;
+		}
+		t = pool.q[pool.head];
+		pool.head = (pool.head + 1) % pool.cap;
+		pool.len--;
+		pthread_cond_signal(&pool.not_full);
+		pthread_mutex_unlock(&pool.lock);
+
+		process_task(&t);
+		av_frame_free(&t.frame);
+		pthread_mutex_lock(&t.run->lock);
+		if (--t.run->inflight == 0)
+			pthread_cond_broadcast(&t.run->idle);
+		pthread_mutex_unlock(&t.run->lock);
+	}
+	conv_reset(&conv_tls);
+	image_encode_thread_done();
+	return NULL;
+}
+
+int extract_pool_start(int threads)
+{
+	if (threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+		threads = n > 0 ? (int)n : 1;
+	}
+	pool.cap = (size_t)threads * 2;
+	pool.q = calloc(pool.cap, sizeof(*pool.q));
+	pool.workers = calloc((size_t)threads, sizeof(*pool.workers));
+	if (!pool.q || !pool.workers) {
+		free(pool.q);
+		free(pool.workers);
+		pool.q = NULL;
+		pool.workers = NULL;
+		return -ENOMEM;
+	}
+	pool.stopping = false;
+	for (int i = 0; i < threads; i++) {
+		if (pthread_create(&pool.workers[i], NULL, worker_main, NULL) != 0) {
+			pool.nworkers = i;
+			extract_pool_stop();
+			return -EAGAIN;
+		}
+	}
+	pool.nworkers = threads;
+	return 0;
+}
+
+void extract_pool_stop(void)
+{
+	if (!pool.workers)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	pool.stopping = true;
+	pthread_cond_broadcast(&pool.not_empty);
+	pthread_mutex_unlock(&pool.lock);
+	for (int i = 0; i < pool.nworkers; i++)
+		pthread_join(pool.workers[i], NULL);
+	free(pool.workers);
+	free(pool.q);
+	pool.workers = NULL;
+	pool.q = NULL;
+	pool.nworkers = 0;
+	pool.len = pool.head = 0;
+}
+
+static void submit(struct job_run *run, AVFrame *frame, size_t index)
+{
+	pthread_mutex_lock(&run->lock);
+	run->inflight++;
+	pthread_mutex_unlock(&run->lock);
+
+	pthread_mutex_lock(&pool.lock);
+	while (pool.len == pool.cap)
+		pthread_cond_wait(&pool.not_full, &pool.lock);
+	pool.q[(pool.head + pool.len) % pool.cap] = (struct task){run, frame, index};
+	pool.len++;
+	pthread_cond_signal(&pool.not_empty);
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static void wait_idle(struct job_run *run)
+{
+	pthread_mutex_lock(&run->lock);
+	while (run->inflight > 0)
+		pthread_cond_wait(&run->idle, &run->lock);
+	pthread_mutex_unlock(&run->lock);
+}
+
+/* ---- decoding ---- */
+
+struct decoder {
+	AVFormatContext *fmt;
+	AVCodecContext *dec;
+	AVStream *st;
+	AVPacket *pkt;
+	AVFrame *frame;
+};
+
+static void decoder_close(struct decoder *d)
+{
+	av_frame_free(&d->frame);
+	av_packet_free(&d->pkt);
+	avcodec_free_context(&d->dec);
+	avformat_close_input(&d->fmt);
+}
+
+static int decoder_open(struct decoder *d, const char *path, const struct source_index *idx,
+			char *why, size_t whylen)
+{
+	const AVCodec *codec;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	ret = avformat_open_input(&d->fmt, path, NULL, NULL);
+	if (ret < 0) {
+		snprintf(why, whylen, "the source could not be opened again for decoding");
+		return ret == AVERROR(ENOENT) ? -ENOENT : -EIO;
+	}
+	/* The container header is enough for codec parameters in the usual formats. */
+	if (idx->stream >= (int)d->fmt->nb_streams ||
+	    d->fmt->streams[idx->stream]->codecpar->width <= 0) {
+		ret = avformat_find_stream_info(d->fmt, NULL);
+		if (ret < 0 || idx->stream >= (int)d->fmt->nb_streams) {
+			snprintf(why, whylen, "the source's streams changed since it was indexed");
+			goto out_close;
+		}
+	}
+	d->st = d->fmt->streams[idx->stream];
+	for (unsigned i = 0; i < d->fmt->nb_streams; i++)
+		if ((int)i != idx->stream)
+			d->fmt->streams[i]->discard = AVDISCARD_ALL;
+	codec = avcodec_find_decoder_by_name(idx->codec);
+	if (!codec)
+		codec = avcodec_find_decoder(d->st->codecpar->codec_id);
+	if (!codec) {
+		snprintf(why, whylen, "no decoder for %s", idx->codec);
+		goto out_close;
+	}
+	d->dec = avcodec_alloc_context3(codec);
+	d->pkt = av_packet_alloc();
+	d->frame = av_frame_alloc();
+	if (!d->dec || !d->pkt || !d->frame) {
+		snprintf(why, whylen, "out of memory opening the decoder");
+		decoder_close(d);
+		return -ENOMEM;
+	}
+	avcodec_parameters_to_context(d->dec, d->st->codecpar);
+	d->dec->pkt_timebase = d->st->time_base;
+	d->dec->thread_count = 0;
+	d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+	ret = avcodec_open2(d->dec, codec, NULL);
+	if (ret < 0) {
+		snprintf(why, whylen, "the %s decoder could not be opened", codec->name);
+		goto out_close;
+	}
+	return 0;
+out_close:
+	decoder_close(d);
+	return -EIO;
+}
+
+static int decoder_seek(struct decoder *d, const struct source_index *idx, size_t kf)
+{
+	int ret;
+	if (kf == 0)
+		ret = av_seek_frame(d->fmt, d->st->index, idx->pts[0], AVSEEK_FLAG_BACKWARD);
+	else
+		ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf], AVSEEK_FLAG_BACKWARD);
+	if (ret < 0 && kf == 0)
+		ret = avformat_seek_file(d->fmt, -1, INT64_MIN, 0, 0, 0);
+	avcodec_flush_buffers(d->dec);
+	return ret < 0 ? -EIO : 0;
+}
+
+struct loop_state {
+	struct job_run *run;
+	struct decoder *d;
+	size_t expect;     /* next frame index we must see */
+	size_t seek_kf;    /* keyframe of the current seek */
+	int reseeks;
+	bool started;      /* a frame >= first has been seen */
+	bool stop;
+	bool damaged;
+};
+
+static void report_damage(struct loop_state *ls, size_t frame, int err, const char *why)
+{
+	const struct extract_job *job = ls->run->job;
+	if (ls->damaged)
+		return;
+	ls->damaged = true;
+	ls->stop = true;
+	if (job->damaged)
+		job->damaged(job->arg, frame, err, why);
+}
+
+/* Handles one decoded frame; may ask for a re-seek by returning 1. */
+static int take_frame(struct loop_state *ls, AVFrame *f)
+{
+	const struct extract_job *job = ls->run->job;
+	const struct source_index *idx = job->idx;
+	int64_t ts = f->best_effort_timestamp != AV_NOPTS_VALUE ? f->best_effort_timestamp : f->pts;
+	int64_t i;
+	char why[200];
+
+	if (job->stats)
+		atomic_fetch_add(&job->stats->frames_decoded, 1);
+	if (ts == AV_NOPTS_VALUE)
+		return 0;
+	i = source_index_find(idx, ts, ls->expect);
+	if (i < 0 || (size_t)i < job->first)
+		return 0;
+	if (!ls->started && (size_t)i > job->first && ls->seek_kf > 0 && ls->reseeks < 3)
+		return 1; /* the seek landed past the first frame: go back one keyframe */
+	if ((size_t)i < ls->expect)
+		return 0;
+	if ((size_t)i > ls->expect) {
+		snprintf(why, sizeof(why), "source frame %zu could not be decoded (damaged data)",
+			 ls->expect + 1);
+		report_damage(ls, ls->expect, -EIO, why);
+		return 0;
+	}
+	ls->started = true;
+	if ((f->flags & AV_FRAME_FLAG_CORRUPT) || f->decode_error_flags) {
+		snprintf(why, sizeof(why), "source frame %zu is damaged", (size_t)i + 1);
+		report_damage(ls, (size_t)i, -EIO, why);
+		return 0;
+	}
+	ls->expect = (size_t)i + 1;
+	switch (job->visit(job->arg, (size_t)i)) {
+	case EXTRACT_STOP:
+		ls->stop = true;
+		break;
+	case EXTRACT_ENCODE: {
+		AVFrame *ref = av_frame_clone(f);
+		if (!ref) {
+			job->done(job->arg, (size_t)i, -ENOMEM, NULL, "out of memory");
+			break;
+		}
+		submit(ls->run, ref, (size_t)i);
+		break;
+	}
+	case EXTRACT_SKIP:
+		break;
+	}
+	return 0;
+}
+
+/* Drains decoded frames. Returns 1 to ask for a re-seek, 0 otherwise. */
+static int drain(struct loop_state *ls)
+{
+	struct decoder *d = ls->d;
+	struct extract_stats *st = ls->run->job->stats;
+
+	while (!ls->stop) {
+		uint64_t t0 = now_ns();
+		int r = avcodec_receive_frame(d->dec, d->frame);
+		add_ns(st, st ? &st->decode_ns : NULL, t0);
+		if (r < 0)
+			return 0;
+		r = take_frame(ls, d->frame);
+		av_frame_unref(d->frame);
+		if (r)
+			return 1;
+	}
+	return 0;
+}
+
+static void decode_loop(struct loop_state *ls)
+{
+	const struct extract_job *job = ls->run->job;
+	struct extract_stats *st = job->stats;
+	struct decoder *d = ls->d;
+	bool eof = false;
+	char why[200];
+
+	while (!ls->stop) {
+		int r;
+		uint64_t t0;
+		if (!eof) {
+			r = av_read_frame(d->fmt, d->pkt);
+			if (r < 0) {
+				eof = true;
+				if (r != AVERROR_EOF && ls->expect < job->idx->n) {
+					/* flush what we have, then report */
+				}
+				avcodec_send_packet(d->dec, NULL);
+			} else if (d->pkt->stream_index != d->st->index) {
+				av_packet_unref(d->pkt);
+				continue;
+			} else {
+				t0 = now_ns();
+				r = avcodec_send_packet(d->dec, d->pkt);
+				add_ns(st, st ? &st->decode_ns : NULL, t0);
+				av_packet_unref(d->pkt);
+				if (r == AVERROR(EAGAIN)) {
+					/* cannot happen with a drained decoder; treat as damage */
+				}
+			}
+		}
+		if (drain(ls)) {
+			size_t kf = source_index_keyframe_before(job->idx, ls->seek_kf - 1);
+			ls->reseeks++;
+			ls->seek_kf = kf;
+			t0 = now_ns();
+			decoder_seek(d, job->idx, kf);
+			add_ns(st, st ? &st->seek_ns : NULL, t0);
+			eof = false;
+			continue;
+		}
+		if (eof) {
+			if (!ls->stop && ls->expect < job->idx->n) {
+				snprintf(why, sizeof(why),
+					 "the source ends before frame %zu of %zu (truncated or damaged)",
+					 ls->expect + 1, job->idx->n);
+				report_damage(ls, ls->expect, -EIO, why);
+			}
+			break;
+		}
+	}
+}
+
+static enum AVPixelFormat dst_format(const struct source_index *idx)
+{
+	if (idx->depth > 8)
+		return idx->alpha ? AV_PIX_FMT_RGBA64BE : AV_PIX_FMT_RGB48BE;
+	return idx->alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
+}
+
+int extract_run(const struct extract_job *job)
+{
+	struct job_run run = {.job = job, .dst_fmt = dst_format(job->idx),
+			      .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
+	struct decoder d;
+	struct loop_state ls = {.run = &run, .d = &d, .expect = job->first};
+	char why[200];
+	uint64_t t0 = now_ns();
+	int ret;
+
+	ret = decoder_open(&d, job->path, job->idx, why, sizeof(why));
+	add_ns(job->stats, job->stats ? &job->stats->open_ns : NULL, t0);
+	if (ret < 0) {
+		if (job->damaged)
+			job->damaged(job->arg, job->first, ret, why);
+		return ret;
+	}
+	ls.seek_kf = source_index_keyframe_before(job->idx, job->first);
+	if (ls.seek_kf > 0) {
+		t0 = now_ns();
+		decoder_seek(&d, job->idx, ls.seek_kf);
+		add_ns(job->stats, job->stats ? &job->stats->seek_ns : NULL, t0);
+	}
+	decode_loop(&ls);
+	wait_idle(&run);
+	decoder_close(&d);
+	pthread_mutex_destroy(&run.lock);
+	pthread_cond_destroy(&run.idle);
+	return 0;
+}

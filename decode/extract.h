@@ -1,0 +1,60 @@
+/*
+ * extract: decodes a source from the keyframe before a given frame onward and turns the
+ * frames its caller asks for into images, on a shared pool of encoder threads.
+ *
+ * Life cycle: extract_pool_start() once, any number of extract_run() calls from any
+ * threads (each blocks its caller while it decodes), extract_pool_stop() at exit.
+ * Pixels match the ffmpeg CLI: swscale bicubic with the frame's own matrix and range,
+ * then the container's display orientation. Memory is bounded: at most a few decoded
+ * frames per encoder thread wait in the queue whatever the segment length.
+ */
+#ifndef HF_EXTRACT_H
+#define HF_EXTRACT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "decode/encode.h"
+#include "decode/source.h"
+
+/* Nanoseconds spent per phase, added to atomically by every job that points at it. */
+struct extract_stats {
+	_Atomic uint64_t open_ns, seek_ns, decode_ns, convert_ns, encode_ns;
+	_Atomic uint64_t frames_decoded;
+};
+
+/* What visit() tells the decoder to do with a frame it has just decoded. */
+enum extract_visit { EXTRACT_SKIP, EXTRACT_ENCODE, EXTRACT_STOP };
+
+struct extract_job {
+	const char *path;
+	const struct source_index *idx;
+	struct image_opts opts;
+	size_t first; /* decode from the keyframe before this frame; frames before it are not visited */
+	/* Decode thread, in presentation order, for each decoded frame index >= first. */
+	enum extract_visit (*visit)(void *arg, size_t frame);
+	/* Encoder thread: the image of a frame visit() asked for, or err < 0 with a sentence. */
+	void (*done)(void *arg, size_t frame, int err, const struct image_buf *img,
+		     const char *why);
+	/* Decode thread, at most once: frames from `frame` on cannot be produced (damage). */
+	void (*damaged)(void *arg, size_t frame, int err, const char *why);
+	void *arg;
+	struct extract_stats *stats; /* may be NULL */
+};
+
+/* Starts the encoder pool with `threads` workers (0 = one per core). 0 or -errno. */
+int extract_pool_start(int threads);
+
+/* Waits for queued work, stops and joins the workers. Safe to call when not started. */
+void extract_pool_stop(void);
+
+/*
+ * Runs one job to its end: until visit() says STOP, the stream ends, or damage.
+ * Returns after every done()/damaged() call for it has returned. 0, or a negative
+ * errno when the source could not be opened (then damaged(first, ...) was called).
+ */
+int extract_run(const struct extract_job *job);
+
+#endif

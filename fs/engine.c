@@ -1,0 +1,1316 @@
+/*
+ * Engine: frame states per (source identity, output format), decode jobs that claim
+ * frames, waiters woken by the encoder threads, and segment manifests.
+ *
+ * Locking: engine->lock guards the two hash tables and reference counts; each
+ * source->lock guards its frame states, waiters, jobs and attached segments. A source
+ * lock is never taken while holding the engine lock, except to create the source.
+ */
+#include "fs/engine.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "decode/extract.h"
+#include "decode/source.h"
+#include "fs/log.h"
+
+/* A claimed frame at least this far ahead of a job's position gets its own job. */
+#define FAR_AHEAD_FRAMES 48
+
+enum fstate { F_NONE, F_CLAIMED, F_DONE, F_FAILED };
+
+struct frame_state {
+	uint8_t state;
+	struct job *owner;
+	uint64_t size;
+};
+
+struct waiter {
+	size_t frame;
+	frame_ready_fn fn;
+	void *arg;
+	struct waiter *next;
+};
+
+struct job {
+	struct source *src;
+	size_t first, last;
+	_Atomic int64_t pos; /* last frame index decoded, -1 before the first */
+	pthread_t thread;
+	bool stopped;
+	struct job *next;
+};
+
+struct source {
+	struct engine *e;
+	char *path;
+	char *identity;
+	char fmt[96]; /* image_opts_canon */
+	struct image_opts opts;
+	int refs;
+	struct source *next; /* engine hash chain */
+
+	/* set once by the builder, then read-only */
+	bool ready;
+	struct source_index *idx;
+	int err;
+	char error[256];
+
+	pthread_mutex_t lock;
+	struct frame_state *fs;
+	struct waiter *waiters;
+	struct job *jobs;
+	struct segment *segs; /* cold segments being tracked, via seg->src_next */
+	size_t damaged_at;    /* frames at or after this fail; SIZE_MAX when undamaged */
+	char damage[256];
+};
+
+enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
+
+struct segment {
+	struct engine *e;
+	int refs;
+	struct segment *next; /* engine hash chain */
+	struct hf_key key;
+	char *name;   /* canonical directory name */
+	char *canon;  /* canonical values, e.g. "1.5+2@30" */
+	char *path;   /* source path */
+	char *identity;
+	struct segname sn;
+	int64_t count;
+	int width, height;
+	char ext[8];
+	char error[256];
+	struct manifest *man; /* warm: served from the store */
+	struct source *src;   /* cold: attached when a frame is needed */
+
+	/* under src->lock */
+	enum seg_state state;
+	bool started;
+	size_t *needed;   /* distinct source frames shown, ascending */
+	size_t nneeded;
+	size_t remaining; /* needed frames not done */
+	struct segment *src_next;
+	uint64_t t_start_ns, t_done_ns;
+	uint64_t hits_at_start;
+};
+
+struct engine {
+	struct hf_conf conf;
+	struct store *store;
+	pthread_mutex_t lock;
+	pthread_cond_t built;
+	pthread_cond_t jobs_done;
+	int running_jobs;
+	struct source *sources;
+	struct segment *segments;
+	uint64_t t0_ns;
+
+	struct extract_stats xs;
+	_Atomic uint64_t write_ns;
+	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
+	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
+	_Atomic uint64_t segments_known, store_errors;
+	char store_error[256];
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *s = strrchr(path, '/');
+	return s ? s + 1 : path;
+}
+
+/* ---- sources ---- */
+
+static struct image_opts opts_for(const struct engine *e, const struct segname *sn)
+{
+	return (struct image_opts){
+		.format = sn->format == SEG_JPG ? IMAGE_JPG : IMAGE_PNG,
+		.png_level = e->conf.png_level,
+		.png_filter = e->conf.png_filter,
+		.png_strategy = e->conf.png_strategy,
+		.jpeg_q = sn->q,
+	};
+}
+
+static int source_identity(const char *path, char **out)
+{
+	struct stat sb;
+	char *id;
+	if (stat(path, &sb) < 0)
+		return -errno;
+	if (asprintf(&id, "stat:%s:%lld:%lld.%09ld", path, (long long)sb.st_size,
+		     (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec) < 0)
+		return -ENOMEM;
+	*out = id;
+	return 0;
+}
+
+static void build_index(struct engine *e, struct source *src)
+{
+	struct hf_key k;
+	void *blob = NULL;
+	size_t len;
+	int ret;
+
+	key_string("index", src->identity, &k);
+	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0) {
+		ret = source_index_load(blob, len, &src->idx);
+		free(blob);
+		if (ret == 0)
+			return;
+	}
+	ret = source_index_build(src->path, &src->idx, src->error, sizeof(src->error));
+	if (ret < 0) {
+		src->err = ret;
+		hf_log(HF_LOG_WARN, "%s: %s", src->path, src->error);
+		return;
+	}
+	if (source_index_save(src->idx, &blob, &len) == 0) {
+		store_blob_put(e->store, "idx", &k, blob, len);
+		free(blob);
+	}
+}
+
+/* Finds or creates the source; indexes it once, others wait for the builder. */
+static struct source *source_get(struct engine *e, const char *path, const char *identity,
+				 const struct image_opts *opts)
+{
+	char fmt[96];
+	struct source *src;
+
+	image_opts_canon(opts, fmt, sizeof(fmt));
+	pthread_mutex_lock(&e->lock);
+	for (src = e->sources; src; src = src->next)
+		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0)
+			break;
+	if (src) {
+		src->refs++;
+		while (!src->ready)
+			pthread_cond_wait(&e->built, &e->lock);
+		pthread_mutex_unlock(&e->lock);
+		return src;
+	}
+	src = calloc(1, sizeof(*src));
+	if (!src || !(src->path = strdup(path)) || !(src->identity = strdup(identity))) {
+		pthread_mutex_unlock(&e->lock);
+		if (src) {
+			free(src->path);
+			free(src);
+		}
+		return NULL;
+	}
+	src->e = e;
+	src->refs = 2; /* the table's and the caller's */
+	src->opts = *opts;
+	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
+	src->damaged_at = SIZE_MAX;
+	pthread_mutex_init(&src->lock, NULL);
+	src->next = e->sources;
+	e->sources = src;
+	pthread_mutex_unlock(&e->lock);
+
+	build_index(e, src);
+	if (src->idx) {
+		src->fs = calloc(src->idx->n, sizeof(*src->fs));
+		if (!src->fs) {
+			source_index_free(&src->idx);
+			src->err = -ENOMEM;
+			snprintf(src->error, sizeof(src->error), "out of memory");
+		}
+	}
+	pthread_mutex_lock(&e->lock);
+	src->ready = true;
+	pthread_cond_broadcast(&e->built);
+	pthread_mutex_unlock(&e->lock);
+	return src;
+}
+
+static void source_free(struct source *src)
+{
+	source_index_free(&src->idx);
+	free(src->fs);
+	free(src->path);
+	free(src->identity);
+	pthread_mutex_destroy(&src->lock);
+	free(src);
+}
+
+static void image_key(const struct source *src, size_t frame, struct hf_key *k)
+{
+	key_image(src->identity, src->idx->stream, src->idx->pts[frame], src->fmt, k);
+}
+
+/* ---- frame states ---- */
+
+struct wake {
+	struct waiter *list; /* waiters to call once unlocked */
+	struct segment *complete[8];
+	int ncomplete;
+};
+
+static bool seg_needs(const struct segment *s, size_t frame)
+{
+	size_t lo = 0, hi = s->nneeded;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->needed[mid] < frame)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nneeded && s->needed[lo] == frame;
+}
+
+static void take_waiters_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct waiter **pp = &src->waiters;
+	while (*pp) {
+		struct waiter *wt = *pp;
+		if (wt->frame == frame) {
+			*pp = wt->next;
+			wt->next = w->list;
+			w->list = wt;
+		} else {
+			pp = &wt->next;
+		}
+	}
+}
+
+static void mark_done_locked(struct source *src, size_t frame, uint64_t size, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	if (f->state == F_DONE)
+		return;
+	f->state = F_DONE;
+	f->owner = NULL;
+	f->size = size;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next) {
+		if (s->state != SEG_EXTRACTING || !seg_needs(s, frame))
+			continue;
+		if (--s->remaining == 0) {
+			s->state = SEG_COMPLETE;
+			s->t_done_ns = now_ns();
+			if (w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+				s->refs++; /* under src lock: engine refs are only read here */
+				w->complete[w->ncomplete++] = s;
+			}
+		}
+	}
+}
+
+static void mark_failed_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	if (f->state == F_DONE || f->state == F_FAILED)
+		return;
+	f->state = F_FAILED;
+	f->owner = NULL;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next)
+		if (s->state == SEG_EXTRACTING && seg_needs(s, frame))
+			s->state = SEG_ERROR;
+}
+
+static void write_manifest(struct segment *s);
+
+static void run_wake(struct source *src, struct wake *w)
+{
+	while (w->list) {
+		struct waiter *wt = w->list;
+		struct frame_state *f = &src->fs[wt->frame];
+		w->list = wt->next;
+		/* DONE and FAILED are final, so reading them unlocked is safe. */
+		if (f->state == F_DONE)
+			wt->fn(wt->arg, 0, f->size);
+		else
+			wt->fn(wt->arg, -EIO, 0);
+		free(wt);
+	}
+	for (int i = 0; i < w->ncomplete; i++) {
+		write_manifest(w->complete[i]);
+		segment_put(&w->complete[i]);
+	}
+	w->ncomplete = 0;
+}
+
+/* ---- jobs ---- */
+
+static enum extract_visit job_visit(void *arg, size_t frame)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	enum extract_visit v = EXTRACT_SKIP;
+
+	atomic_store(&j->pos, (int64_t)frame);
+	pthread_mutex_lock(&src->lock);
+	if (frame > j->last)
+		v = EXTRACT_STOP;
+	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
+		v = EXTRACT_ENCODE;
+	pthread_mutex_unlock(&src->lock);
+	return v;
+}
+
+static void job_done(void *arg, size_t frame, int err, const struct image_buf *img,
+		     const char *why)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct wake w = {0};
+	uint64_t t0 = now_ns();
+
+	if (err == 0) {
+		struct hf_key k;
+		image_key(src, frame, &k);
+		err = store_image_put(e->store, &k, image_ext(src->opts.format), img->data, img->len);
+		atomic_fetch_add(&e->write_ns, now_ns() - t0);
+		if (err < 0) {
+			atomic_fetch_add(&e->store_errors, 1);
+			snprintf(e->store_error, sizeof(e->store_error), "store write failed: %s",
+				 strerror(-err));
+			hf_log(HF_LOG_ERROR, "%s: frame %zu: cannot store image: %s", src->path,
+			       frame + 1, strerror(-err));
+		} else {
+			atomic_fetch_add(&e->images_encoded, 1);
+		}
+	} else {
+		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
+	}
+	pthread_mutex_lock(&src->lock);
+	if (err == 0)
+		mark_done_locked(src, frame, img->len, &w);
+	else {
+		if (src->damage[0] == 0)
+			snprintf(src->damage, sizeof(src->damage), "source frame %zu: %s", frame + 1,
+				 why && *why ? why : strerror(-err));
+		mark_failed_locked(src, frame, &w);
+	}
+	pthread_mutex_unlock(&src->lock);
+	run_wake(src, &w);
+}
+
+static void job_damaged(void *arg, size_t frame, int err, const char *why)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct wake w = {0};
+
+	hf_log(HF_LOG_ERROR, "%s: %s", src->path, why);
+	pthread_mutex_lock(&src->lock);
+	if (frame < src->damaged_at) {
+		src->damaged_at = frame;
+		snprintf(src->damage, sizeof(src->damage), "%s", why);
+	}
+	for (size_t i = frame; i < src->idx->n; i++)
+		if (src->fs[i].state == F_CLAIMED)
+			mark_failed_locked(src, i, &w);
+	pthread_mutex_unlock(&src->lock);
+	run_wake(src, &w);
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct extract_job xj = {
+		.path = src->path,
+		.idx = src->idx,
+		.opts = src->opts,
+		.first = j->first,
+		.visit = job_visit,
+		.done = job_done,
+		.damaged = job_damaged,
+		.arg = j,
+		.stats = &e->xs,
+	};
+	struct wake w = {0};
+	bool failed;
+
+	extract_run(&xj);
+
+	pthread_mutex_lock(&src->lock);
+	/* Frames it still owns were never decoded: they cannot be produced. */
+	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j) {
+			if (src->damaged_at == SIZE_MAX) {
+				src->damaged_at = i;
+				snprintf(src->damage, sizeof(src->damage),
+					 "source frame %zu was not produced by the decoder", i + 1);
+			}
+			mark_failed_locked(src, i, &w);
+		}
+	failed = src->damaged_at != SIZE_MAX;
+	for (struct job **pp = &src->jobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	pthread_mutex_unlock(&src->lock);
+	run_wake(src, &w);
+	atomic_fetch_add(failed ? &e->extractions_failed : &e->extractions_completed, 1);
+	free(j);
+
+	pthread_mutex_lock(&e->lock);
+	if (--src->refs == 0) {
+		/* the table keeps a reference, so this does not happen while listed */
+	}
+	e->running_jobs--;
+	pthread_cond_broadcast(&e->jobs_done);
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* Creates a job covering [first, last]; frames are claimed by the caller. Under src->lock. */
+static struct job *job_new_locked(struct source *src, size_t first, size_t last)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->src = src;
+	j->first = first;
+	j->last = last;
+	atomic_store(&j->pos, -1);
+	j->next = src->jobs;
+	src->jobs = j;
+	return j;
+}
+
+static void job_start(struct job *j)
+{
+	struct engine *e = j->src->e;
+	pthread_attr_t attr;
+
+	pthread_mutex_lock(&e->lock);
+	e->running_jobs++;
+	j->src->refs++;
+	pthread_mutex_unlock(&e->lock);
+	atomic_fetch_add(&e->extractions_started, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&j->thread, &attr, job_main, j) != 0) {
+		hf_log(HF_LOG_ERROR, "cannot start a decode thread");
+		job_damaged(j, j->first, -EAGAIN, "no thread could be started to decode");
+		pthread_mutex_lock(&j->src->lock);
+		for (struct job **pp = &j->src->jobs; *pp; pp = &(*pp)->next)
+			if (*pp == j) {
+				*pp = j->next;
+				break;
+			}
+		pthread_mutex_unlock(&j->src->lock);
+		pthread_mutex_lock(&e->lock);
+		e->running_jobs--;
+		j->src->refs--;
+		pthread_cond_broadcast(&e->jobs_done);
+		pthread_mutex_unlock(&e->lock);
+		free(j);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/*
+ * A frame claimed by a job that is far behind it gets a job of its own, starting at the
+ * keyframe before it; the old job's claims from there on move to the new one.
+ */
+static struct job *split_far_locked(struct source *src, size_t frame)
+{
+	struct job *old = src->fs[frame].owner, *j;
+	size_t kf = source_index_keyframe_before(src->idx, frame);
+	int64_t pos = atomic_load(&old->pos);
+	size_t from = pos < 0 ? old->first : (size_t)pos;
+
+	if (kf <= from || frame - from < FAR_AHEAD_FRAMES)
+		return NULL;
+	j = job_new_locked(src, frame, old->last);
+	if (!j)
+		return NULL;
+	for (size_t i = kf; i <= old->last; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old) {
+			if (i < frame)
+				j->first = i < j->first ? i : j->first;
+			src->fs[i].owner = j;
+		}
+	old->last = kf > 0 ? kf - 1 : 0;
+	return j;
+}
+
+/* ---- segments ---- */
+
+static void seg_free(struct segment *s)
+{
+	manifest_free(&s->man);
+	free(s->needed);
+	free(s->name);
+	free(s->canon);
+	free(s->path);
+	free(s->identity);
+	free(s);
+}
+
+void segment_get(struct segment *s)
+{
+	pthread_mutex_lock(&s->e->lock);
+	s->refs++;
+	pthread_mutex_unlock(&s->e->lock);
+}
+
+void segment_put(struct segment **ps)
+{
+	struct segment *s = ps ? *ps : NULL;
+	if (!s)
+		return;
+	pthread_mutex_lock(&s->e->lock);
+	s->refs--;
+	pthread_mutex_unlock(&s->e->lock);
+	*ps = NULL;
+}
+
+int64_t segment_count(const struct segment *s)
+{
+	return s->count;
+}
+
+const char *segment_ext(const struct segment *s)
+{
+	return s->ext;
+}
+
+const char *segment_name(const struct segment *s)
+{
+	return s->name;
+}
+
+static int slot_frame(const struct segment *s, int64_t slot, size_t *frame)
+{
+	struct slot_frames fr = source_index_frames(s->src->idx);
+	int64_t f = slots_frame(&fr, s->sn.start, s->sn.fps, slot);
+	*frame = 0;
+	if (f < 0)
+		return (int)f;
+	*frame = (size_t)f;
+	return 0;
+}
+
+/* Computes the distinct frames a cold segment shows. */
+static int seg_plan(struct segment *s)
+{
+	size_t *v = malloc((size_t)s->count * sizeof(*v));
+	size_t n = 0;
+
+	if (!v)
+		return -ENOMEM;
+	for (int64_t k = 0; k < s->count; k++) {
+		size_t f = 0;
+		int ret = slot_frame(s, k, &f);
+		if (ret < 0) {
+			free(v);
+			return ret;
+		}
+		if (n == 0 || v[n - 1] != f)
+			v[n++] = f;
+	}
+	s->needed = v;
+	s->nneeded = n;
+	return 0;
+}
+
+static void seg_error(struct segment *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void seg_error(struct segment *s, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->error, sizeof(s->error), fmt, ap);
+	va_end(ap);
+	s->count = 0;
+	s->state = SEG_ERROR;
+}
+
+static void fmt_seconds_ms(int64_t ms, char *buf, size_t len)
+{
+	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+}
+
+/* Fills a cold segment from its source: count, size, or the error sentence. */
+static int seg_fill_cold(struct segment *s)
+{
+	struct source *src = s->src;
+	struct slot_frames fr;
+	int64_t n;
+
+	if (!src->idx) {
+		seg_error(s, "%s", src->error);
+		return 0;
+	}
+	s->width = src->idx->width;
+	s->height = src->idx->height;
+	if (s->sn.format == SEG_JPG && (src->idx->alpha || src->idx->depth > 8)) {
+		seg_error(s, "jpg cannot hold %s of %s; use png",
+			  src->idx->alpha ? "the alpha channel" : "the more-than-8-bit samples",
+			  base_name(s->path));
+		return 0;
+	}
+	fr = source_index_frames(src->idx);
+	n = slots_count(&fr, s->sn.start, s->sn.dur, s->sn.fps);
+	if (n < 0)
+		return -ENOENT;
+	if (n == 0) {
+		char a[48], b[48];
+		segname_format_q(s->sn.start, a, sizeof(a));
+		fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
+		/* three decimals as the example in SPEC §3 */
+		{
+			char start3[64];
+			char *dot = strchr(a, '.');
+			if (!dot)
+				snprintf(start3, sizeof(start3), "%s.000", a);
+			else
+				snprintf(start3, sizeof(start3), "%s", a);
+			seg_error(s, "start %s s is past the end of %s (%s s)", start3,
+				  base_name(s->path), b);
+		}
+		return 0;
+	}
+	s->count = n;
+	return seg_plan(s);
+}
+
+int engine_segment(struct engine *e, const char *path, const struct segname *sn,
+		   struct segment **out)
+{
+	struct image_opts opts = opts_for(e, sn);
+	char fmt[96], canon[256], name[1024];
+	char *identity = NULL, *vals;
+	struct hf_key key;
+	struct segment *s;
+	struct manifest *man = NULL;
+	int ret;
+
+	*out = NULL;
+	ret = source_identity(path, &identity);
+	if (ret < 0)
+		return ret;
+	image_opts_canon(&opts, fmt, sizeof(fmt));
+	/* the values alone, without NAME: "1.5+2@30" */
+	ret = segname_format(sn, "x", 1, canon, sizeof(canon));
+	if (ret < 0) {
+		free(identity);
+		return -ENOENT;
+	}
+	vals = canon + 2;
+	key_segment(identity, vals, fmt, &key);
+
+	pthread_mutex_lock(&e->lock);
+	for (s = e->segments; s; s = s->next)
+		if (memcmp(&s->key, &key, sizeof(key)) == 0)
+			break;
+	if (s) {
+		s->refs++;
+		pthread_mutex_unlock(&e->lock);
+		free(identity);
+		*out = s;
+		return 0;
+	}
+	pthread_mutex_unlock(&e->lock);
+
+	s = calloc(1, sizeof(*s));
+	if (!s) {
+		free(identity);
+		return -ENOMEM;
+	}
+	s->e = e;
+	s->refs = 1;
+	s->key = key;
+	s->sn = *sn;
+	s->identity = identity;
+	s->path = strdup(path);
+	s->canon = strdup(vals);
+	ret = segname_format(sn, base_name(path), strlen(base_name(path)), name, sizeof(name));
+	s->name = ret < 0 ? NULL : strdup(name);
+	snprintf(s->ext, sizeof(s->ext), "%s", segname_ext(sn));
+	if (!s->path || !s->canon || !s->name) {
+		seg_free(s);
+		return ret < 0 ? -ENOENT : -ENOMEM;
+	}
+
+	if (store_manifest_get(e->store, path, &key, &man) == 0 &&
+	    strcmp(man->identity, identity) == 0 && man->count > 0) {
+		s->man = man;
+		s->count = man->count;
+		s->width = man->width;
+		s->height = man->height;
+		s->state = SEG_COMPLETE;
+	} else {
+		manifest_free(&man);
+		s->src = source_get(e, path, identity, &opts);
+		if (!s->src) {
+			seg_free(s);
+			return -ENOMEM;
+		}
+		ret = seg_fill_cold(s);
+		if (ret < 0) {
+			seg_free(s); /* the source keeps its table reference */
+			return ret;
+		}
+	}
+
+	pthread_mutex_lock(&e->lock);
+	{
+		struct segment *other;
+		for (other = e->segments; other; other = other->next)
+			if (memcmp(&other->key, &key, sizeof(key)) == 0)
+				break;
+		if (other) {
+			other->refs++;
+			pthread_mutex_unlock(&e->lock);
+			seg_free(s);
+			*out = other;
+			return 0;
+		}
+	}
+	s->next = e->segments;
+	e->segments = s;
+	s->refs++; /* the table's */
+	pthread_mutex_unlock(&e->lock);
+	atomic_fetch_add(&e->segments_known, 1);
+	*out = s;
+	return 0;
+}
+
+/* Warm segment whose image went missing: fall back to the source. */
+static int seg_go_cold(struct segment *s)
+{
+	struct engine *e = s->e;
+	struct image_opts opts = opts_for(e, &s->sn);
+	struct source *src;
+	int ret = 0;
+
+	src = source_get(e, s->path, s->identity, &opts);
+	if (!src)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->lock);
+	if (s->src) {
+		pthread_mutex_unlock(&e->lock);
+		return 0;
+	}
+	pthread_mutex_unlock(&e->lock);
+	pthread_mutex_lock(&src->lock);
+	if (!s->src) {
+		s->src = src;
+		if (src->idx) {
+			ret = seg_plan(s);
+		} else {
+			snprintf(s->error, sizeof(s->error), "%s", src->error);
+			ret = -EIO;
+		}
+		s->state = SEG_LISTED;
+	}
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}
+
+/* Claims every frame of the segment not yet done and starts one job for them. */
+static void seg_start_locked(struct segment *s, struct wake *w, struct job **start)
+{
+	struct source *src = s->src;
+	struct job *j = NULL;
+
+	s->started = true;
+	s->state = SEG_EXTRACTING;
+	s->t_start_ns = now_ns();
+	s->remaining = 0;
+	s->src_next = src->segs;
+	src->segs = s;
+	s->refs++; /* held by the source's list; engine refs are advisory here */
+	for (size_t i = 0; i < s->nneeded; i++) {
+		size_t f = s->needed[i];
+		struct frame_state *fs = &src->fs[f];
+		if (fs->state == F_DONE)
+			continue;
+		s->remaining++;
+		if (fs->state != F_NONE)
+			continue;
+		if (f >= src->damaged_at) {
+			mark_failed_locked(src, f, w);
+			continue;
+		}
+		if (!j) {
+			j = job_new_locked(src, f, f);
+			if (!j) {
+				mark_failed_locked(src, f, w);
+				continue;
+			}
+			*start = j;
+		}
+		fs->state = F_CLAIMED;
+		fs->owner = j;
+		j->last = f;
+	}
+	if (s->remaining == 0) {
+		s->state = SEG_COMPLETE;
+		s->t_done_ns = now_ns();
+		if (w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+			s->refs++;
+			w->complete[w->ncomplete++] = s;
+		}
+	}
+}
+
+/* Marks DONE the needed frames already in the store, so no job decodes them again. */
+static void seg_adopt_stored(struct segment *s, struct wake *w)
+{
+	struct source *src = s->src;
+	for (size_t i = 0; i < s->nneeded; i++) {
+		size_t f = s->needed[i];
+		struct hf_key k;
+		uint64_t size;
+		uint8_t st;
+		pthread_mutex_lock(&src->lock);
+		st = src->fs[f].state;
+		pthread_mutex_unlock(&src->lock);
+		if (st != F_NONE)
+			continue;
+		image_key(src, f, &k);
+		if (store_image_size(s->e->store, &k, s->ext, &size) == 0) {
+			pthread_mutex_lock(&src->lock);
+			if (src->fs[f].state == F_NONE) {
+				src->fs[f].state = F_DONE;
+				src->fs[f].size = size;
+			}
+			pthread_mutex_unlock(&src->lock);
+			atomic_fetch_add(&s->e->cache_hits, 1);
+		}
+	}
+	(void)w;
+}
+
+void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg)
+{
+	struct engine *e = s->e;
+	struct source *src;
+	struct wake w = {0};
+	struct job *start = NULL, *far = NULL;
+	struct waiter *wt;
+	size_t f = 0;
+	int ret;
+
+	if (slot < 0 || slot >= s->count) {
+		fn(arg, -ENOENT, 0);
+		return;
+	}
+	if (s->man && !s->src) {
+		uint64_t size;
+		if (store_image_size(e->store, &s->man->image[slot], s->ext, &size) == 0 &&
+		    size == s->man->size[slot]) {
+			atomic_fetch_add(&e->cache_hits, 1);
+			fn(arg, 0, size);
+			return;
+		}
+		ret = seg_go_cold(s);
+		if (ret < 0) {
+			fn(arg, -EIO, 0);
+			return;
+		}
+	}
+	src = s->src;
+	if (!src || !src->idx || slot_frame(s, slot, &f) < 0) {
+		fn(arg, -EIO, 0);
+		return;
+	}
+	if (!s->started)
+		seg_adopt_stored(s, &w);
+
+	wt = malloc(sizeof(*wt));
+	pthread_mutex_lock(&src->lock);
+	if (!s->started && e->conf.eager)
+		seg_start_locked(s, &w, &start);
+	switch (src->fs[f].state) {
+	case F_DONE:
+		pthread_mutex_unlock(&src->lock);
+		free(wt);
+		if (!start)
+			atomic_fetch_add(&e->cache_hits, 1);
+		fn(arg, 0, src->fs[f].size);
+		goto out_start;
+	case F_FAILED:
+		pthread_mutex_unlock(&src->lock);
+		free(wt);
+		fn(arg, -EIO, 0);
+		goto out_start;
+	case F_NONE:
+		if (f >= src->damaged_at) {
+			mark_failed_locked(src, f, &w);
+			pthread_mutex_unlock(&src->lock);
+			free(wt);
+			fn(arg, -EIO, 0);
+			goto out_start;
+		}
+		/* not eager, or a frame outside what was claimed: a job of its own */
+		if (!s->started) {
+			s->started = true;
+			s->state = SEG_EXTRACTING;
+			s->t_start_ns = now_ns();
+		}
+		start = start ? start : job_new_locked(src, f, f);
+		if (start) {
+			src->fs[f].state = F_CLAIMED;
+			src->fs[f].owner = start;
+			if (start->last < f)
+				start->last = f;
+		}
+		atomic_fetch_add(&e->cache_misses, 1);
+		break;
+	case F_CLAIMED:
+		if (start && src->fs[f].owner == start) {
+			atomic_fetch_add(&e->cache_misses, 1);
+		} else {
+			atomic_fetch_add(&e->joined, 1);
+			far = split_far_locked(src, f);
+		}
+		break;
+	}
+	if (!wt) {
+		pthread_mutex_unlock(&src->lock);
+		fn(arg, -ENOMEM, 0);
+		goto out_start;
+	}
+	wt->frame = f;
+	wt->fn = fn;
+	wt->arg = arg;
+	wt->next = src->waiters;
+	src->waiters = wt;
+	pthread_mutex_unlock(&src->lock);
+out_start:
+	if (start)
+		job_start(start);
+	if (far)
+		job_start(far);
+	run_wake(src, &w);
+}
+
+int segment_frame_open(struct segment *s, int64_t slot)
+{
+	struct hf_key k;
+	size_t f = 0;
+
+	if (slot < 0 || slot >= s->count)
+		return -ENOENT;
+	if (s->man && !s->src)
+		return store_image_open(s->e->store, &s->man->image[slot], s->ext);
+	if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
+		return -EIO;
+	image_key(s->src, f, &k);
+	return store_image_open(s->e->store, &k, s->ext);
+}
+
+static void write_manifest(struct segment *s)
+{
+	struct source *src = s->src;
+	struct manifest m = {
+		.segment = s->name,
+		.source = s->path,
+		.identity = s->identity,
+		.count = s->count,
+		.width = s->width,
+		.height = s->height,
+	};
+	uint64_t ms = (s->t_done_ns - s->t_start_ns) / 1000000;
+	int ret = -ENOMEM;
+
+	snprintf(m.ext, sizeof(m.ext), "%s", s->ext);
+	m.image = malloc((size_t)s->count * sizeof(*m.image));
+	m.size = malloc((size_t)s->count * sizeof(*m.size));
+	if (m.image && m.size) {
+		for (int64_t k = 0; k < s->count; k++) {
+			size_t f = 0;
+			slot_frame(s, k, &f);
+			image_key(src, f, &m.image[k]);
+			m.size[k] = src->fs[f].size;
+		}
+		ret = store_manifest_put(s->e->store, &s->key, &m);
+	}
+	if (ret < 0)
+		hf_log(HF_LOG_WARN, "%s: manifest not written: %s", s->name, strerror(-ret));
+	hf_log(HF_LOG_INFO, "extracted %s: %" PRId64 " frames in %" PRIu64 " ms", s->name, s->count,
+	       ms);
+	free(m.image);
+	free(m.size);
+}
+
+/* ---- JSON ---- */
+
+static void json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; s && *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20)
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static const char *state_name(enum seg_state st)
+{
+	static const char *const names[] = {"listed", "extracting", "complete", "error"};
+	return names[st];
+}
+
+int segment_info_json(struct segment *s, char **out, size_t *len)
+{
+	FILE *f = open_memstream(out, len);
+	enum seg_state state;
+	int64_t done = 0;
+	char error[512] = "";
+	char q[48];
+	uint64_t t_start, t_done;
+
+	if (!f)
+		return -ENOMEM;
+	if (s->src && s->src->idx) {
+		struct source *src = s->src;
+		pthread_mutex_lock(&src->lock);
+		state = s->state;
+		for (int64_t k = 0; k < s->count; k++) {
+			size_t fr = 0;
+			if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_DONE)
+				done++;
+		}
+		if (state == SEG_ERROR || (src->damaged_at != SIZE_MAX && s->nneeded > 0 &&
+					   s->needed[s->nneeded - 1] >= src->damaged_at)) {
+			int64_t bad_slot = -1;
+			for (int64_t k = 0; k < s->count; k++) {
+				size_t fr = 0;
+				if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_FAILED) {
+					bad_slot = k;
+					break;
+				}
+			}
+			if (bad_slot >= 0)
+				snprintf(error, sizeof(error),
+					 "frames from frame_%05" PRId64 ".%s on cannot be read: %s",
+					 bad_slot + 1, s->ext, src->damage);
+			else if (src->damage[0])
+				snprintf(error, sizeof(error), "%s", src->damage);
+		}
+		t_start = s->t_start_ns;
+		t_done = s->t_done_ns;
+		pthread_mutex_unlock(&src->lock);
+	} else {
+		state = s->state;
+		done = s->man ? s->count : 0;
+		t_start = s->t_start_ns;
+		t_done = s->t_done_ns;
+	}
+	if (s->error[0])
+		snprintf(error, sizeof(error), "%s", s->error);
+	if (error[0] && state != SEG_COMPLETE)
+		state = SEG_ERROR;
+
+	fprintf(f, "{\n  \"segment\": ");
+	json_str(f, s->name);
+	fprintf(f, ",\n  \"source\": ");
+	json_str(f, s->path);
+	segname_format_q(s->sn.start, q, sizeof(q));
+	fprintf(f, ",\n  \"start\": \"%s\"", q);
+	segname_format_q(s->sn.dur, q, sizeof(q));
+	fprintf(f, ",\n  \"duration\": \"%s\"", q);
+	if (s->sn.fps.den == 1 || segname_format_q(s->sn.fps, q, sizeof(q)) < 0)
+		snprintf(q, sizeof(q), "%" PRId64 ":%" PRId64, s->sn.fps.num, s->sn.fps.den);
+	if (s->sn.fps.den == 1)
+		snprintf(q, sizeof(q), "%" PRId64, s->sn.fps.num);
+	fprintf(f, ",\n  \"fps\": \"%s\"", q);
+	fprintf(f, ",\n  \"count\": %" PRId64 ",\n  \"width\": %d,\n  \"height\": %d", s->count,
+		s->width, s->height);
+	fprintf(f, ",\n  \"format\": \"%s\",\n  \"state\": \"%s\",\n  \"frames_done\": %" PRId64,
+		s->ext, state_name(state), done);
+	fprintf(f, ",\n  \"error\": ");
+	if (error[0])
+		json_str(f, error);
+	else
+		fprintf(f, "null");
+	fprintf(f, ",\n  \"from_store\": %s", s->man && !s->src ? "true" : "false");
+	fprintf(f, ",\n  \"extract_ms\": ");
+	if (t_start && t_done)
+		fprintf(f, "%" PRIu64, (t_done - t_start) / 1000000);
+	else
+		fprintf(f, "null");
+	fprintf(f, "\n}\n");
+	return fclose(f) == 0 ? 0 : -ENOMEM;
+}
+
+int engine_stats_json(struct engine *e, char **out, size_t *len)
+{
+	FILE *f = open_memstream(out, len);
+	uint64_t images, bytes;
+	int active = 0;
+
+	if (!f)
+		return -ENOMEM;
+	pthread_mutex_lock(&e->lock);
+	active = e->running_jobs;
+	pthread_mutex_unlock(&e->lock);
+	store_usage(e->store, &images, &bytes);
+#define MS(x) ((double)atomic_load(&(x)) / 1e6)
+	fprintf(f,
+		"{\n  \"version\": \"%s\",\n  \"uptime_s\": %.3f,\n  \"segments_active\": %d,\n"
+		"  \"segments_known\": %" PRIu64 ",\n  \"extractions_started\": %" PRIu64
+		",\n  \"extractions_completed\": %" PRIu64 ",\n  \"extractions_failed\": %" PRIu64
+		",\n  \"frames_served\": %" PRIu64 ",\n  \"images_encoded\": %" PRIu64
+		",\n  \"frames_decoded\": %" PRIu64 ",\n  \"cache_hits\": %" PRIu64
+		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
+		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
+		",\n  \"store_errors\": %" PRIu64 ",\n  \"evictions\": 0",
+		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
+		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
+		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
+		atomic_load(&e->frames_served), atomic_load(&e->images_encoded),
+		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
+		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
+		atomic_load(&e->store_errors));
+	fprintf(f, ",\n  \"store_error\": ");
+	if (atomic_load(&e->store_errors))
+		json_str(f, e->store_error);
+	else
+		fprintf(f, "null");
+	fprintf(f,
+		",\n  \"time_ms\": {\"open\": %.1f, \"seek\": %.1f, \"decode\": %.1f, "
+		"\"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
+		MS(e->xs.open_ns), MS(e->xs.seek_ns), MS(e->xs.decode_ns), MS(e->xs.convert_ns),
+		MS(e->xs.encode_ns), MS(e->write_ns));
+#undef MS
+	return fclose(f) == 0 ? 0 : -ENOMEM;
+}
+
+void engine_count_served(struct engine *e)
+{
+	atomic_fetch_add(&e->frames_served, 1);
+}
+
+struct name_set {
+	char **v;
+	size_t n;
+};
+
+static void name_add(void *arg, const char *name)
+{
+	struct name_set *ns = arg;
+	char **v;
+	for (size_t i = 0; i < ns->n; i++)
+		if (strcmp(ns->v[i], name) == 0)
+			return;
+	v = realloc(ns->v, (ns->n + 1) * sizeof(*v));
+	if (!v)
+		return;
+	ns->v = v;
+	if ((ns->v[ns->n] = strdup(name)))
+		ns->n++;
+}
+
+void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *arg, const char *name),
+			  void *arg)
+{
+	struct name_set ns = {0};
+	char *identity = NULL;
+
+	if (source_identity(src, &identity) < 0)
+		return;
+	pthread_mutex_lock(&e->lock);
+	for (struct segment *s = e->segments; s; s = s->next)
+		if (s->started && strcmp(s->path, src) == 0 && strcmp(s->identity, identity) == 0)
+			name_add(&ns, s->name);
+	pthread_mutex_unlock(&e->lock);
+	store_manifest_list(e->store, src, identity, name_add, &ns);
+	for (size_t i = 0; i < ns.n; i++) {
+		fn(arg, ns.v[i]);
+		free(ns.v[i]);
+	}
+	free(ns.v);
+	free(identity);
+}
+
+/* ---- life cycle ---- */
+
+int engine_new(const struct hf_conf *conf, struct store *store, struct engine **out)
+{
+	struct engine *e = calloc(1, sizeof(*e));
+	int ret;
+
+	if (!e)
+		return -ENOMEM;
+	e->conf = *conf;
+	e->store = store;
+	e->t0_ns = now_ns();
+	pthread_mutex_init(&e->lock, NULL);
+	pthread_cond_init(&e->built, NULL);
+	pthread_cond_init(&e->jobs_done, NULL);
+	ret = extract_pool_start(conf->threads);
+	if (ret < 0) {
+		free(e);
+		return ret;
+	}
+	*out = e;
+	return 0;
+}
+
+void engine_free(struct engine **pe)
+{
+	struct engine *e = pe ? *pe : NULL;
+	if (!e)
+		return;
+	/* Ask every job to stop at its next frame, then wait for them. */
+	pthread_mutex_lock(&e->lock);
+	for (struct source *src = e->sources; src; src = src->next) {
+		pthread_mutex_lock(&src->lock);
+		for (struct job *j = src->jobs; j; j = j->next)
+			j->last = 0;
+		pthread_mutex_unlock(&src->lock);
+	}
+	while (e->running_jobs > 0)
+		pthread_cond_wait(&e->jobs_done, &e->lock);
+	pthread_mutex_unlock(&e->lock);
+	extract_pool_stop();
+	while (e->segments) {
+		struct segment *s = e->segments;
+		e->segments = s->next;
+		seg_free(s);
+	}
+	while (e->sources) {
+		struct source *src = e->sources;
+		e->sources = src->next;
+		while (src->waiters) {
+			struct waiter *w = src->waiters;
+			src->waiters = w->next;
+			w->fn(w->arg, -EIO, 0);
+			free(w);
+		}
+		source_free(src);
+	}
+	pthread_mutex_destroy(&e->lock);
+	pthread_cond_destroy(&e->built);
+	pthread_cond_destroy(&e->jobs_done);
+	free(e);
+	*pe = NULL;
+}

@@ -1,0 +1,75 @@
+/*
+ * engine: segments and the frames they show, between the filesystem and the decoder.
+ *
+ * A segment is (source, start, dur, fps, format). Its slots map to source frames; every
+ * source frame's image has one state per output format (none, claimed by a decode job,
+ * done, failed), shared by every segment, spelling and reader, so one decode serves all.
+ * A segment is extracted whole once a frame of it is asked for (conf eager), in order;
+ * readers wait for exactly their frame. A complete segment writes its manifest, so a
+ * later lookup serves it from the store without opening the video.
+ *
+ * All functions are thread-safe. Callbacks run on the caller's thread (when the answer is
+ * known at once) or on a decode/encode thread, never under an engine lock.
+ */
+#ifndef HF_ENGINE_H
+#define HF_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cache/store.h"
+#include "conf/conf.h"
+#include "fs/segname.h"
+
+struct engine;
+struct segment;
+
+/* Creates the engine and starts the encoder pool. 0 or -errno. */
+int engine_new(const struct hf_conf *conf, struct store *store, struct engine **out);
+
+/* Stops every job (waiting for running decodes to end) and frees; accepts NULL. */
+void engine_free(struct engine **e);
+
+/*
+ * Finds or creates the segment `sn` of the video at absolute path src (which the caller
+ * has checked exists and may be read). Blocks while a cold source is indexed. A source
+ * that cannot be decoded or a start past its end still gives a segment, with count 0 and
+ * an error sentence. Returns 0 with a reference in *out, -ENOENT when the numbers are out
+ * of range, or another -errno.
+ */
+int engine_segment(struct engine *e, const char *src, const struct segname *sn,
+		   struct segment **out);
+
+/* Takes / drops a reference. segment_put accepts NULL and clears the pointer. */
+void segment_get(struct segment *s);
+void segment_put(struct segment **s);
+
+int64_t segment_count(const struct segment *s); /* slots, 0 for a segment in error */
+const char *segment_ext(const struct segment *s);
+const char *segment_name(const struct segment *s); /* canonical directory name */
+
+/*
+ * Calls fn(arg, 0, size) once slot's image is stored, or fn(arg, -EIO, 0) when it cannot
+ * be (damage, a full store). May call fn before returning. Starts extraction as needed.
+ */
+typedef void (*frame_ready_fn)(void *arg, int err, uint64_t size);
+void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg);
+
+/* Opens the stored image of a slot whose wait succeeded: an fd, or -errno. */
+int segment_frame_open(struct segment *s, int64_t slot);
+
+/* .hfinfo as JSON into a malloc'ed buffer. */
+int segment_info_json(struct segment *s, char **out, size_t *len);
+
+/* .hfstats as JSON into a malloc'ed buffer. */
+int engine_stats_json(struct engine *e, char **out, size_t *len);
+
+/* Counts a frame file opened by a reader (frames served). */
+void engine_count_served(struct engine *e);
+
+/* Calls fn(arg, name) for every used segment of the video at src (this mount or stored). */
+void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *arg, const char *name),
+			  void *arg);
+
+#endif

@@ -1,0 +1,1007 @@
+/*
+ * FUSE low-level operations. Nodes are named by their path below the mount root and
+ * live in two hash tables (by path, by inode number) while the kernel holds a lookup.
+ * Frame lookups and opens do not hold a loop thread while the frame is produced: the
+ * request is handed to the engine and answered from the thread that stores the image.
+ */
+#include "fs/fs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+#include "fs/segname.h"
+
+enum node_kind { N_ROOT, N_DIR, N_FILE, N_LINK, N_OTHER, N_SEGDIR, N_FRAME, N_INFO, N_STATS };
+
+struct node {
+	fuse_ino_t ino;
+	char *path; /* below the mount root, "" for the root, else "a/b" */
+	enum node_kind kind;
+	uint64_t nlookup;
+	struct segment *seg; /* N_SEGDIR, N_FRAME, N_INFO */
+	int64_t slot;        /* N_FRAME */
+	uint64_t size;       /* N_FRAME, once known */
+	struct stat src;     /* N_SEGDIR, N_FRAME, N_INFO: the video's stat */
+	struct node *next_path, *next_ino;
+};
+
+#define NBUCKETS 4096
+
+struct hf_fs {
+	struct hf_conf conf;
+	char *mountpoint;
+	struct engine *engine;
+	pthread_mutex_t lock;
+	struct node *by_path[NBUCKETS], *by_ino[NBUCKETS];
+	fuse_ino_t next_ino;
+	struct node root;
+};
+
+struct dirlist {
+	size_t n, cap;
+	struct dirent_ent {
+		char *name;
+		unsigned char type;
+	} *v;
+};
+
+struct textfile {
+	char *data;
+	size_t len;
+};
+
+static uint64_t hash_str(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+/* ---- node table ---- */
+
+static struct node *node_by_ino(struct hf_fs *fs, fuse_ino_t ino)
+{
+	struct node *n;
+	if (ino == FUSE_ROOT_ID)
+		return &fs->root;
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->by_ino[ino % NBUCKETS]; n; n = n->next_ino)
+		if (n->ino == ino)
+			break;
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+/* Finds or creates the node for path; the caller counts a lookup with node_ref(). */
+static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind kind,
+			     struct segment *seg, int64_t slot)
+{
+	uint64_t h = hash_str(path) % NBUCKETS;
+	struct node *n;
+
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->by_path[h]; n; n = n->next_path)
+		if (strcmp(n->path, path) == 0 && n->kind == kind)
+			break;
+	if (!n) {
+		n = calloc(1, sizeof(*n));
+		if (n && !(n->path = strdup(path))) {
+			free(n);
+			n = NULL;
+		}
+		if (n) {
+			n->ino = fs->next_ino++;
+			n->kind = kind;
+			n->slot = slot;
+			if (seg) {
+				segment_get(seg);
+				n->seg = seg;
+			}
+			n->next_path = fs->by_path[h];
+			fs->by_path[h] = n;
+			n->next_ino = fs->by_ino[n->ino % NBUCKETS];
+			fs->by_ino[n->ino % NBUCKETS] = n;
+		}
+	}
+	pthread_mutex_unlock(&fs->lock);
+	return n;
+}
+
+static void node_ref(struct hf_fs *fs, struct node *n)
+{
+	pthread_mutex_lock(&fs->lock);
+	n->nlookup++;
+	pthread_mutex_unlock(&fs->lock);
+}
+
+static void node_forget(struct hf_fs *fs, fuse_ino_t ino, uint64_t nlookup)
+{
+	struct node *n, **pp;
+	if (ino == FUSE_ROOT_ID)
+		return;
+	pthread_mutex_lock(&fs->lock);
+	for (n = fs->by_ino[ino % NBUCKETS]; n; n = n->next_ino)
+		if (n->ino == ino)
+			break;
+	if (!n || (n->nlookup -= nlookup > n->nlookup ? n->nlookup : nlookup) > 0) {
+		pthread_mutex_unlock(&fs->lock);
+		return;
+	}
+	for (pp = &fs->by_ino[ino % NBUCKETS]; *pp != n; pp = &(*pp)->next_ino)
+		;
+	*pp = n->next_ino;
+	for (pp = &fs->by_path[hash_str(n->path) % NBUCKETS]; *pp != n; pp = &(*pp)->next_path)
+		;
+	*pp = n->next_path;
+	pthread_mutex_unlock(&fs->lock);
+	segment_put(&n->seg);
+	free(n->path);
+	free(n);
+}
+
+/* ---- paths ---- */
+
+static int join(char *buf, size_t len, const char *a, const char *b)
+{
+	int n;
+	if (!*a)
+		n = snprintf(buf, len, "%s", b);
+	else if (!*b)
+		n = snprintf(buf, len, "%s", a);
+	else
+		n = snprintf(buf, len, "%s/%s", a, b);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+/* Absolute path on the host of a path below the mount root. */
+static int real_path(struct hf_fs *fs, const char *rel, char *buf, size_t len)
+{
+	int n;
+	if (strcmp(fs->conf.source_root, "/") == 0)
+		n = snprintf(buf, len, "/%s", rel);
+	else if (!*rel)
+		n = snprintf(buf, len, "%s", fs->conf.source_root);
+	else
+		n = snprintf(buf, len, "%s/%s", fs->conf.source_root, rel);
+	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+static bool is_mountpoint(struct hf_fs *fs, const char *real)
+{
+	return strcmp(real, fs->mountpoint) == 0;
+}
+
+static enum node_kind kind_of(mode_t m)
+{
+	if (S_ISDIR(m))
+		return N_DIR;
+	if (S_ISREG(m))
+		return N_FILE;
+	if (S_ISLNK(m))
+		return N_LINK;
+	return N_OTHER;
+}
+
+/* ---- attributes ---- */
+
+static double timeout_for(struct hf_fs *fs, enum node_kind k)
+{
+	switch (k) {
+	case N_SEGDIR:
+	case N_FRAME:
+		return fs->conf.attr_timeout;
+	case N_INFO:
+	case N_STATS:
+		return 0;
+	default:
+		return 1.0;
+	}
+}
+
+static mode_t read_bits(mode_t m)
+{
+	return m & 0444;
+}
+
+static int text_of(struct hf_fs *fs, struct node *n, struct textfile *t)
+{
+	if (n->kind == N_STATS)
+		return engine_stats_json(fs->engine, &t->data, &t->len);
+	return segment_info_json(n->seg, &t->data, &t->len);
+}
+
+static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
+{
+	char real[PATH_MAX];
+	int ret;
+
+	memset(st, 0, sizeof(*st));
+	switch (n->kind) {
+	case N_ROOT:
+	case N_DIR:
+	case N_FILE:
+	case N_LINK:
+	case N_OTHER:
+		ret = real_path(fs, n->path, real, sizeof(real));
+		if (ret < 0)
+			return ret;
+		if (lstat(real, st) < 0)
+			return -errno;
+		break;
+	case N_SEGDIR:
+		*st = n->src;
+		st->st_mode = S_IFDIR | read_bits(n->src.st_mode) | (read_bits(n->src.st_mode) >> 2);
+		st->st_nlink = 2;
+		st->st_size = 4096;
+		st->st_blocks = 8;
+		break;
+	case N_FRAME:
+		*st = n->src;
+		st->st_mode = S_IFREG | read_bits(n->src.st_mode);
+		st->st_nlink = 1;
+		st->st_size = (off_t)n->size;
+		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
+		break;
+	case N_INFO:
+	case N_STATS: {
+		struct textfile t = {0};
+		if (n->kind == N_INFO)
+			*st = n->src;
+		else {
+			st->st_uid = getuid();
+			st->st_gid = getgid();
+			clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+			st->st_ctim = st->st_atim = st->st_mtim;
+		}
+		ret = text_of(fs, n, &t);
+		if (ret < 0)
+			return ret;
+		st->st_mode = S_IFREG | 0444;
+		st->st_nlink = 1;
+		st->st_size = (off_t)t.len;
+		st->st_blocks = 0;
+		free(t.data);
+		break;
+	}
+	}
+	st->st_ino = n->ino;
+	st->st_blksize = 65536;
+	return 0;
+}
+
+static void reply_entry(fuse_req_t req, struct hf_fs *fs, struct node *n)
+{
+	struct fuse_entry_param e;
+	int ret;
+
+	memset(&e, 0, sizeof(e));
+	ret = node_stat(fs, n, &e.attr);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	e.ino = n->ino;
+	e.attr_timeout = e.entry_timeout = timeout_for(fs, n->kind);
+	node_ref(fs, n);
+	if (fuse_reply_entry(req, &e) != 0)
+		node_forget(fs, n->ino, 1);
+}
+
+/* ---- lookup ---- */
+
+static bool caller_may_read(fuse_req_t req, const struct stat *st)
+{
+	const struct fuse_ctx *ctx = fuse_req_ctx(req);
+	gid_t groups[64];
+	int ng;
+
+	if (ctx->uid == 0)
+		return true;
+	if (ctx->uid == st->st_uid)
+		return st->st_mode & S_IRUSR;
+	if (ctx->gid == st->st_gid)
+		return st->st_mode & S_IRGRP;
+	ng = fuse_req_getgroups(req, 64, groups);
+	for (int i = 0; i < ng && i < 64; i++)
+		if (groups[i] == st->st_gid)
+			return st->st_mode & S_IRGRP;
+	return st->st_mode & S_IROTH;
+}
+
+/* Parses "frame_00007.png": the slot (0-based) or -1. Exactly %05d, no spare zeros. */
+static int64_t parse_frame_name(const char *name, const char *ext)
+{
+	const char *p = name + 6, *dot;
+	int64_t k = 0;
+	size_t digits;
+
+	if (strncmp(name, "frame_", 6) != 0)
+		return -1;
+	dot = strchr(p, '.');
+	if (!dot || strcmp(dot + 1, ext) != 0)
+		return -1;
+	digits = (size_t)(dot - p);
+	if (digits < 5 || digits > 12)
+		return -1;
+	for (const char *q = p; q < dot; q++) {
+		if (*q < '0' || *q > '9')
+			return -1;
+		k = k * 10 + (*q - '0');
+	}
+	if (k < 1 || (digits > 5 && *p == '0'))
+		return -1;
+	return k - 1;
+}
+
+struct lookup_wait {
+	fuse_req_t req;
+	struct hf_fs *fs;
+	struct node *node;
+};
+
+static void lookup_ready(void *arg, int err, uint64_t size)
+{
+	struct lookup_wait *lw = arg;
+	if (err < 0) {
+		fuse_reply_err(lw->req, err == -ENOENT ? ENOENT : EIO);
+	} else {
+		lw->node->size = size;
+		reply_entry(lw->req, lw->fs, lw->node);
+	}
+	free(lw);
+}
+
+static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent,
+			      const char *name)
+{
+	char path[PATH_MAX];
+	struct node *n;
+	struct lookup_wait *lw;
+	int64_t slot;
+
+	if (join(path, sizeof(path), parent->path, name) < 0) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (strcmp(name, ".hfinfo") == 0) {
+		n = node_get(fs, path, N_INFO, parent->seg, 0);
+		if (!n) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		n->src = parent->src;
+		reply_entry(req, fs, n);
+		return;
+	}
+	slot = parse_frame_name(name, segment_ext(parent->seg));
+	if (slot < 0 || slot >= segment_count(parent->seg)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	n = node_get(fs, path, N_FRAME, parent->seg, slot);
+	lw = malloc(sizeof(*lw));
+	if (!n || !lw) {
+		free(lw);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n->src = parent->src;
+	*lw = (struct lookup_wait){req, fs, n};
+	segment_frame_wait(parent->seg, slot, lookup_ready, lw);
+}
+
+static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent,
+			   const char *name)
+{
+	struct segname sn;
+	char dir[PATH_MAX], src[PATH_MAX], rel[PATH_MAX], vname[NAME_MAX + 1];
+	struct stat st;
+	struct segment *seg = NULL;
+	struct node *n;
+	int ret;
+
+	if (segname_parse(name, &sn) < 0 || sn.name_len > NAME_MAX) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	memcpy(vname, name, sn.name_len);
+	vname[sn.name_len] = 0;
+	if (real_path(fs, parent->path, dir, sizeof(dir)) < 0 ||
+	    snprintf(src, sizeof(src), "%s/%s", strcmp(dir, "/") ? dir : "", vname) >=
+		    (int)sizeof(src) ||
+	    join(rel, sizeof(rel), parent->path, name) < 0) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (is_mountpoint(fs, src) || stat(src, &st) < 0) {
+		fuse_reply_err(req, is_mountpoint(fs, src) ? ENOENT : errno);
+		return;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (!caller_may_read(req, &st)) {
+		fuse_reply_err(req, EACCES);
+		return;
+	}
+	ret = engine_segment(fs->engine, src, &sn, &seg);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
+		return;
+	}
+	n = node_get(fs, rel, N_SEGDIR, seg, 0);
+	segment_put(&seg);
+	if (!n) {
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	n->src = st;
+	reply_entry(req, fs, n);
+}
+
+static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *p = node_by_ino(fs, parent), *n;
+	char rel[PATH_MAX], real[PATH_MAX];
+	struct stat st;
+
+	if (!p) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	switch (p->kind) {
+	case N_SEGDIR:
+		lookup_in_segment(req, fs, p, name);
+		return;
+	case N_ROOT:
+	case N_DIR:
+		break;
+	default:
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (join(rel, sizeof(rel), p->path, name) < 0 || real_path(fs, rel, real, sizeof(real)) < 0) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	if (p->kind == N_ROOT && strcmp(name, ".hfstats") == 0) {
+		n = node_get(fs, rel, N_STATS, NULL, 0);
+		if (!n)
+			fuse_reply_err(req, ENOMEM);
+		else
+			reply_entry(req, fs, n);
+		return;
+	}
+	if (is_mountpoint(fs, real)) {
+		fuse_reply_err(req, ENOENT);
+		return;
+	}
+	if (lstat(real, &st) == 0) {
+		n = node_get(fs, rel, kind_of(st.st_mode), NULL, 0);
+		if (!n)
+			fuse_reply_err(req, ENOMEM);
+		else
+			reply_entry(req, fs, n);
+		return;
+	}
+	if (errno != ENOENT) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	lookup_segment(req, fs, p, name);
+}
+
+static void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup)
+{
+	node_forget(fuse_req_userdata(req), ino, nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_forget_multi(fuse_req_t req, size_t count, struct fuse_forget_data *forgets)
+{
+	for (size_t i = 0; i < count; i++)
+		node_forget(fuse_req_userdata(req), forgets[i].ino, forgets[i].nlookup);
+	fuse_reply_none(req);
+}
+
+static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	struct stat st;
+	int ret;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	ret = node_stat(fs, n, &st);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_attr(req, &st, timeout_for(fs, n->kind));
+}
+
+static void op_readlink(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	char real[PATH_MAX], target[PATH_MAX];
+	ssize_t len;
+
+	if (!n || n->kind != N_LINK) {
+		fuse_reply_err(req, n ? EINVAL : ESTALE);
+		return;
+	}
+	if (real_path(fs, n->path, real, sizeof(real)) < 0) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	len = readlink(real, target, sizeof(target) - 1);
+	if (len < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	target[len] = 0;
+	fuse_reply_readlink(req, target);
+}
+
+/* ---- directories ---- */
+
+static int dirlist_add(struct dirlist *dl, const char *name, unsigned char type)
+{
+	if (dl->n == dl->cap) {
+		size_t cap = dl->cap ? dl->cap * 2 : 64;
+		void *v = realloc(dl->v, cap * sizeof(*dl->v));
+		if (!v)
+			return -ENOMEM;
+		dl->v = v;
+		dl->cap = cap;
+	}
+	if (!(dl->v[dl->n].name = strdup(name)))
+		return -ENOMEM;
+	dl->v[dl->n++].type = type;
+	return 0;
+}
+
+static void dirlist_free(struct dirlist *dl)
+{
+	for (size_t i = 0; i < dl->n; i++)
+		free(dl->v[i].name);
+	free(dl->v);
+	free(dl);
+}
+
+static void add_segment_name(void *arg, const char *name)
+{
+	dirlist_add(arg, name, DT_DIR);
+}
+
+static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	char real[PATH_MAX], child[PATH_MAX];
+	struct dirlist *dl;
+	struct dirent *de;
+	DIR *d;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (n->kind == N_SEGDIR) {
+		fi->fh = 0;
+		fi->cache_readdir = 1;
+		fi->keep_cache = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	if (n->kind != N_DIR && n->kind != N_ROOT) {
+		fuse_reply_err(req, ENOTDIR);
+		return;
+	}
+	if (real_path(fs, n->path, real, sizeof(real)) < 0) {
+		fuse_reply_err(req, ENAMETOOLONG);
+		return;
+	}
+	d = opendir(real);
+	if (!d) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	dl = calloc(1, sizeof(*dl));
+	if (!dl) {
+		closedir(d);
+		fuse_reply_err(req, ENOMEM);
+		return;
+	}
+	dirlist_add(dl, ".", DT_DIR);
+	dirlist_add(dl, "..", DT_DIR);
+	if (n->kind == N_ROOT)
+		dirlist_add(dl, ".hfstats", DT_REG);
+	while ((de = readdir(d))) {
+		unsigned char type = de->d_type;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (snprintf(child, sizeof(child), "%s/%s", strcmp(real, "/") ? real : "",
+			     de->d_name) >= (int)sizeof(child))
+			continue;
+		if (is_mountpoint(fs, child))
+			continue;
+		dirlist_add(dl, de->d_name, type);
+		if (type == DT_REG || type == DT_LNK || type == DT_UNKNOWN)
+			engine_list_segments(fs->engine, child, add_segment_name, dl);
+	}
+	closedir(d);
+	fi->fh = (uintptr_t)dl;
+	fuse_reply_open(req, fi);
+}
+
+static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		       struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	char *buf = malloc(size), name[64];
+	size_t used = 0;
+	struct stat st;
+
+	if (!n || !buf) {
+		free(buf);
+		fuse_reply_err(req, n ? ENOMEM : ESTALE);
+		return;
+	}
+	memset(&st, 0, sizeof(st));
+	if (n->kind == N_SEGDIR) {
+		int64_t count = segment_count(n->seg), total = count + 3;
+		for (int64_t i = off; i < total; i++) {
+			const char *nm;
+			size_t len;
+			if (i == 0) {
+				nm = ".";
+				st.st_mode = S_IFDIR;
+			} else if (i == 1) {
+				nm = "..";
+				st.st_mode = S_IFDIR;
+			} else if (i == 2) {
+				nm = ".hfinfo";
+				st.st_mode = S_IFREG;
+			} else {
+				snprintf(name, sizeof(name), "frame_%05" PRId64 ".%s", i - 2,
+					 segment_ext(n->seg));
+				nm = name;
+				st.st_mode = S_IFREG;
+			}
+			st.st_ino = (ino_t)(hash_str(nm) ^ n->ino) | 1;
+			len = fuse_add_direntry(req, buf + used, size - used, nm, &st, i + 1);
+			if (len > size - used)
+				break;
+			used += len;
+		}
+	} else {
+		struct dirlist *dl = (struct dirlist *)(uintptr_t)fi->fh;
+		for (size_t i = (size_t)off; dl && i < dl->n; i++) {
+			size_t len;
+			st.st_mode = (mode_t)DTTOIF(dl->v[i].type);
+			st.st_ino = (ino_t)(hash_str(dl->v[i].name) ^ n->ino) | 1;
+			len = fuse_add_direntry(req, buf + used, size - used, dl->v[i].name, &st,
+						(off_t)i + 1);
+			if (len > size - used)
+				break;
+			used += len;
+		}
+	}
+	fuse_reply_buf(req, buf, used);
+	free(buf);
+}
+
+static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	if (fi->fh)
+		dirlist_free((struct dirlist *)(uintptr_t)fi->fh);
+	fuse_reply_err(req, 0);
+}
+
+/* ---- files ---- */
+
+struct open_wait {
+	fuse_req_t req;
+	struct hf_fs *fs;
+	struct node *node;
+	struct fuse_file_info fi;
+};
+
+static void open_ready(void *arg, int err, uint64_t size)
+{
+	struct open_wait *ow = arg;
+	int fd;
+
+	if (err < 0) {
+		fuse_reply_err(ow->req, EIO);
+		free(ow);
+		return;
+	}
+	fd = segment_frame_open(ow->node->seg, ow->node->slot);
+	if (fd < 0) {
+		fuse_reply_err(ow->req, EIO);
+		free(ow);
+		return;
+	}
+	ow->node->size = size;
+	ow->fi.fh = (uint64_t)fd;
+	ow->fi.keep_cache = 1;
+	engine_count_served(ow->fs->engine);
+	if (fuse_reply_open(ow->req, &ow->fi) != 0)
+		close(fd);
+	free(ow);
+}
+
+static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	char real[PATH_MAX];
+	int fd;
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & (O_TRUNC | O_APPEND))) {
+		fuse_reply_err(req, EROFS);
+		return;
+	}
+	switch (n->kind) {
+	case N_FILE:
+		if (real_path(fs, n->path, real, sizeof(real)) < 0) {
+			fuse_reply_err(req, ENAMETOOLONG);
+			return;
+		}
+		fd = open(real, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			fuse_reply_err(req, errno);
+			return;
+		}
+		fi->fh = (uint64_t)fd;
+		if (fuse_reply_open(req, fi) != 0)
+			close(fd);
+		return;
+	case N_FRAME: {
+		struct open_wait *ow = malloc(sizeof(*ow));
+		if (!ow) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		*ow = (struct open_wait){req, fs, n, *fi};
+		segment_frame_wait(n->seg, n->slot, open_ready, ow);
+		return;
+	}
+	case N_INFO:
+	case N_STATS: {
+		struct textfile *t = calloc(1, sizeof(*t));
+		int ret = t ? text_of(fs, n, t) : -ENOMEM;
+		if (ret < 0) {
+			free(t);
+			fuse_reply_err(req, -ret);
+			return;
+		}
+		fi->fh = (uintptr_t)t;
+		fi->direct_io = 1;
+		fuse_reply_open(req, fi);
+		return;
+	}
+	case N_ROOT:
+	case N_DIR:
+	case N_SEGDIR:
+		fuse_reply_err(req, EISDIR);
+		return;
+	default:
+		fuse_reply_err(req, EACCES);
+	}
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	if (n->kind == N_INFO || n->kind == N_STATS) {
+		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
+		if ((size_t)off >= t->len)
+			fuse_reply_buf(req, NULL, 0);
+		else
+			fuse_reply_buf(req, t->data + off,
+				       size < t->len - (size_t)off ? size : t->len - (size_t)off);
+		return;
+	}
+	{
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = (int)fi->fh;
+		bv.buf[0].pos = off;
+		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+	}
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+
+	if (n && (n->kind == N_INFO || n->kind == N_STATS)) {
+		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
+		free(t->data);
+		free(t);
+	} else {
+		close((int)fi->fh);
+	}
+	fuse_reply_err(req, 0);
+}
+
+static void op_statfs(fuse_req_t req, fuse_ino_t ino)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct statvfs sv;
+	if (statvfs(fs->conf.source_root, &sv) < 0) {
+		fuse_reply_err(req, errno);
+		return;
+	}
+	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- everything that would write ---- */
+
+static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
+		       struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode, dev_t rdev)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_symlink(fuse_req_t req, const char *link, fuse_ino_t parent, const char *name)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
+		      const char *newname, unsigned int flags)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t newparent, const char *newname)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+		      struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+		     struct fuse_file_info *fi)
+{
+	fuse_reply_err(req, EROFS);
+}
+
+static void op_init(void *userdata, struct fuse_conn_info *conn)
+{
+	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
+		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+}
+
+static const struct fuse_lowlevel_ops hf_ops = {
+	.init = op_init,
+	.lookup = op_lookup,
+	.forget = op_forget,
+	.forget_multi = op_forget_multi,
+	.getattr = op_getattr,
+	.readlink = op_readlink,
+	.opendir = op_opendir,
+	.readdir = op_readdir,
+	.releasedir = op_releasedir,
+	.open = op_open,
+	.read = op_read,
+	.release = op_release,
+	.statfs = op_statfs,
+	.setattr = op_setattr,
+	.mknod = op_mknod,
+	.mkdir = op_mkdir,
+	.unlink = op_unlink,
+	.rmdir = op_unlink,
+	.symlink = op_symlink,
+	.rename = op_rename,
+	.link = op_link,
+	.create = op_create,
+	.write = op_write,
+};
+
+int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **out)
+{
+	struct hf_fs *fs = calloc(1, sizeof(*fs));
+	if (!fs)
+		return -ENOMEM;
+	fs->conf = *conf;
+	fs->mountpoint = strdup(mountpoint);
+	if (!fs->mountpoint) {
+		free(fs);
+		return -ENOMEM;
+	}
+	pthread_mutex_init(&fs->lock, NULL);
+	fs->next_ino = FUSE_ROOT_ID + 1;
+	fs->root.ino = FUSE_ROOT_ID;
+	fs->root.path = "";
+	fs->root.kind = N_ROOT;
+	*out = fs;
+	return 0;
+}
+
+void fs_set_engine(struct hf_fs *fs, struct engine *e)
+{
+	fs->engine = e;
+}
+
+struct fuse_session *fs_session_new(struct hf_fs *fs, struct fuse_args *args)
+{
+	return fuse_session_new(args, &hf_ops, sizeof(hf_ops), fs);
+}
+
+void fs_free(struct hf_fs **pfs)
+{
+	struct hf_fs *fs = pfs ? *pfs : NULL;
+	if (!fs)
+		return;
+	for (size_t b = 0; b < NBUCKETS; b++) {
+		struct node *n = fs->by_ino[b];
+		while (n) {
+			struct node *next = n->next_ino;
+			segment_put(&n->seg);
+			free(n->path);
+			free(n);
+			n = next;
+		}
+	}
+	pthread_mutex_destroy(&fs->lock);
+	free(fs->mountpoint);
+	free(fs);
+	*pfs = NULL;
+}

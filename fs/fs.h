@@ -1,0 +1,30 @@
+/*
+ * fs: the FUSE low-level adapter. Mirrors source_root read-only, adds segment
+ * directories next to videos, .hfinfo in each and .hfstats at the root, and replies
+ * to frame lookups and opens asynchronously when the engine has the image.
+ * No libav types here; all frame work goes through the engine.
+ */
+#ifndef HF_FS_H
+#define HF_FS_H
+
+#define FUSE_USE_VERSION FUSE_MAKE_VERSION(3, 12)
+#include <fuse_lowlevel.h>
+
+#include "conf/conf.h"
+#include "fs/engine.h"
+
+struct hf_fs;
+
+/* mountpoint must be absolute and canonical; it is hidden from the mirror. */
+int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **out);
+
+/* Attaches the engine (created after daemonizing, since it starts threads). */
+void fs_set_engine(struct hf_fs *fs, struct engine *e);
+
+/* The session for these args, with fs as its userdata. NULL on failure (libfuse says why). */
+struct fuse_session *fs_session_new(struct hf_fs *fs, struct fuse_args *args);
+
+/* Frees the node table; accepts NULL and clears the caller's pointer. */
+void fs_free(struct hf_fs **fs);
+
+#endif
