@@ -256,8 +256,10 @@ int main(int argc, char *argv[])
 	} else {
 		lc = fuse_loop_cfg_create();
 		fuse_loop_cfg_set_clone_fd(lc, fo.clone_fd);
-		fuse_loop_cfg_set_max_threads(lc, 64);
-		fuse_loop_cfg_set_idle_threads(lc, fo.max_idle_threads ? fo.max_idle_threads : 16);
+		/* Frame waits do not hold loop threads; these serve mirror I/O and lookups. */
+		fuse_loop_cfg_set_max_threads(lc, fo.max_threads > 10 ? fo.max_threads : 64);
+		if (fo.max_idle_threads != UINT_MAX)
+			fuse_loop_cfg_set_idle_threads(lc, fo.max_idle_threads);
 		ret = fuse_session_loop_mt(se, lc);
 		fuse_loop_cfg_destroy(lc);
 	}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what is missing (Debian packages, with sudo when not root) and builds hfmount.
+#   tools/setup.sh            build dependencies, then build/ (RelWithDebInfo)
+#   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium)
+#   BUILD_DIR=... CMAKE_ARGS=... override the build directory and add cmake options
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
+      libavutil-dev libswscale-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev)
+if [ $want_test = 1 ]; then
+	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core)
+	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+fi
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" != 0 ] && sudo=sudo
+	echo "setup: installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+build=${BUILD_DIR:-build}
+# shellcheck disable=SC2086
+cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
+cmake --build "$build" -j"$(nproc)"
