@@ -247,6 +247,11 @@ static void *worker_main(void *unused)
 	return NULL;
 }
 
+void extract_set_verbose(bool verbose)
+{
+	av_log_set_level(verbose ? AV_LOG_WARNING : AV_LOG_QUIET);
+}
+
 int extract_pool_start(int threads)
 {
 	if (threads <= 0) {

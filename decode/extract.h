@@ -47,6 +47,9 @@ struct extract_job {
 /* Starts the encoder pool with `threads` workers (0 = one per core). 0 or -errno. */
 int extract_pool_start(int threads);
 
+/* libav's own log lines: off unless verbose (they would interleave with ours). */
+void extract_set_verbose(bool verbose);
+
 /* Waits for queued work, stops and joins the workers. Safe to call when not started. */
 void extract_pool_stop(void);
 

@@ -9,6 +9,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
+#include <libavutil/parseutils.h>
 #include <libavutil/pixdesc.h>
 #include <math.h>
 #include <stdio.h>
@@ -231,6 +232,35 @@ static int64_t frame_period_ticks(const AVStream *st, const struct pkt_entry *e,
 	return 1;
 }
 
+/* Parses "HH:MM:SS.fraction" (the DURATION tag Matroska muxers write per track) to ticks. */
+static int64_t tag_duration(const AVStream *st)
+{
+	const AVDictionaryEntry *e = av_dict_get(st->metadata, "DURATION", NULL, 0);
+	int64_t us;
+	if (!e || av_parse_time(&us, e->value, 1) < 0 || us <= 0)
+		return AV_NOPTS_VALUE;
+	return av_rescale_q(us, AV_TIME_BASE_Q, st->time_base);
+}
+
+/*
+ * Where the container says the video ends, in ticks, or NOPTS when it does not say it
+ * for this stream alone (a format duration also covers audio that may run longer).
+ */
+static int64_t declared_end(const AVFormatContext *fmt, const AVStream *st)
+{
+	int64_t start = st->start_time != AV_NOPTS_VALUE ? st->start_time : 0;
+	int64_t d = st->duration != AV_NOPTS_VALUE && st->duration > 0 ? st->duration : tag_duration(st);
+	int64_t fstart;
+
+	if (d != AV_NOPTS_VALUE)
+		return start + d;
+	if (fmt->nb_streams == 1 && fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0) {
+		fstart = fmt->start_time != AV_NOPTS_VALUE ? fmt->start_time : 0;
+		return av_rescale_q(fstart + fmt->duration, AV_TIME_BASE_Q, st->time_base);
+	}
+	return AV_NOPTS_VALUE;
+}
+
 int source_index_build(const char *path, struct source_index **out, char *err, size_t errlen)
 {
 	AVFormatContext *fmt = NULL;
@@ -302,7 +332,15 @@ int source_index_build(const char *path, struct source_index **out, char *err, s
 	}
 	/* A stream whose first frame is not flagged still decodes from its start. */
 	idx->key[0] = 1;
-	idx->end = e[n - 1].pts + (e[n - 1].dur > 0 ? e[n - 1].dur : frame_period_ticks(st, e, n));
+	{
+		int64_t period = frame_period_ticks(st, e, n);
+		int64_t decl = declared_end(fmt, st);
+		idx->data_end = e[n - 1].pts + (e[n - 1].dur > 0 ? e[n - 1].dur : period);
+		idx->end = idx->data_end;
+		/* More than a frame missing at the end: the file was cut short. */
+		if (decl != AV_NOPTS_VALUE && decl > idx->data_end + period)
+			idx->end = decl;
+	}
 	*out = idx;
 	idx = NULL;
 	ret = 0;
@@ -365,13 +403,13 @@ int64_t source_index_duration_ms(const struct source_index *idx)
 			    (AVRational){1, 1000});
 }
 
-#define IDX_MAGIC "HFIDX\x01\x00\x00"
+#define IDX_MAGIC "HFIDX\x02\x00\x00"
 
 struct idx_header {
 	char magic[8];
 	uint32_t endian;
 	int32_t stream;
-	int64_t tb_num, tb_den, origin, end;
+	int64_t tb_num, tb_den, origin, end, data_end;
 	uint64_t n;
 	int32_t width, height, orient, depth, alpha;
 	char codec[32];
@@ -393,6 +431,7 @@ int source_index_save(const struct source_index *idx, void **buf, size_t *len)
 	h.tb_den = idx->tb.den;
 	h.origin = idx->origin;
 	h.end = idx->end;
+	h.data_end = idx->data_end;
 	h.n = idx->n;
 	h.width = idx->width;
 	h.height = idx->height;
@@ -436,6 +475,7 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	idx->tb = (struct hf_q){h.tb_num, h.tb_den};
 	idx->origin = h.origin;
 	idx->end = h.end;
+	idx->data_end = h.data_end;
 	idx->n = h.n;
 	idx->width = h.width;
 	idx->height = h.height;

@@ -35,7 +35,8 @@ struct source_index {
 	size_t n;            /* frames, in presentation order */
 	int64_t *pts;        /* n presentation timestamps, ascending */
 	uint8_t *key;        /* n flags: 1 where the frame is a keyframe */
-	int64_t end;         /* end of the last frame, ticks */
+	int64_t end;         /* end of the last frame the container declares, ticks */
+	int64_t data_end;    /* end of the last frame present; < end when the file is truncated */
 	int width, height;   /* of the output image, after orientation */
 	enum source_orient orient;
 	int depth;           /* bits per component of the decoded picture (8, 10, 12...) */

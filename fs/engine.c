@@ -87,6 +87,7 @@ struct segment {
 	char *identity;
 	struct segname sn;
 	int64_t count;
+	int64_t data_slots; /* slots before the end of the data present (< count if truncated) */
 	int width, height;
 	char ext[8];
 	char error[256];
@@ -306,9 +307,9 @@ static void mark_done_locked(struct source *src, size_t frame, uint64_t size, st
 		if (s->state != SEG_EXTRACTING || !seg_needs(s, frame))
 			continue;
 		if (--s->remaining == 0) {
-			s->state = SEG_COMPLETE;
 			s->t_done_ns = now_ns();
-			if (w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+			s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
+			if (s->state == SEG_COMPLETE && w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
 				s->refs++; /* under src lock: engine refs are only read here */
 				w->complete[w->ncomplete++] = s;
 			}
@@ -610,15 +611,27 @@ static int slot_frame(const struct segment *s, int64_t slot, size_t *frame)
 	return 0;
 }
 
-/* Computes the distinct frames a cold segment shows. */
+/* Computes the distinct frames a cold segment shows, and where a truncated file's data ends. */
 static int seg_plan(struct segment *s)
 {
-	size_t *v = malloc((size_t)s->count * sizeof(*v));
+	const struct source_index *idx = s->src->idx;
+	size_t *v;
 	size_t n = 0;
 
+	s->data_slots = s->count;
+	if (idx->data_end < idx->end) {
+		struct slot_frames fr = source_index_frames(idx);
+		int64_t ds;
+		fr.end = idx->data_end;
+		ds = slots_count(&fr, s->sn.start, s->sn.dur, s->sn.fps);
+		if (ds < 0)
+			return (int)ds;
+		s->data_slots = ds < s->count ? ds : s->count;
+	}
+	v = malloc((size_t)(s->data_slots > 0 ? s->data_slots : 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	for (int64_t k = 0; k < s->count; k++) {
+	for (int64_t k = 0; k < s->data_slots; k++) {
 		size_t f = 0;
 		int ret = slot_frame(s, k, &f);
 		if (ret < 0) {
@@ -647,6 +660,13 @@ static void seg_error(struct segment *s, const char *fmt, ...)
 static void fmt_seconds_ms(int64_t ms, char *buf, size_t len)
 {
 	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+}
+
+/* Milliseconds from the start of the video to a tick value, for messages. */
+static int64_t av_ms(const struct source_index *idx, int64_t ticks)
+{
+	__int128 v = (__int128)(ticks - idx->origin) * idx->tb.num * 1000 / idx->tb.den;
+	return (int64_t)v;
 }
 
 /* Fills a cold segment from its source: count, size, or the error sentence. */
@@ -755,6 +775,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	    strcmp(man->identity, identity) == 0 && man->count > 0) {
 		s->man = man;
 		s->count = man->count;
+		s->data_slots = man->count;
 		s->width = man->width;
 		s->height = man->height;
 		s->state = SEG_COMPLETE;
@@ -865,9 +886,9 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 		j->last = f;
 	}
 	if (s->remaining == 0) {
-		s->state = SEG_COMPLETE;
 		s->t_done_ns = now_ns();
-		if (w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+		s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
+		if (s->state == SEG_COMPLETE && w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
 			s->refs++;
 			w->complete[w->ncomplete++] = s;
 		}
@@ -931,7 +952,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 		}
 	}
 	src = s->src;
-	if (!src || !src->idx || slot_frame(s, slot, &f) < 0) {
+	if (!src || !src->idx || slot >= s->data_slots || slot_frame(s, slot, &f) < 0) {
 		fn(arg, -EIO, 0);
 		return;
 	}
@@ -1093,7 +1114,7 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 		struct source *src = s->src;
 		pthread_mutex_lock(&src->lock);
 		state = s->state;
-		for (int64_t k = 0; k < s->count; k++) {
+		for (int64_t k = 0; k < s->data_slots; k++) {
 			size_t fr = 0;
 			if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_DONE)
 				done++;
@@ -1101,7 +1122,7 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 		if (state == SEG_ERROR || (src->damaged_at != SIZE_MAX && s->nneeded > 0 &&
 					   s->needed[s->nneeded - 1] >= src->damaged_at)) {
 			int64_t bad_slot = -1;
-			for (int64_t k = 0; k < s->count; k++) {
+			for (int64_t k = 0; k < s->data_slots; k++) {
 				size_t fr = 0;
 				if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_FAILED) {
 					bad_slot = k;
@@ -1114,6 +1135,14 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 					 bad_slot + 1, s->ext, src->damage);
 			else if (src->damage[0])
 				snprintf(error, sizeof(error), "%s", src->damage);
+		}
+		if (!error[0] && s->data_slots < s->count) {
+			char a[48], b[48];
+			fmt_seconds_ms(av_ms(src->idx, src->idx->data_end), a, sizeof(a));
+			fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
+			snprintf(error, sizeof(error),
+				 "frames from frame_%05" PRId64 ".%s on cannot be read: %s ends after %s s of its declared %s s (truncated)",
+				 s->data_slots + 1, s->ext, base_name(s->path), a, b);
 		}
 		t_start = s->t_start_ns;
 		t_done = s->t_done_ns;
@@ -1266,6 +1295,7 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->built, NULL);
 	pthread_cond_init(&e->jobs_done, NULL);
+	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
 		free(e);
