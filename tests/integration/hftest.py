@@ -588,8 +588,12 @@ class Mount:
         self.log = open(self.logpath, "wb")
         opts = ",".join(["source_root=" + self.source_root] + self.opts)
         self.cmd = [HFMOUNT_BIN, "-f", "-o", opts, self.store, self.mnt]
+        # Hermetic: no HFMOUNT_* configuration from the caller's environment (HFMOUNT_BIN
+        # included) and no user config file.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HFMOUNT_")}
+        env["XDG_CONFIG_HOME"] = os.path.join(self.tmp, "config")
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+                                     stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.timeout
         try:
             while not os.path.ismount(self.mnt):
@@ -707,6 +711,9 @@ class Mount:
             with open(p, "rb") as f:
                 data = f.read()
             st = os.stat(p)
+            if not data:
+                raise AssertionError("%s/%s: read returned 0 bytes (stat size %d): an empty "
+                                     "file is never a frame" % (seg, n, st.st_size))
             if st.st_size != len(data):
                 raise AssertionError("%s/%s: stat size %d but read returned %d bytes"
                                      % (seg, n, st.st_size, len(data)))

@@ -23,8 +23,10 @@ def one_sentence(s, what):
           "%s: .hfinfo error is not a one-sentence string: %r" % (what, s))
 
 
-def assert_serving(m, seg="cfr30.mp4@0.5+0.2@30"):
-    """The daemon is alive and still serves correct frames and .hfstats."""
+def assert_serving(m, name="cfr30.mp4"):
+    """The daemon is alive and still serves correct frames and .hfstats. name is a copy
+    of cfr30.mp4 in the mount's source root."""
+    seg = name + "@0.5+0.2@30"
     check(m.alive(), "hfmount died:\n" + m.log_text())
     st = m.stats()
     check(isinstance(st.get("frames_served"), int), ".hfstats unreadable: %r" % st)
@@ -155,11 +157,8 @@ def truncated_video():
     straddle = len(early)  # the frame whose packet the cut splits
     seg = "truncated.mp4@0+4@30"   # slot k shows frame k (same rate, start 0)
     ref = h.ref_fps(full, "0", "4", "30")
+    names = ["frame_%05d.png" % (k + 1) for k in range(120)]
     with h.Mount() as m:
-        info = m.info(seg)
-        check(info["count"] == 120, "count %r: the index says 120 frames" % info["count"])
-        names = sorted(n for n in os.listdir(m.path(seg)) if n != ".hfinfo")
-        check(len(names) == 120, "truncated segment lists %d frames" % len(names))
         # Frames before the damage: served and pixel-exact against the intact file.
         blobs = []
         for k in early:
@@ -167,6 +166,12 @@ def truncated_video():
                 blobs.append(f.read())
         h.assert_frames_equal(h.decode_images(blobs), ref[:len(early)],
                               seg + " frames before the damage")
+        # N comes from the container's index (SPEC 4 Count), which still lists 120 frames.
+        info = m.info(seg)
+        check(info["count"] == 120, "count %r: the container's index says 120 frames, so "
+              "frames after the damage must be listed and fail with EIO" % info["count"])
+        listed = sorted(n for n in os.listdir(m.path(seg)) if n != ".hfinfo")
+        check(listed == names, "truncated segment lists %d frames" % len(listed))
         # The split frame: EIO, or a correct picture; never a broken one.
         try:
             with open(m.path(seg, names[straddle]), "rb") as f:
@@ -243,7 +248,7 @@ def everything_is_read_only():
                 except AssertionError as e:
                     bad.append(str(e))
             check(not bad, "not refused with EROFS/EACCES:\n  " + "\n  ".join(bad))
-            assert_serving(m)
+            assert_serving(m, "clip.mp4")
         after = os.stat(os.path.join(srcroot, "clip.mp4"))
         check((after.st_size, after.st_mode, after.st_mtime_ns)
               == (before.st_size, before.st_mode, before.st_mtime_ns),

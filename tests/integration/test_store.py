@@ -118,13 +118,20 @@ def store_has_no_temp_leftovers_after_unmount():
 
 @test
 def zero_length_store_entries_are_never_hits():
-    # What a crash with fsync=off leaves behind: files under their final names with no
-    # bytes. The next mount must neither serve them nor fail on them.
+    # What a crash with fsync=off leaves behind: entries under their final names with no
+    # bytes. Files the store holds before any extraction (its own metadata) are left
+    # alone; every file the extraction wrote is cut to zero. The next mount must neither
+    # serve them nor fail on them.
     seg = "cfr30.mp4@0.5+1@30"
     with h.tempdir() as store:
+        with h.Mount(store=store):
+            pass
+        baseline = set(store_files(store))
         with h.Mount(store=store) as m:
             h.check_segment(m, "cfr30.mp4", "0.5", "1", "30")
-        for p in store_files(store):
+        entries = [p for p in store_files(store) if p not in baseline]
+        check(entries, "the extraction wrote nothing new into the store")
+        for p in entries:
             os.truncate(p, 0)
         with h.Mount(store=store) as m:
             h.check_segment(m, "cfr30.mp4", "0.5", "1", "30")
