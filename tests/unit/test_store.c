@@ -1,0 +1,152 @@
+/* Store: atomic puts, manifests that round-trip and refuse zero frames, leftovers cleaned. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/store.h"
+#include "hftest.h"
+
+static char dir[] = "/tmp/hfstoreXXXXXX";
+
+static int count_files(const char *sub)
+{
+	char path[512];
+	DIR *d;
+	struct dirent *de;
+	int n = 0;
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	d = opendir(path);
+	if (!d)
+		return -1;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void seen(void *arg, const char *name)
+{
+	snprintf(arg, 256, "%s", name);
+}
+
+int main(void)
+{
+	struct store *st = NULL;
+	struct store_opts so = {.fsync = true};
+	struct hf_key k1, k2, sk;
+	struct manifest m = {0}, *got = NULL;
+	char err[256], path[512], name[256] = "";
+	uint64_t size = 0, images, bytes;
+	int fd;
+
+	if (!CHECK(mkdtemp(dir) != NULL))
+		return hftest_done();
+	/* a dead writer's temp file is removed at open; an unparsable name too */
+	snprintf(path, sizeof(path), "%s/tmp", dir);
+	mkdir(path, 0755);
+	snprintf(path, sizeof(path), "%s/tmp/garbage", dir);
+	close(open(path, O_CREAT | O_WRONLY, 0644));
+	CHECK_EQ_INT(store_open(dir, &so, &st, err, sizeof(err)), 0);
+	CHECK_EQ_INT(count_files("tmp"), 0);
+
+	key_string("t", "one", &k1);
+	key_string("t", "two", &k2);
+	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0); /* idempotent */
+	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), 0);
+	CHECK_EQ_INT(size, 5);
+	store_usage(st, &images, &bytes);
+	CHECK_EQ_INT(images, 1);
+	CHECK_EQ_INT(bytes, 5);
+	fd = store_image_open(st, &k1, "png");
+	CHECK(fd >= 0);
+	if (fd >= 0) {
+		char b[8] = {0};
+		CHECK_EQ_INT(read(fd, b, sizeof(b)), 5);
+		CHECK_EQ_STR(b, "12345");
+		close(fd);
+	}
+	CHECK_EQ_INT(count_files("tmp"), 0);
+
+	/* manifests: written only when every image exists, never with zero frames */
+	key_string("t", "segment", &sk);
+	m.segment = "we@ird+name.mp4@1.5+2@30";
+	m.source = "/videos/we@ird+name.mp4";
+	m.identity = "stat:/videos/we@ird+name.mp4:1:2.0";
+	m.count = 2;
+	m.width = 320;
+	m.height = 240;
+	strcpy(m.ext, "png");
+	m.image = (struct hf_key[]){k1, k2};
+	m.size = (uint64_t[]){5, 3};
+	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -ENOENT); /* k2 missing */
+	CHECK_EQ_INT(store_image_put(st, &k2, "png", "abc", 3), 0);
+	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), 0);
+	CHECK_EQ_INT(store_manifest_get(st, m.source, &sk, &got), 0);
+	if (CHECK(got != NULL)) {
+		CHECK_EQ_STR(got->segment, m.segment);
+		CHECK_EQ_STR(got->identity, m.identity);
+		CHECK_EQ_INT(got->count, 2);
+		CHECK_EQ_INT(got->size[1], 3);
+		CHECK(memcmp(&got->image[1], &k2, sizeof(k2)) == 0);
+		manifest_free(&got);
+		CHECK(got == NULL);
+	}
+	CHECK_EQ_INT(store_manifest_list(st, m.source, m.identity, seen, name), 0);
+	CHECK_EQ_STR(name, m.segment);
+	name[0] = 0;
+	CHECK_EQ_INT(store_manifest_list(st, m.source, "stat:other", seen, name), 0);
+	CHECK_EQ_STR(name, ""); /* a changed source does not list old segments */
+	m.count = 0;
+	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -EINVAL);
+
+	/* a damaged manifest is not a hit */
+	{
+		char hexp[HF_KEY_HEXLEN + 1];
+		struct hf_key pk;
+		FILE *f;
+		DIR *d;
+		struct dirent *de;
+		key_string("path", m.source, &pk);
+		key_hex(&pk, hexp);
+		snprintf(path, sizeof(path), "%s/seg/%.32s", dir, hexp);
+		d = opendir(path);
+		while (d && (de = readdir(d)))
+			if (de->d_name[0] != '.') {
+				char p2[1024];
+				snprintf(p2, sizeof(p2), "%s/%s", path, de->d_name);
+				f = fopen(p2, "w");
+				fputs("hfmount-manifest 1\nsegment x\n", f);
+				fclose(f);
+			}
+		if (d)
+			closedir(d);
+		CHECK_EQ_INT(store_manifest_get(st, m.source, &sk, &got), -EINVAL);
+		CHECK_EQ_INT(store_manifest_get(st, m.source, &sk, &got), -ENOENT);
+	}
+	store_close(&st);
+	CHECK(st == NULL);
+	store_close(&st);
+
+	/* a store of another schema is refused */
+	snprintf(path, sizeof(path), "%s/hfmount-store", dir);
+	{
+		FILE *f = fopen(path, "w");
+		fputs("hfmount store schema 999\n", f);
+		fclose(f);
+	}
+	CHECK(store_open(dir, &so, &st, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "schema") != NULL);
+
+	{
+		char cmd[600];
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+		CHECK_EQ_INT(system(cmd), 0);
+	}
+	return hftest_done();
+}
