@@ -200,6 +200,7 @@ def kill9_keeps_complete_images_and_serves_nothing_torn():
             m.kill9()
         with h.Mount(store=store) as m:
             kept = m.stats()["store_images"]
+            print("  kill -9 after frame 1: %d of %d images were complete" % (kept, len(want)))
             check(0 <= kept <= len(want), "store_images %d after crash" % kept)
             h.check_segment(m, name, S, D, F)
             enc = m.stats()["images_encoded"]
