@@ -575,10 +575,12 @@ class Mount:
     """hfmount -f in the background on a temp mountpoint.
 
     store: a store directory to use (kept); default a fresh temp store (removed).
-    source_root: default SRC (the fixtures). opts: extra -o key=value strings."""
+    source_root: default SRC (the fixtures). opts: extra -o key=value strings.
+    mountpoint: an existing directory to mount on (kept); default a fresh temp one."""
 
-    def __init__(self, store=None, source_root=None, opts=(), timeout=20):
+    def __init__(self, store=None, source_root=None, opts=(), timeout=20, mountpoint=None):
         self.given_store = store
+        self.given_mnt = mountpoint
         self.source_root = source_root or SRC
         self.opts = list(opts)
         self.timeout = timeout
@@ -590,8 +592,8 @@ class Mount:
         os.makedirs(self.source_root, exist_ok=True)
         self.tmp = tempfile.mkdtemp(prefix="hfit-")
         self.store = self.given_store or os.path.join(self.tmp, "store")
-        self.mnt = os.path.join(self.tmp, "mnt")
-        os.mkdir(self.mnt)
+        self.mnt = self.given_mnt or os.path.join(self.tmp, "mnt")
+        os.makedirs(self.mnt, exist_ok=True)
         self.logpath = os.path.join(self.tmp, "hfmount.log")
         self.log = open(self.logpath, "wb")
         opts = ",".join(["source_root=" + self.source_root] + self.opts)
@@ -675,7 +677,8 @@ class Mount:
             return
         if self.given_store is None:
             shutil.rmtree(self.store, ignore_errors=True)
-        os.rmdir(self.mnt)
+        if self.given_mnt is None:
+            os.rmdir(self.mnt)
         if os.path.exists(self.logpath):
             os.unlink(self.logpath)
         shutil.rmtree(self.tmp, ignore_errors=True)

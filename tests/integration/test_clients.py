@@ -6,6 +6,7 @@ segments show up beside their video (and still do after a remount), and a warm r
 serves frames without encoding anything.
 """
 
+import errno
 import json
 import os
 import subprocess
@@ -216,6 +217,32 @@ def chromium_screenshot_of_a_frame():
             worst = h.assert_frames_equal(got, ref, "chromium screenshot of frame %d" % k,
                                           tolerance=2)
             print("  chromium frame %d: max abs diff %d" % (k, worst))
+
+
+@test
+def mirror_keeps_mode_owner_and_hides_mountpoint():
+    with h.tempdir() as root:
+        os.mkdir(os.path.join(root, "sub"), 0o750)
+        f = os.path.join(root, "sub", "notes.txt")
+        with open(f, "w") as fh:
+            fh.write("hello\n")
+        os.chmod(f, 0o640)
+        os.chown(f, 1234, 5678)
+        os.chown(os.path.join(root, "sub"), 4321, 8765)
+        mnt = os.path.join(root, "mnt")   # the mountpoint lies inside source_root
+        os.mkdir(mnt)
+        with h.Mount(source_root=root, mountpoint=mnt) as m:
+            names = set(os.listdir(m.mnt)) - {".hfstats"}
+            check(names == {"sub"}, "root lists %s; the mountpoint must be hidden" % names)
+            h.expect_errno(lambda: os.stat(m.path("mnt")), (errno.ENOENT,),
+                           "stat of the mountpoint through itself")
+            for rel in ("sub", "sub/notes.txt"):
+                a, b = os.stat(os.path.join(root, rel)), os.stat(m.path(rel))
+                real = (a.st_mode, a.st_uid, a.st_gid, a.st_size, a.st_mtime_ns)
+                seen = (b.st_mode, b.st_uid, b.st_gid, b.st_size, b.st_mtime_ns)
+                check(seen == real, "%s: mode/uid/gid/size/mtime %s through the mount, real %s"
+                      % (rel, seen, real))
+            check(sh(["cat", m.path("sub", "notes.txt")]) == "hello\n", "file content differs")
 
 
 @test

@@ -187,6 +187,39 @@ def modified_source_is_a_new_source():
 
 
 @test
+def touched_segment_is_extracted_whole():
+    seg = "cfr30.mp4@0+3@30"
+    with h.Mount() as m:
+        with open(m.path(seg, "frame_00001.png"), "rb") as f:
+            f.read()
+        info = m.wait_info(seg, lambda i: i["state"] in ("complete", "error"))
+        check(info["state"] == "complete" and info["frames_done"] == 90,
+              "one read of frame 1 (eager default): %r" % info)
+        st = m.stats()
+        check(st["images_encoded"] == 90 and st["extractions_completed"] >= 1,
+              "images_encoded %d, extractions_completed %d"
+              % (st["images_encoded"], st["extractions_completed"]))
+
+
+@test
+def eager_false_extracts_what_is_read():
+    seg = "cfr30.mp4@0+3@30"
+    with h.Mount(opts=["eager=false"]) as m:
+        for k in (1, 2, 3):
+            with open(m.path(seg, "frame_%05d.png" % k), "rb") as f:
+                f.read()
+        time.sleep(1.5)  # give an eager extraction time to show itself
+        st, info = m.stats(), m.info(seg)
+        print("  eager=false: %d images encoded after reading 3 of 90 frames"
+              % st["images_encoded"])
+        check(3 <= st["images_encoded"] <= 90 // 4 and info["state"] != "complete",
+              "eager=false: images_encoded %d, state %r after reading 3 of 90 frames"
+              % (st["images_encoded"], info["state"]))
+        # The rest still reads right.
+        h.check_segment(m, "cfr30.mp4", "0", "3", "30")
+
+
+@test
 def kill9_keeps_complete_images_and_serves_nothing_torn():
     name, S, D, F = "bt709_1080p.mp4", "0", "1", "30"
     seg = h.seg_name(name, S, D, F)
