@@ -161,6 +161,17 @@ def _gen_vfr(out):
                         % (fr.tb, fr.pts))
 
 
+@generator("offset.ts")
+def _gen_offset_ts(out):
+    # MPEG-TS starts at 1.48 s (mux delay), 25 fps, B-frames: slot times are relative to
+    # the container's start time, as the CLI has it.
+    ffmpeg_gen(out, _lavfi_src("320x240", 25, 3), NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "10",
+                "-bf", "2"], "mpegts")
+    if probe_frames(out).origin == 0:
+        raise ToolError("offset.ts starts at 0")
+
+
 @generator("we@ird+name.mp4")
 def _gen_weird(out):
     shutil.copyfile(fixture("cfr30.mp4"), out)
@@ -290,20 +301,27 @@ def all_fixtures():
 
 
 class Frames:
-    """A video stream's frames as ffprobe tells them: exact ticks, time base, end."""
+    """A video stream's frames as ffprobe tells them: exact ticks, time base, end.
+    Times are measured from `origin`, the container's start time in ticks (what the
+    ffmpeg CLI subtracts by default; SPEC 4 slot times are relative to it)."""
 
-    def __init__(self, tb, pts, end):
-        self.tb = tb        # Fraction, seconds per tick
-        self.pts = pts      # sorted list of int ticks (presentation order)
-        self.end = end      # int ticks, end of the last frame (its pts + duration)
+    def __init__(self, tb, pts, end, origin=0):
+        self.tb = tb          # Fraction, seconds per tick
+        self.pts = pts        # sorted list of int ticks (presentation order)
+        self.end = end        # int ticks, end of the last frame (its pts + duration)
+        self.origin = origin  # int ticks of time 0
 
     def times(self):
-        return [p * self.tb for p in self.pts]
+        return [(p - self.origin) * self.tb for p in self.pts]
+
+    def t_end(self):
+        return (self.end - self.origin) * self.tb
 
 
 def probe_frames(path):
     j = ffprobe_json(["-select_streams", "v:0", "-show_entries",
-                      "stream=time_base,start_time:packet=pts,duration"], path)
+                      "stream=time_base,start_pts:format=start_time:packet=pts,duration"],
+                     path)
     st = j["streams"][0]
     num, den = st["time_base"].split("/")
     tb = Fraction(int(num), int(den))
@@ -313,11 +331,14 @@ def probe_frames(path):
     pk.sort()
     pts = [p for p, _ in pk]
     end = max(p + d for p, d in pk)
-    if pts[0] != 0:
-        # The model below measures time from the stream's first frame; every fixture is
-        # made to start at 0 so the container's start time is 0 too.
-        raise ToolError("%s: first pts is %d, fixtures must start at 0" % (path, pts[0]))
-    return Frames(tb, pts, end)
+    origin = int(st["start_pts"])
+    # Single-stream fixtures: the container's start time is the video stream's. ffprobe
+    # prints it rounded to microseconds; check it agrees with the exact ticks.
+    fmt_start = Fraction(j["format"]["start_time"])
+    if origin != pts[0] or abs(fmt_start - origin * tb) > Fraction(1, 1000000):
+        raise ToolError("%s: start_pts %d, first pts %d, container start %s: fixtures must "
+                        "start with their first frame" % (path, origin, pts[0], fmt_start))
+    return Frames(tb, pts, end, origin)
 
 
 def q(s):
@@ -333,7 +354,7 @@ def model_slots(frames, start, dur, fps):
     """SPEC 4: list of source frame indices, one per slot k = 0..N-1 (exact arithmetic)."""
     S, D, F = q(start), q(dur), q(fps)
     times = frames.times()
-    t_end = frames.end * frames.tb
+    t_end = frames.t_end()
     out = []
     k = 0
     while Fraction(k) / F < D and S + Fraction(k) / F < t_end:

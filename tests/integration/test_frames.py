@@ -91,6 +91,17 @@ def variable_frame_rate_with_gaps():
 
 
 @test
+def container_start_time_is_time_zero():
+    # offset.ts starts at 1.48 s; segment times count from there, as the CLI's do.
+    check(h.probe_frames(h.fixture("offset.ts")).origin == 133200, "offset.ts start changed")
+    with h.Mount() as m:
+        h.check_segment(m, "offset.ts", "0.5", "1", "30")
+        h.check_segment(m, "offset.ts", "0", "3", "25")
+        h.check_segment(m, "offset.ts", "0.52", "2", "10")
+        h.check_segment(m, "offset.ts", "2.5", "1", "30")  # runs past the end
+
+
+@test
 def segment_past_end_of_source():
     # cfr30.mp4 ends at 4.0 s: @3.5+2@30 has 15 slots, not 60.
     with h.Mount() as m:
