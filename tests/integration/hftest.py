@@ -172,6 +172,22 @@ def _gen_offset_ts(out):
         raise ToolError("offset.ts starts at 0")
 
 
+# Three frames: 0 s, 1 s, and 3400 s, like a screen recording left on a still screen.
+LONGGAP_TICKS = [0, 90000, 306000000]
+
+
+@generator("longgap.mp4")
+def _gen_longgap(out):
+    ffmpeg_gen(out, _lavfi_src("320x240", 30, 1),
+               NOISE + ",settb=1/90000,setpts='if(lt(N,2),N*90000,306000000)',format=yuv420p",
+               ["-frames:v", "3", "-fps_mode", "passthrough", "-enc_time_base", "1/90000",
+                "-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-bf", "0",
+                "-video_track_timescale", "90000"], "mp4")
+    fr = probe_frames(out)
+    if fr.pts != LONGGAP_TICKS:
+        raise ToolError("longgap fixture timestamps are %s" % fr.pts)
+
+
 @generator("we@ird+name.mp4")
 def _gen_weird(out):
     shutil.copyfile(fixture("cfr30.mp4"), out)

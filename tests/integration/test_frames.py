@@ -6,6 +6,7 @@ against the exact slot model over ffprobe's packet timestamps (every case, inclu
 ones where S*F is not whole). Pixels are compared decoded, never as PNG bytes.
 """
 
+import errno
 import os
 import sys
 
@@ -99,6 +100,41 @@ def container_start_time_is_time_zero():
         h.check_segment(m, "offset.ts", "0", "3", "25")
         h.check_segment(m, "offset.ts", "0.52", "2", "10")
         h.check_segment(m, "offset.ts", "2.5", "1", "30")  # runs past the end
+
+
+@test
+def frame_numbers_past_99999():
+    # longgap.mp4: frames at 0 s, 1 s and 3400 s. At 30 fps, 102001 slots: names widen
+    # past frame_99999 and every slot shows one of three pictures.
+    src = h.fixture("longgap.mp4")
+    fr = h.probe_frames(src)
+    check(fr.pts == h.LONGGAP_TICKS, "longgap fixture timestamps changed: %s" % fr.pts)
+    idx = h.model_slots(fr, "0", "3600", "30")
+    n = len(idx)
+    check(n == 102001, "model count %d" % n)
+    seg = "longgap.mp4@0+3600@30"
+    with h.Mount() as m:
+        check(m.info(seg)["count"] == n, ".hfinfo count %r, expected %d"
+              % (m.info(seg)["count"], n))
+        names = os.listdir(m.path(seg))
+        want = {"frame_%05d.png" % (k + 1) for k in range(n)} | {".hfinfo"}
+        check(len(names) == len(want) and set(names) == want,
+              "listing has %d entries, expected %d; e.g. %s"
+              % (len(names), len(want), sorted(set(names) ^ want)[:4]))
+        allf = h.ref_all(src)
+        ks = [0, 1, 29, 30, 31, 99998, 99999, 100000, n - 2, n - 1]
+        blobs = []
+        for k in ks:
+            with open(m.path(seg, "frame_%05d.png" % (k + 1)), "rb") as f:
+                blobs.append(f.read())
+        h.assert_frames_equal(h.decode_images(blobs), [allf[idx[k]] for k in ks],
+                              seg + " slots %s" % ks, 0, [idx[k] for k in ks], allf)
+        info = m.wait_info(seg, lambda i: i["state"] in ("complete", "error"), timeout=120)
+        check(info["state"] == "complete", "state %r after 120 s" % info["state"])
+        check(m.stats()["images_encoded"] == 3, "images_encoded %d for 3 distinct pictures"
+              % m.stats()["images_encoded"])
+        h.expect_errno(lambda: os.stat(m.path(seg, "frame_%05d.png" % (n + 1))),
+                       (errno.ENOENT,), "frame past the count")
 
 
 @test
