@@ -36,7 +36,7 @@ import tempfile
 import time
 import traceback
 from bisect import bisect_right
-from fractions import Fraction
+from fractions import Fraction  # noqa: F401 (tests use h.Fraction)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HFMOUNT_BIN = os.environ.get("HFMOUNT_BIN", "")
@@ -168,8 +168,22 @@ def _gen_offset_ts(out):
     ffmpeg_gen(out, _lavfi_src("320x240", 25, 3), NOISE + ",format=yuv420p",
                ["-c:v", "libx264", "-preset", "veryfast", "-crf", "20", "-g", "10",
                 "-bf", "2"], "mpegts")
-    if probe_frames(out).origin == 0:
-        raise ToolError("offset.ts starts at 0")
+    if probe_frames(out).origin != Fraction(148, 100):
+        raise ToolError("offset.ts does not start at 1.48 s")
+
+
+@generator("delayed.mp4")
+def _gen_delayed(out):
+    # Audio from 0 s, video from 0.5 s: the container starts at 0, so slots before 0.5 s
+    # come before the first frame and show it.
+    ffmpeg_gen(out, ["-f", "lavfi", "-i", "sine=frequency=440:duration=3"]
+               + _lavfi_src("320x240", 30, 2),
+               NOISE + ",setpts=PTS+15/TB/30,format=yuv420p",
+               ["-map", "1:v", "-map", "0:a", "-c:v", "libx264", "-preset", "veryfast",
+                "-crf", "20", "-g", "12", "-bf", "2", "-c:a", "aac"], "mp4")
+    fr = probe_frames(out)
+    if fr.origin != 0 or fr.times()[0] != Fraction(1, 2):
+        raise ToolError("delayed.mp4: origin %s, first frame at %s" % (fr.origin, fr.times()[0]))
 
 
 # Three frames: 0 s, 1 s, and 3400 s, like a screen recording left on a still screen.
@@ -318,20 +332,20 @@ def all_fixtures():
 
 class Frames:
     """A video stream's frames as ffprobe tells them: exact ticks, time base, end.
-    Times are measured from `origin`, the container's start time in ticks (what the
+    Times are measured from `origin`, the container's start time in seconds (what the
     ffmpeg CLI subtracts by default; SPEC 4 slot times are relative to it)."""
 
-    def __init__(self, tb, pts, end, origin=0):
+    def __init__(self, tb, pts, end, origin=Fraction(0)):
         self.tb = tb          # Fraction, seconds per tick
         self.pts = pts        # sorted list of int ticks (presentation order)
         self.end = end        # int ticks, end of the last frame (its pts + duration)
-        self.origin = origin  # int ticks of time 0
+        self.origin = origin  # Fraction, seconds: the container's start time
 
     def times(self):
-        return [(p - self.origin) * self.tb for p in self.pts]
+        return [p * self.tb - self.origin for p in self.pts]
 
     def t_end(self):
-        return (self.end - self.origin) * self.tb
+        return self.end * self.tb - self.origin
 
 
 def probe_frames(path):
@@ -347,13 +361,12 @@ def probe_frames(path):
     pk.sort()
     pts = [p for p, _ in pk]
     end = max(p + d for p, d in pk)
-    origin = int(st["start_pts"])
-    # Single-stream fixtures: the container's start time is the video stream's. ffprobe
-    # prints it rounded to microseconds; check it agrees with the exact ticks.
-    fmt_start = Fraction(j["format"]["start_time"])
-    if origin != pts[0] or abs(fmt_start - origin * tb) > Fraction(1, 1000000):
-        raise ToolError("%s: start_pts %d, first pts %d, container start %s: fixtures must "
-                        "start with their first frame" % (path, origin, pts[0], fmt_start))
+    # The container's start time is kept in microseconds and printed with 6 decimals:
+    # exact. Fixtures are made so that it is also a whole number of video ticks.
+    origin = Fraction(j["format"]["start_time"])
+    if (origin / tb).denominator != 1:
+        raise ToolError("%s: container start %s is not a whole number of ticks of %s"
+                        % (path, origin, tb))
     return Frames(tb, pts, end, origin)
 
 
@@ -440,14 +453,18 @@ def _pam_out(pix_fmt):
 
 def ref_fps(src, start, dur, fps, pix_fmt="rgb24", decoder=None):
     """Reference frames of segment (start, dur, fps) per SPEC 4: the ffmpeg CLI's
-    fps=F:round=up:start_time=S,trim=start=S:duration=D chain."""
+    fps=F:round=up:start_time=S,trim=start=S:duration=D chain, taking exactly the frames
+    the chain produces (-fps_mode passthrough). Without it the CLI's output-side CFR sync
+    pads with copies of the first frame when the video starts after the container does
+    (delayed.mp4 @0.25+0.5@60 gives 45 frames instead of 30); with it, the chain agrees
+    with the exact slot model on every fixture."""
     F = q(fps)
     vf = "fps=%d/%d:round=up:start_time=%s,trim=start=%s:duration=%s" % (
         F.numerator, F.denominator, start, start, dur)
     cmd = ["ffmpeg", "-nostdin", "-v", "error"]
     if decoder:
         cmd += ["-c:v", decoder]
-    cmd += ["-i", src, "-vf", vf] + _pam_out(pix_fmt)
+    cmd += ["-i", src, "-vf", vf, "-fps_mode", "passthrough"] + _pam_out(pix_fmt)
     return parse_pam(run(cmd).stdout)
 
 

@@ -20,7 +20,8 @@ def reference_self_check():
     """The two references agree with each other (no product involved): if this fails,
     the harness or the installed ffmpeg is at fault, not hfmount."""
     for name, S, D, F in [("cfr30.mp4", "0.5", "2", "30"), ("vfr.mp4", "0", "6", "30"),
-                          ("ntsc.mp4", "1.001", "1", "30000:1001")]:
+                          ("ntsc.mp4", "1.001", "1", "30000:1001"),
+                          ("delayed.mp4", "0.25", "0.5", "60")]:
         src = h.fixture(name)
         idx, refm = h.ref_model(src, S, D, F)
         h.assert_frames_equal(h.ref_fps(src, S, D, F), refm, "reference self-check " + name)
@@ -94,7 +95,8 @@ def variable_frame_rate_with_gaps():
 @test
 def container_start_time_is_time_zero():
     # offset.ts starts at 1.48 s; segment times count from there, as the CLI's do.
-    check(h.probe_frames(h.fixture("offset.ts")).origin == 133200, "offset.ts start changed")
+    check(h.probe_frames(h.fixture("offset.ts")).origin == h.Fraction(148, 100),
+          "offset.ts start changed")
     with h.Mount() as m:
         h.check_segment(m, "offset.ts", "0.5", "1", "30")
         h.check_segment(m, "offset.ts", "0", "3", "25")
@@ -135,6 +137,17 @@ def frame_numbers_past_99999():
               % m.stats()["images_encoded"])
         h.expect_errno(lambda: os.stat(m.path(seg, "frame_%05d.png" % (n + 1))),
                        (errno.ENOENT,), "frame past the count")
+
+
+@test
+def slots_before_the_first_frame_show_it():
+    # delayed.mp4: the container starts at 0 (audio), the first video frame is at 0.5 s.
+    fr = h.probe_frames(h.fixture("delayed.mp4"))
+    check(fr.origin == 0 and fr.times()[0] == h.Fraction(1, 2), "delayed.mp4 changed")
+    with h.Mount() as m:
+        seg, blobs, ours = h.check_segment(m, "delayed.mp4", "0", "1", "30")
+        check(len(ours) == 30, "%d frames, expected 30" % len(ours))
+        h.check_segment(m, "delayed.mp4", "0.25", "0.5", "60")
 
 
 @test
