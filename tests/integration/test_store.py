@@ -220,6 +220,53 @@ def eager_false_extracts_what_is_read():
 
 
 @test
+def identity_content_follows_a_copied_video():
+    with h.tempdir() as srcroot, h.tempdir() as store:
+        shutil.copyfile(h.fixture("cfr30.mp4"), os.path.join(srcroot, "a.mp4"))
+        with h.Mount(store=store, source_root=srcroot, opts=["identity=content"]) as m:
+            m.read_segment("a.mp4@1+1@30")
+            enc = m.stats()["images_encoded"]
+            check(enc == 30, "first read encoded %d images" % enc)
+            shutil.copyfile(os.path.join(srcroot, "a.mp4"), os.path.join(srcroot, "b.mp4"))
+            blobs = m.read_segment("b.mp4@1+1@30")
+            check(m.stats()["images_encoded"] == enc, "identity=content: the copy encoded %d "
+                  "new images" % (m.stats()["images_encoded"] - enc))
+            h.assert_frames_equal(h.decode_images(blobs),
+                                  h.ref_fps(h.fixture("cfr30.mp4"), "1", "1", "30"), "copy")
+
+
+@test
+def two_mounts_on_one_store_decode_once():
+    import threading
+    seg = "cfr30.mp4@0.2+3@30"
+    want = distinct("cfr30.mp4", "0.2", "3", "30")
+    with h.tempdir() as store:
+        with h.Mount(store=store) as a, h.Mount(store=store) as b:
+            results, errors = {}, []
+
+            def reader(m, key):
+                try:
+                    results[key] = m.read_segment(seg)
+                except Exception as e:  # noqa: BLE001
+                    errors.append(repr(e))
+            threads = [threading.Thread(target=reader, args=(m, i))
+                       for i, m in enumerate((a, b, a, b))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(120)
+            check(not errors, "readers failed: %s" % errors)
+            idx, ref = h.ref_model(h.fixture("cfr30.mp4"), "0.2", "3", "30")
+            for key in sorted(results):
+                h.assert_frames_equal(h.decode_images(results[key]), ref,
+                                      "mount %s reader %d" % ("ab"[key % 2], key))
+            ea, eb = a.stats()["images_encoded"], b.stats()["images_encoded"]
+            check(ea + eb == len(want), "two mounts on one store encoded %d + %d images for "
+                  "%d distinct frames" % (ea, eb, len(want)))
+        assert_clean_store(store)
+
+
+@test
 def kill9_keeps_complete_images_and_serves_nothing_torn():
     name, S, D, F = "bt709_1080p.mp4", "0", "1", "30"
     seg = h.seg_name(name, S, D, F)
