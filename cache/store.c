@@ -256,9 +256,15 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 		int schema = 0;
 		bool ok = sscanf(marker, "hfmount store schema %d", &schema) == 1 && schema == HF_SCHEMA;
 		free(marker);
+		if (!ok && schema > 0) {
+			snprintf(err, errlen, "%s holds a store of schema %d; this hfmount uses schema %d",
+				 dir, schema, HF_SCHEMA);
+			return -EINVAL;
+		}
 		if (!ok) {
-			snprintf(err, errlen, "%s holds a store of another schema (expected %d)", dir,
-				 HF_SCHEMA);
+			snprintf(err, errlen,
+				 "%s is damaged (expected \"hfmount store schema %d\"); remove it if the directory is an hfmount store",
+				 path, HF_SCHEMA);
 			return -EINVAL;
 		}
 	} else if (ret != -ENOENT) {
@@ -323,6 +329,7 @@ void store_image_path(struct store *st, const struct hf_key *k, const char *ext,
 	snprintf(buf, len, "%s/img/%.2s/%s.%s", st->dir, hex, hex, ext);
 }
 
+/* No PNG or JPEG is empty: an empty image was damaged outside our writes and is dropped. */
 int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size)
 {
 	char path[PATH_MAX];
@@ -330,6 +337,10 @@ int store_image_size(struct store *st, const struct hf_key *k, const char *ext, 
 	store_image_path(st, k, ext, path, sizeof(path));
 	if (stat(path, &sb) < 0)
 		return -errno;
+	if (sb.st_size == 0 || !S_ISREG(sb.st_mode)) {
+		unlink(path);
+		return -ENOENT;
+	}
 	*size = (uint64_t)sb.st_size;
 	return 0;
 }
@@ -337,10 +348,17 @@ int store_image_size(struct store *st, const struct hf_key *k, const char *ext, 
 int store_image_open(struct store *st, const struct hf_key *k, const char *ext)
 {
 	char path[PATH_MAX];
+	struct stat sb;
 	int fd;
 	store_image_path(st, k, ext, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &sb) < 0 || sb.st_size == 0) {
+		close(fd);
+		return -ENOENT;
+	}
+	return fd;
 }
 
 int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,
@@ -351,7 +369,7 @@ int store_image_put(struct store *st, const struct hf_key *k, const char *ext, c
 	int ret;
 
 	store_image_path(st, k, ext, path, sizeof(path));
-	if (stat(path, &sb) == 0 && (size_t)sb.st_size == len)
+	if (stat(path, &sb) == 0 && (size_t)sb.st_size == len && len > 0)
 		return 0;
 	ret = atomic_write(st, path, data, len);
 	if (ret == 0) {

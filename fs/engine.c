@@ -9,6 +9,7 @@
 #include "fs/engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "decode/extract.h"
 #include "decode/source.h"
@@ -105,8 +107,15 @@ struct segment {
 	uint64_t hits_at_start;
 };
 
+struct content_id {
+	char stamp[128]; /* dev:ino:size:mtime */
+	char hex[HF_KEY_HEXLEN + 1];
+	struct content_id *next;
+};
+
 struct engine {
 	struct hf_conf conf;
+	struct content_id *content_ids;
 	struct store *store;
 	pthread_mutex_t lock;
 	pthread_cond_t built;
@@ -150,12 +159,75 @@ static struct image_opts opts_for(const struct engine *e, const struct segname *
 	};
 }
 
-static int source_identity(const char *path, char **out)
+/*
+ * identity = content: the SHA-256 of the file's bytes, computed once per (device, inode,
+ * size, mtime) and remembered in memory and in the store, so a copy hits the same frames.
+ */
+static int content_identity(struct engine *e, const char *path, const struct stat *sb, char **out)
+{
+	char stamp[128], hex[HF_KEY_HEXLEN + 1];
+	struct content_id *c;
+	struct hf_key sk, h;
+	void *blob = NULL;
+	size_t len;
+	int fd, ret;
+
+	snprintf(stamp, sizeof(stamp), "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)sb->st_dev,
+		 (unsigned long long)sb->st_ino, (long long)sb->st_size,
+		 (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec);
+	pthread_mutex_lock(&e->lock);
+	for (c = e->content_ids; c; c = c->next)
+		if (strcmp(c->stamp, stamp) == 0)
+			break;
+	if (c) {
+		ret = asprintf(out, "sha256:%s", c->hex);
+		pthread_mutex_unlock(&e->lock);
+		return ret < 0 ? -ENOMEM : 0;
+	}
+	pthread_mutex_unlock(&e->lock);
+
+	key_string("content-of", stamp, &sk);
+	if (store_blob_get(e->store, "cid", &sk, &blob, &len) == 0 && len == HF_KEY_HEXLEN &&
+	    key_from_hex(blob, &h) == 0) {
+		memcpy(hex, blob, HF_KEY_HEXLEN);
+		hex[HF_KEY_HEXLEN] = 0;
+	} else {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0) {
+			free(blob);
+			return -errno;
+		}
+		ret = key_file(fd, &h);
+		close(fd);
+		if (ret < 0) {
+			free(blob);
+			return ret;
+		}
+		key_hex(&h, hex);
+		store_blob_put(e->store, "cid", &sk, hex, HF_KEY_HEXLEN);
+	}
+	free(blob);
+	c = calloc(1, sizeof(*c));
+	if (c) {
+		snprintf(c->stamp, sizeof(c->stamp), "%s", stamp);
+		memcpy(c->hex, hex, sizeof(c->hex));
+		pthread_mutex_lock(&e->lock);
+		c->next = e->content_ids;
+		e->content_ids = c;
+		pthread_mutex_unlock(&e->lock);
+	}
+	return asprintf(out, "sha256:%s", hex) < 0 ? -ENOMEM : 0;
+}
+
+/* Who a source is: (path, size, mtime) by default, or its content. A changed file is new. */
+static int source_identity(struct engine *e, const char *path, char **out)
 {
 	struct stat sb;
 	char *id;
 	if (stat(path, &sb) < 0)
 		return -errno;
+	if (e->conf.identity == HF_IDENTITY_CONTENT)
+		return content_identity(e, path, &sb, out);
 	if (asprintf(&id, "stat:%s:%lld:%lld.%09ld", path, (long long)sb.st_size,
 		     (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec) < 0)
 		return -ENOMEM;
@@ -725,7 +797,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	int ret;
 
 	*out = NULL;
-	ret = source_identity(path, &identity);
+	ret = source_identity(e, path, &identity);
 	if (ret < 0)
 		return ret;
 	image_opts_canon(&opts, fmt, sizeof(fmt));
@@ -1264,7 +1336,7 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	struct name_set ns = {0};
 	char *identity = NULL;
 
-	if (source_identity(src, &identity) < 0)
+	if (source_identity(e, src, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
 	for (struct segment *s = e->segments; s; s = s->next)
@@ -1337,6 +1409,11 @@ void engine_free(struct engine **pe)
 			free(w);
 		}
 		source_free(src);
+	}
+	while (e->content_ids) {
+		struct content_id *c = e->content_ids;
+		e->content_ids = c->next;
+		free(c);
 	}
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->built);
