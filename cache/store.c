@@ -15,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
@@ -232,7 +235,7 @@ static void count_images(struct store *st)
 int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
 	       size_t errlen)
 {
-	static const char *const subdirs[] = {"img", "seg", "idx", "tmp"};
+	static const char *const subdirs[] = {"img", "seg", "idx", "tmp", "lock"};
 	char path[PATH_MAX];
 	struct store *st;
 	void *marker = NULL;
@@ -640,4 +643,80 @@ void store_usage(struct store *st, uint64_t *images, uint64_t *bytes)
 {
 	*images = atomic_load(&st->images);
 	*bytes = atomic_load(&st->bytes);
+}
+
+int store_lease_try(struct store *st, const struct hf_key *k)
+{
+	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	int fd;
+
+	key_hex(k, hex);
+	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
+	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -errno;
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int ret = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+void store_lease_release(int *fd)
+{
+	if (*fd >= 0) {
+		flock(*fd, LOCK_UN);
+		close(*fd);
+	}
+	*fd = -1;
+}
+
+struct store_watch {
+	struct store *st;
+	int fd;
+	uint8_t added[256]; /* one flag per img/xx directory */
+};
+
+struct store_watch *store_watch_new(struct store *st)
+{
+	struct store_watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->st = st;
+	w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	return w;
+}
+
+void store_watch_add(struct store_watch *w, const struct hf_key *k)
+{
+	char path[PATH_MAX];
+	if (!w || w->fd < 0 || w->added[k->b[0]])
+		return;
+	snprintf(path, sizeof(path), "%s/img/%02x", w->st->dir, k->b[0]);
+	mkdir_p(path, 0755);
+	if (inotify_add_watch(w->fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) >= 0)
+		w->added[k->b[0]] = 1;
+}
+
+void store_watch_wait(struct store_watch *w, int timeout_ms)
+{
+	struct pollfd p = {.fd = w ? w->fd : -1, .events = POLLIN};
+	char buf[4096];
+
+	poll(&p, 1, timeout_ms);
+	if (p.revents & POLLIN)
+		while (read(w->fd, buf, sizeof(buf)) > 0)
+			;
+}
+
+void store_watch_free(struct store_watch **pw)
+{
+	struct store_watch *w = pw ? *pw : NULL;
+	if (!w)
+		return;
+	if (w->fd >= 0)
+		close(w->fd);
+	free(w);
+	*pw = NULL;
 }

@@ -82,6 +82,26 @@ int store_manifest_list(struct store *st, const char *source, const char *identi
 
 void manifest_free(struct manifest **m);
 
+/*
+ * Leases: one decode per source range between processes sharing the store (and between
+ * machines, where the filesystem provides flock, as NFSv4 and CephFS do). A lease is an
+ * exclusive flock on STORE/lock/<key>.lock, released when its fd closes, including when
+ * the holder dies. try returns the fd, or -EWOULDBLOCK while another holder has it.
+ */
+int store_lease_try(struct store *st, const struct hf_key *k);
+void store_lease_release(int *fd);
+
+/*
+ * Watches image directories for images that other processes store. wait returns after
+ * an image lands in a watched directory or after timeout_ms (on filesystems whose remote
+ * changes inotify cannot see, the timeout is what notices them).
+ */
+struct store_watch;
+struct store_watch *store_watch_new(struct store *st);
+void store_watch_add(struct store_watch *w, const struct hf_key *k);
+void store_watch_wait(struct store_watch *w, int timeout_ms);
+void store_watch_free(struct store_watch **w);
+
 /* Number of images and their bytes in the store, kept up to date by this process. */
 void store_usage(struct store *st, uint64_t *images, uint64_t *bytes);
 

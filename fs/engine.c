@@ -74,6 +74,8 @@ struct source {
 	struct segment *segs; /* cold segments being tracked, via seg->src_next */
 	size_t damaged_at;    /* frames at or after this fail; SIZE_MAX when undamaged */
 	char damage[256];
+	int lease_fd;   /* the store lease for decoding this source, held while lease_refs > 0 */
+	int lease_refs;
 };
 
 enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
@@ -129,7 +131,8 @@ struct engine {
 	_Atomic uint64_t write_ns;
 	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
 	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
-	_Atomic uint64_t segments_known, store_errors;
+	_Atomic uint64_t segments_known, store_errors, adopted;
+	atomic_bool stopping;
 	char store_error[256];
 };
 
@@ -294,6 +297,7 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 	src->opts = *opts;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
+	src->lease_fd = -1;
 	pthread_mutex_init(&src->lock, NULL);
 	src->next = e->sources;
 	e->sources = src;
@@ -500,6 +504,132 @@ static void job_damaged(void *arg, size_t frame, int err, const char *why)
 	run_wake(src, &w);
 }
 
+/* ---- leases: one decode per source between processes ---- */
+
+static void lease_key(const struct source *src, struct hf_key *k)
+{
+	char name[512];
+	snprintf(name, sizeof(name), "%s\n%s", src->identity, src->fmt);
+	key_string("lease", name, k);
+}
+
+/* Takes this process's share of the source's lease: 1 held, 0 held elsewhere, <0 error. */
+static int lease_take(struct source *src)
+{
+	struct hf_key k;
+	int fd, ret = 1;
+
+	pthread_mutex_lock(&src->lock);
+	if (src->lease_refs > 0) {
+		src->lease_refs++;
+		pthread_mutex_unlock(&src->lock);
+		return 1;
+	}
+	lease_key(src, &k);
+	fd = store_lease_try(src->e->store, &k);
+	if (fd >= 0) {
+		src->lease_fd = fd;
+		src->lease_refs = 1;
+	} else {
+		ret = fd == -EWOULDBLOCK ? 0 : fd;
+	}
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}
+
+static void lease_drop(struct source *src)
+{
+	pthread_mutex_lock(&src->lock);
+	if (src->lease_refs > 0 && --src->lease_refs == 0)
+		store_lease_release(&src->lease_fd);
+	pthread_mutex_unlock(&src->lock);
+}
+
+/*
+ * Marks done the frames this job claimed that are in the store already (another process
+ * made them), watching the directories of the rest. Returns how many are left and the
+ * first of them in *first.
+ */
+static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *first)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	size_t left = 0, n = 0, cap = 0, *v = NULL;
+	struct wake wk = {0};
+
+	pthread_mutex_lock(&src->lock);
+	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++) {
+		if (src->fs[i].state != F_CLAIMED || src->fs[i].owner != j)
+			continue;
+		if (n == cap) {
+			size_t *nv = realloc(v, (cap = cap ? cap * 2 : 256) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = i;
+	}
+	pthread_mutex_unlock(&src->lock);
+	*first = SIZE_MAX;
+	for (size_t x = 0; x < n; x++) {
+		struct hf_key k;
+		uint64_t size;
+		image_key(src, v[x], &k);
+		if (store_image_size(e->store, &k, image_ext(src->opts.format), &size) == 0) {
+			pthread_mutex_lock(&src->lock);
+			if (src->fs[v[x]].state == F_CLAIMED && src->fs[v[x]].owner == j) {
+				mark_done_locked(src, v[x], size, &wk);
+				atomic_fetch_add(&e->adopted, 1);
+			}
+			pthread_mutex_unlock(&src->lock);
+		} else {
+			store_watch_add(w, &k);
+			if (*first == SIZE_MAX)
+				*first = v[x];
+			left++;
+		}
+	}
+	free(v);
+	run_wake(src, &wk);
+	return left;
+}
+
+/*
+ * Holds the job until this process may decode the source: at once when no other process
+ * decodes it; otherwise it adopts that process's images as they land, and takes over
+ * when the other is done or has died (its lease is released with its fd). Returns true
+ * when frames are left for this job to decode, holding a lease share.
+ */
+static bool wait_for_lease(struct job *j, size_t *first)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct store_watch *w = NULL;
+	size_t left;
+	int got = lease_take(src);
+
+	*first = j->first;
+	if (got != 0)
+		return true; /* held, or a store without working locks: decode anyway */
+	w = store_watch_new(e->store);
+	for (;;) {
+		left = adopt_stored_claims(j, w, first);
+		if (left == 0 || atomic_load(&e->stopping))
+			break;
+		got = lease_take(src);
+		if (got != 0) {
+			/* frames stored between the last look and the lease */
+			left = adopt_stored_claims(j, w, first);
+			if (left == 0 && got > 0)
+				lease_drop(src);
+			break;
+		}
+		store_watch_wait(w, 250);
+	}
+	store_watch_free(&w);
+	return left > 0 && got != 0;
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -518,8 +648,13 @@ static void *job_main(void *arg)
 	};
 	struct wake w = {0};
 	bool failed;
+	size_t first;
 
-	extract_run(&xj);
+	if (wait_for_lease(j, &first)) {
+		xj.first = first;
+		extract_run(&xj);
+		lease_drop(src);
+	}
 
 	pthread_mutex_lock(&src->lock);
 	/* Frames it still owns were never decoded: they cannot be produced. */
@@ -1283,14 +1418,15 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		",\n  \"frames_decoded\": %" PRIu64 ",\n  \"cache_hits\": %" PRIu64
 		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
 		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
-		",\n  \"store_errors\": %" PRIu64 ",\n  \"evictions\": 0",
+		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64
+		",\n  \"evictions\": 0",
 		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
 		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
 		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
 		atomic_load(&e->frames_served), atomic_load(&e->images_encoded),
 		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
 		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
-		atomic_load(&e->store_errors));
+		atomic_load(&e->store_errors), atomic_load(&e->adopted));
 	fprintf(f, ",\n  \"store_error\": ");
 	if (atomic_load(&e->store_errors))
 		json_str(f, e->store_error);
@@ -1383,6 +1519,7 @@ void engine_free(struct engine **pe)
 	if (!e)
 		return;
 	/* Ask every job to stop at its next frame, then wait for them. */
+	atomic_store(&e->stopping, true);
 	pthread_mutex_lock(&e->lock);
 	for (struct source *src = e->sources; src; src = src->next) {
 		pthread_mutex_lock(&src->lock);
