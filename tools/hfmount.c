@@ -145,11 +145,10 @@ static int check_mountpoint(const char *mp, char *err, size_t errlen)
 	return 0;
 }
 
-int main(int argc, char *argv[])
+/* Everything between parsing and exit; every early return leaves cleanup to main(). */
+static int run(struct fuse_args *args, struct cli *cli)
 {
-	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct fuse_cmdline_opts fo;
-	struct cli cli = {0};
 	struct hf_conf conf;
 	char err[1024], mp[PATH_MAX], storedir[PATH_MAX], path[PATH_MAX];
 	struct store *store = NULL;
@@ -161,10 +160,12 @@ int main(int argc, char *argv[])
 	int ret = 2;
 
 	memset(&fo, 0, sizeof(fo));
-	if (fuse_opt_parse(&args, &cli, NULL, opt_proc) < 0)
+	if (fuse_opt_parse(args, cli, NULL, opt_proc) < 0)
 		return fail("cannot parse the command line");
-	if (fuse_parse_cmdline(&args, &fo) != 0)
+	if (fuse_parse_cmdline(args, &fo) != 0)
 		return fail("bad command line (see hfmount --help)");
+	free(fo.mountpoint);
+	fo.mountpoint = NULL;
 	if (fo.show_help) {
 		usage(stdout);
 		return 0;
@@ -173,17 +174,17 @@ int main(int argc, char *argv[])
 		printf("hfmount %s (libfuse %s)\n", HF_VERSION, fuse_pkgversion());
 		return 0;
 	}
-	if (cli.bad)
+	if (cli->bad)
 		return fail("unexpected argument '%s' (usage: hfmount [options] STORE_DIR MOUNTPOINT)",
-			    cli.bad);
-	if (!cli.store || !cli.mountpoint) {
+			    cli->bad);
+	if (!cli->store || !cli->mountpoint) {
 		usage(stderr);
 		return 2;
 	}
 
 	conf_defaults(&conf);
-	if (cli.config) {
-		if (conf_load_file(&conf, cli.config, warn_cb, NULL, err, sizeof(err)) < 0)
+	if (cli->config) {
+		if (conf_load_file(&conf, cli->config, warn_cb, NULL, err, sizeof(err)) < 0)
 			return fail("%s", err);
 	} else if (conf_default_path(path, sizeof(path)) == 0 && access(path, F_OK) == 0) {
 		if (conf_load_file(&conf, path, warn_cb, NULL, err, sizeof(err)) < 0)
@@ -191,14 +192,14 @@ int main(int argc, char *argv[])
 	}
 	if (conf_apply_env(&conf, environ, warn_cb, NULL, err, sizeof(err)) < 0)
 		return fail("%s", err);
-	for (int i = 0; i < cli.nopts; i++)
-		if (conf_set_option(&conf, cli.keys[i], cli.vals[i], "-o", err, sizeof(err)) < 0)
+	for (int i = 0; i < cli->nopts; i++)
+		if (conf_set_option(&conf, cli->keys[i], cli->vals[i], "-o", err, sizeof(err)) < 0)
 			return fail("%s", err);
 	if (fo.debug)
 		conf.log_level = HF_LOG_DEBUG;
 
-	if (!realpath(cli.mountpoint, mp))
-		return fail("mountpoint %s: %s", cli.mountpoint, strerror(errno));
+	if (!realpath(cli->mountpoint, mp))
+		return fail("mountpoint %s: %s", cli->mountpoint, strerror(errno));
 	if (check_mountpoint(mp, err, sizeof(err)) < 0)
 		return fail("%s", err);
 	{
@@ -209,13 +210,13 @@ int main(int argc, char *argv[])
 			return fail("source_root %s is not a directory", conf.source_root);
 		snprintf(conf.source_root, sizeof(conf.source_root), "%s", real_root);
 	}
-	if (cli.store[0] != '/') {
+	if (cli->store[0] != '/') {
 		char cwd[PATH_MAX];
 		if (!getcwd(cwd, sizeof(cwd)) ||
-		    snprintf(storedir, sizeof(storedir), "%s/%s", cwd, cli.store) >= (int)sizeof(storedir))
-			return fail("store path %s is too long", cli.store);
+		    snprintf(storedir, sizeof(storedir), "%s/%s", cwd, cli->store) >= (int)sizeof(storedir))
+			return fail("store path %s is too long", cli->store);
 	} else {
-		snprintf(storedir, sizeof(storedir), "%s", cli.store);
+		snprintf(storedir, sizeof(storedir), "%s", cli->store);
 	}
 	if (strncmp(storedir, mp, strlen(mp)) == 0 &&
 	    (storedir[strlen(mp)] == '/' || storedir[strlen(mp)] == 0))
@@ -225,12 +226,12 @@ int main(int argc, char *argv[])
 	if (store_open(storedir, &so, &store, err, sizeof(err)) < 0)
 		return fail("%s", err);
 
-	fuse_opt_add_arg(&args, "-oro,default_permissions,fsname=hfmount,subtype=hfmount");
+	fuse_opt_add_arg(args, "-oro,default_permissions,fsname=hfmount,subtype=hfmount");
 	if (fs_new(&conf, mp, &fs) < 0) {
 		fprintf(stderr, "hfmount: out of memory\n");
 		goto out_store;
 	}
-	se = fs_session_new(fs, &args);
+	se = fs_session_new(fs, args);
 	if (!se) {
 		fprintf(stderr, "hfmount: bad FUSE options (see hfmount --help)\n");
 		goto out_fs;
@@ -275,7 +276,15 @@ out_fs:
 	engine_free(&engine);
 out_store:
 	store_close(&store);
-	free(fo.mountpoint);
+	return ret;
+}
+
+int main(int argc, char *argv[])
+{
+	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
+	struct cli cli = {0};
+	int ret = run(&args, &cli);
+
 	fuse_opt_free_args(&args);
 	for (int i = 0; i < cli.nopts; i++) {
 		free(cli.keys[i]);
