@@ -826,12 +826,23 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	if (n->kind == N_INFO || n->kind == N_STATS) {
+		/*
+		 * Reply from a copy: once the kernel has the reply, the reader may close the
+		 * file and RELEASE may free t on another thread while writev() is returning.
+		 */
 		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
-		if ((size_t)off >= t->len)
-			fuse_reply_buf(req, NULL, 0);
-		else
-			fuse_reply_buf(req, t->data + off,
-				       size < t->len - (size_t)off ? size : t->len - (size_t)off);
+		size_t n_out = (size_t)off >= t->len ? 0 : t->len - (size_t)off;
+		char *copy;
+		if (n_out > size)
+			n_out = size;
+		copy = malloc(n_out ? n_out : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, t->data + off * (n_out > 0), n_out);
+		fuse_reply_buf(req, copy, n_out);
+		free(copy);
 		return;
 	}
 	{

@@ -710,6 +710,9 @@ class Mount:
                        stderr=subprocess.DEVNULL)
         self.proc = None
         self.log.close()
+        if rc != 0:
+            # A daemon that crashed or failed: its log is the first thing to read.
+            sys.stderr.write("hfmount exited with status %s; its log:\n%s\n" % (rc, self.log_text()))
         return rc
 
     def kill9(self):
