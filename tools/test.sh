@@ -1,20 +1,33 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the whole test suite through ctest:
-# unit tests, then integration tests that really mount and compare with the ffmpeg CLI.
-#   tools/test.sh               the suite on the normal build (build/)
-#   tools/test.sh --sanitize    the suite on an ASan+UBSan build (build-asan/)
-#   tools/test.sh --tsan        the concurrency tests on a ThreadSanitizer build (build-tsan/)
+# Installs what is missing, builds, and runs the whole test suite through ctest (unit
+# tests, then integration tests that really mount and compare with the ffmpeg CLI),
+# first on the normal build, then on an ASan+UBSan build.
+#   tools/test.sh               both builds (what CI runs)
+#   tools/test.sh --normal      the normal build only (build/)
+#   tools/test.sh --sanitize    the ASan+UBSan build only (build-asan/)
+#   tools/test.sh --tsan        a ThreadSanitizer build (build-tsan/)
+# CTEST_ARGS adds ctest options, e.g. CTEST_ARGS="-R it.test_frames".
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+suite() { # name build-dir cmake-args
+	echo "== $1 build ($2)"
+	BUILD_DIR=$2 CMAKE_ARGS=$3 tools/setup.sh --test
+	# shellcheck disable=SC2086
+	ctest --test-dir "$2" -j2 --output-on-failure ${CTEST_ARGS:-}
+}
+
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 case "${1:-}" in
---sanitize)
-	export BUILD_DIR=build-asan CMAKE_ARGS="-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
-	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
+--normal) suite normal build "" ;;
+--sanitize) suite ASan+UBSan build-asan "-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" ;;
+--tsan) suite ThreadSanitizer build-tsan "-DHF_TSAN=ON -DCMAKE_BUILD_TYPE=Debug" ;;
+"")
+	suite normal build ""
+	suite ASan+UBSan build-asan "-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
 	;;
---tsan)
-	export BUILD_DIR=build-tsan CMAKE_ARGS="-DHF_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
+*)
+	echo "usage: tools/test.sh [--normal|--sanitize|--tsan]" >&2
+	exit 2
 	;;
 esac
-tools/setup.sh --test
-ctest --test-dir "${BUILD_DIR:-build}" --output-on-failure ${CTEST_ARGS:-}
