@@ -370,6 +370,18 @@ static void take_waiters_locked(struct source *src, size_t frame, struct wake *w
 	}
 }
 
+/* Every frame of the segment is done: complete (its manifest to write), or truncated. */
+static void seg_finished_locked(struct segment *s, struct wake *w)
+{
+	s->t_done_ns = now_ns();
+	s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
+	if (s->state == SEG_COMPLETE &&
+	    w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+		s->refs++;
+		w->complete[w->ncomplete++] = s;
+	}
+}
+
 static void mark_done_locked(struct source *src, size_t frame, uint64_t size, struct wake *w)
 {
 	struct frame_state *f = &src->fs[frame];
@@ -382,14 +394,8 @@ static void mark_done_locked(struct source *src, size_t frame, uint64_t size, st
 	for (struct segment *s = src->segs; s; s = s->src_next) {
 		if (s->state != SEG_EXTRACTING || !seg_needs(s, frame))
 			continue;
-		if (--s->remaining == 0) {
-			s->t_done_ns = now_ns();
-			s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
-			if (s->state == SEG_COMPLETE && w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
-				s->refs++; /* under src lock: engine refs are only read here */
-				w->complete[w->ncomplete++] = s;
-			}
-		}
+		if (--s->remaining == 0)
+			seg_finished_locked(s, w);
 	}
 }
 
@@ -1092,14 +1098,8 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 		fs->owner = j;
 		j->last = f;
 	}
-	if (s->remaining == 0) {
-		s->t_done_ns = now_ns();
-		s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
-		if (s->state == SEG_COMPLETE && w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
-			s->refs++;
-			w->complete[w->ncomplete++] = s;
-		}
-	}
+	if (s->remaining == 0)
+		seg_finished_locked(s, w);
 }
 
 /* Marks DONE the needed frames already in the store, so no job decodes them again. */
