@@ -45,6 +45,7 @@ static const char *const identity_names[] = {"stat", "content", NULL};
 static const char *const png_filter_names[] = {"none", "sub", "up", "avg", "paeth", "all", NULL};
 static const char *const png_strategy_names[] = {"default", "filtered", "huffman", "rle", "fixed",
 						 NULL};
+static const char *const png_deflate_names[] = {"libdeflate", "zlib", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 /* clang-format on */
 
@@ -53,6 +54,7 @@ _Static_assert(sizeof(enum hf_identity) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum hf_png_filter) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum hf_png_strategy) == sizeof(int), "enum size");
 _Static_assert(sizeof(enum hf_log_level) == sizeof(int), "enum size");
+_Static_assert(sizeof(enum hf_png_deflate) == sizeof(int), "enum size");
 
 #define FIELD(f) offsetof(struct hf_conf, f)
 
@@ -68,6 +70,7 @@ static const struct conf_key conf_keys[] = {
 	{"decode", "png_level", KIND_INT, FIELD(png_level), 0, 9, NULL},
 	{"decode", "png_filter", KIND_ENUM, FIELD(png_filter), 0, 0, png_filter_names},
 	{"decode", "png_strategy", KIND_ENUM, FIELD(png_strategy), 0, 0, png_strategy_names},
+	{"decode", "png_deflate", KIND_ENUM, FIELD(png_deflate), 0, 0, png_deflate_names},
 	{"decode", "jpeg_q", KIND_INT, FIELD(jpeg_q), 1, 31, NULL},
 	{"fs", "source_root", KIND_PATH, FIELD(source_root), 0, 0, NULL},
 	{"fs", "attr_timeout", KIND_SECONDS, FIELD(attr_timeout), 0, 0, NULL},
@@ -733,6 +736,7 @@ void conf_defaults(struct hf_conf *c)
 	c->png_level = 1;
 	c->png_filter = HF_PNG_FILTER_UP;
 	c->png_strategy = HF_PNG_STRATEGY_RLE;
+	c->png_deflate = HF_PNG_DEFLATE_LIBDEFLATE;
 	c->jpeg_q = 2;
 	strcpy(c->source_root, "/");
 	c->attr_timeout = 86400;
@@ -778,4 +782,10 @@ const char *conf_png_strategy_name(enum hf_png_strategy s)
 {
 	return enum_name(png_strategy_names,
 			 sizeof(png_strategy_names) / sizeof(png_strategy_names[0]), (int)s);
+}
+
+const char *conf_png_deflate_name(enum hf_png_deflate d)
+{
+	return enum_name(png_deflate_names, sizeof(png_deflate_names) / sizeof(png_deflate_names[0]),
+			 (int)d);
 }

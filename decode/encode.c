@@ -9,6 +9,7 @@
 #include <libavcodec/avcodec.h>
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
+#include <libdeflate.h>
 #include <png.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -53,8 +54,11 @@ int image_opts_canon(const struct image_opts *o, char *buf, size_t len)
 	int n;
 	if (o->format == IMAGE_JPG)
 		n = snprintf(buf, len, "jpg:q=%d", o->jpeg_q);
+	else if (o->png_deflate == HF_PNG_DEFLATE_LIBDEFLATE && o->png_filter != HF_PNG_FILTER_ALL)
+		n = snprintf(buf, len, "png:libdeflate:level=%d:filter=%s", o->png_level,
+			     conf_png_filter_name(o->png_filter));
 	else
-		n = snprintf(buf, len, "png:level=%d:filter=%s:strategy=%s", o->png_level,
+		n = snprintf(buf, len, "png:zlib:level=%d:filter=%s:strategy=%s", o->png_level,
 			     conf_png_filter_name(o->png_filter),
 			     conf_png_strategy_name(o->png_strategy));
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : n;
@@ -177,6 +181,157 @@ static int encode_png(const struct picture *pic, const struct image_opts *o,
 	return ret;
 }
 
+/* ---- PNG with libdeflate: filtering and chunks written here, one IDAT ---- */
+
+struct ld_state {
+	struct libdeflate_compressor *c;
+	int level;
+	uint8_t *filtered;
+	size_t cap;
+};
+
+static __thread struct ld_state ld_tls;
+
+static void ld_reset(struct ld_state *ld)
+{
+	libdeflate_free_compressor(ld->c);
+	free(ld->filtered);
+	memset(ld, 0, sizeof(*ld));
+}
+
+static uint8_t paeth(int a, int b, int c)
+{
+	int p = a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);
+	if (pa <= pb && pa <= pc)
+		return (uint8_t)a;
+	return (uint8_t)(pb <= pc ? b : c);
+}
+
+/* One filter type for every row, as libpng does when given a single filter. */
+static void filter_rows(const struct picture *pic, enum hf_png_filter f, size_t bpp, uint8_t *dst)
+{
+	size_t row = (size_t)pic->width * bpp;
+	static const uint8_t type[] = {0, 1, 2, 3, 4};
+
+	for (int y = 0; y < pic->height; y++) {
+		const uint8_t *cur = pic->data + (size_t)y * pic->stride;
+		const uint8_t *up = y ? cur - pic->stride : NULL;
+		uint8_t *o = dst + (size_t)y * (row + 1);
+		*o++ = type[f];
+		switch (f) {
+		case HF_PNG_FILTER_SUB:
+			memcpy(o, cur, bpp);
+			for (size_t x = bpp; x < row; x++)
+				o[x] = (uint8_t)(cur[x] - cur[x - bpp]);
+			break;
+		case HF_PNG_FILTER_UP:
+			if (!up)
+				memcpy(o, cur, row);
+			else
+				for (size_t x = 0; x < row; x++)
+					o[x] = (uint8_t)(cur[x] - up[x]);
+			break;
+		case HF_PNG_FILTER_AVG:
+			for (size_t x = 0; x < row; x++) {
+				int a = x >= bpp ? cur[x - bpp] : 0, b = up ? up[x] : 0;
+				o[x] = (uint8_t)(cur[x] - ((a + b) >> 1));
+			}
+			break;
+		case HF_PNG_FILTER_PAETH:
+			for (size_t x = 0; x < row; x++) {
+				int a = x >= bpp ? cur[x - bpp] : 0, b = up ? up[x] : 0;
+				int c = x >= bpp && up ? up[x - bpp] : 0;
+				o[x] = (uint8_t)(cur[x] - paeth(a, b, c));
+			}
+			break;
+		default:
+			memcpy(o, cur, row);
+		}
+	}
+}
+
+static uint8_t *put_be32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+	return p + 4;
+}
+
+/* Appends a chunk whose data already sits after its 8-byte header at p; returns the end. */
+static uint8_t *close_chunk(uint8_t *p, const char *type, size_t len)
+{
+	uint32_t crc;
+	put_be32(p, (uint32_t)len);
+	memcpy(p + 4, type, 4);
+	crc = libdeflate_crc32(0, p + 4, len + 4);
+	return put_be32(p + 8 + len, crc);
+}
+
+static int encode_png_libdeflate(const struct picture *pic, const struct image_opts *o,
+				 struct image_buf *out, char *err, size_t errlen)
+{
+	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	struct ld_state *ld = &ld_tls;
+	size_t bpp = (size_t)pic->channels * (size_t)(pic->depth / 8);
+	size_t raw = ((size_t)pic->width * bpp + 1) * (size_t)pic->height;
+	size_t bound, total, zlen;
+	uint8_t *p;
+
+	if (!ld->c || ld->level != o->png_level) {
+		libdeflate_free_compressor(ld->c);
+		ld->c = libdeflate_alloc_compressor(o->png_level);
+		ld->level = o->png_level;
+		if (!ld->c)
+			return -ENOMEM;
+	}
+	if (ld->cap < raw) {
+		free(ld->filtered);
+		ld->filtered = malloc(raw);
+		ld->cap = ld->filtered ? raw : 0;
+		if (!ld->filtered)
+			return -ENOMEM;
+	}
+	filter_rows(pic, o->png_filter, bpp, ld->filtered);
+	bound = libdeflate_zlib_compress_bound(ld->c, raw);
+	total = sizeof(sig) + (12 + 13) + (12 + 4) + (12 + bound) + 12;
+	if (out->cap < total) {
+		uint8_t *d = realloc(out->data, total);
+		if (!d)
+			return -ENOMEM;
+		out->data = d;
+		out->cap = total;
+	}
+	p = out->data;
+	memcpy(p, sig, sizeof(sig));
+	p += sizeof(sig);
+
+	put_be32(p + 8, (uint32_t)pic->width);
+	put_be32(p + 12, (uint32_t)pic->height);
+	p[16] = (uint8_t)pic->depth;
+	p[17] = pic->channels == 4 ? 6 : 2; /* RGBA or RGB */
+	p[18] = p[19] = p[20] = 0;          /* deflate, adaptive filtering, no interlace */
+	p = close_chunk(p, "IHDR", 13);
+
+	if (pic->depth > 8 && !(pic->primaries == 2 && pic->trc == 2)) {
+		p[8] = (uint8_t)pic->primaries;
+		p[9] = (uint8_t)pic->trc;
+		p[10] = 0; /* RGB */
+		p[11] = 1; /* full range */
+		p = close_chunk(p, "cICP", 4);
+	}
+	zlen = libdeflate_zlib_compress(ld->c, ld->filtered, raw, p + 8, bound);
+	if (zlen == 0) {
+		snprintf(err, errlen, "PNG encoder: deflate output did not fit its bound");
+		return -EIO;
+	}
+	p = close_chunk(p, "IDAT", zlen);
+	p = close_chunk(p, "IEND", 0);
+	out->len = (size_t)(p - out->data);
+	return 0;
+}
+
 /* One mjpeg encoder and RGB->YUVJ converter per thread, rebuilt when the size or q changes. */
 struct jpeg_state {
 	AVCodecContext *enc;
@@ -285,6 +440,7 @@ static int encode_jpeg(const struct picture *pic, const struct image_opts *o,
 void image_encode_thread_done(void)
 {
 	jpeg_state_reset(&jpeg_tls);
+	ld_reset(&ld_tls);
 }
 
 int image_encode(const struct picture *pic, const struct image_opts *opts, struct image_buf *out,
@@ -293,5 +449,8 @@ int image_encode(const struct picture *pic, const struct image_opts *opts, struc
 	out->len = 0;
 	if (opts->format == IMAGE_JPG)
 		return encode_jpeg(pic, opts, out, err, errlen);
+	/* adaptive per-row filtering ("all") is libpng's */
+	if (opts->png_deflate == HF_PNG_DEFLATE_LIBDEFLATE && opts->png_filter != HF_PNG_FILTER_ALL)
+		return encode_png_libdeflate(pic, opts, out, err, errlen);
 	return encode_png(pic, opts, out, err, errlen);
 }

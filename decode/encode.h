@@ -1,8 +1,9 @@
 /*
  * encode: turns one packed RGB(A) picture into the bytes of an image file.
  *
- * PNG through libpng (level, filter and strategy as configured; 16-bit pictures keep
- * 16 bits and get a cICP chunk for their colour tags); JPEG through libavcodec's mjpeg
+ * PNG with libdeflate (the default: about 1.4x faster than zlib on grainy 1080p) or through
+ * libpng with zlib (level, filter and strategy as configured); 16-bit pictures keep 16 bits
+ * and get a cICP chunk for their colour tags; JPEG through libavcodec's mjpeg
  * encoder at a fixed qscale, from full-range YUV 4:2:0.
  * Thread-safe: each call uses only its arguments and thread-local encoder state.
  */
@@ -20,7 +21,8 @@ struct image_opts {
 	enum image_format format;
 	int png_level;                     /* 0..9 */
 	enum hf_png_filter png_filter;
-	enum hf_png_strategy png_strategy;
+	enum hf_png_strategy png_strategy; /* zlib only */
+	enum hf_png_deflate png_deflate;   /* libdeflate (own chunk writer) or zlib (libpng) */
 	int jpeg_q;                        /* 1..31 */
 };
 
@@ -55,7 +57,7 @@ void image_buf_free(struct image_buf *b);
 
 /*
  * Canonical text of everything in opts that changes an image's bytes, for keys:
- * "png:level=1:filter=up:strategy=rle" or "jpg:q=2". Returns the length or -ENAMETOOLONG.
+ * "png:libdeflate:level=1:filter=up", "png:zlib:level=1:filter=up:strategy=rle" or "jpg:q=2". Returns the length or -ENAMETOOLONG.
  */
 int image_opts_canon(const struct image_opts *opts, char *buf, size_t len);
 

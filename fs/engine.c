@@ -158,6 +158,7 @@ static struct image_opts opts_for(const struct engine *e, const struct segname *
 		.png_level = e->conf.png_level,
 		.png_filter = e->conf.png_filter,
 		.png_strategy = e->conf.png_strategy,
+		.png_deflate = e->conf.png_deflate,
 		.jpeg_q = sn->q,
 	};
 }
@@ -1207,12 +1208,9 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 		atomic_fetch_add(&e->cache_misses, 1);
 		break;
 	case F_CLAIMED:
-		if (start && src->fs[f].owner == start) {
-			atomic_fetch_add(&e->cache_misses, 1);
-		} else {
-			atomic_fetch_add(&e->joined, 1);
-			far = split_far_locked(src, f);
-		}
+		/* Far ahead of its job (even one this request just created): a job of its own. */
+		atomic_fetch_add(start && src->fs[f].owner == start ? &e->cache_misses : &e->joined, 1);
+		far = split_far_locked(src, f);
 		break;
 	}
 	if (!wt) {

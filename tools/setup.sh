@@ -10,7 +10,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
-      libavutil-dev libswscale-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev)
+      libavutil-dev libswscale-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev)
 if [ $want_test = 1 ]; then
 	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core)
 	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
