@@ -298,7 +298,7 @@ void extract_pool_stop(void)
 	pool.len = pool.head = 0;
 }
 
-static void submit(struct job_run *run, AVFrame *frame, size_t index)
+static void submit(struct job_run *run, AVFrame *frame, size_t index, bool urgent)
 {
 	pthread_mutex_lock(&run->lock);
 	run->inflight++;
@@ -307,7 +307,12 @@ static void submit(struct job_run *run, AVFrame *frame, size_t index)
 	pthread_mutex_lock(&pool.lock);
 	while (pool.len == pool.cap)
 		pthread_cond_wait(&pool.not_full, &pool.lock);
-	pool.q[(pool.head + pool.len) % pool.cap] = (struct task){run, frame, index};
+	if (urgent) {
+		pool.head = (pool.head + pool.cap - 1) % pool.cap;
+		pool.q[pool.head] = (struct task){run, frame, index};
+	} else {
+		pool.q[(pool.head + pool.len) % pool.cap] = (struct task){run, frame, index};
+	}
 	pool.len++;
 	pthread_cond_signal(&pool.not_empty);
 	pthread_mutex_unlock(&pool.lock);
@@ -436,6 +441,7 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 	const struct source_index *idx = job->idx;
 	int64_t ts = f->best_effort_timestamp != AV_NOPTS_VALUE ? f->best_effort_timestamp : f->pts;
 	int64_t i;
+	enum extract_visit v;
 	char why[200];
 
 	if (job->stats)
@@ -462,17 +468,19 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 		return 0;
 	}
 	ls->expect = (size_t)i + 1;
-	switch (job->visit(job->arg, (size_t)i)) {
+	v = job->visit(job->arg, (size_t)i);
+	switch (v) {
 	case EXTRACT_STOP:
 		ls->stop = true;
 		break;
-	case EXTRACT_ENCODE: {
+	case EXTRACT_ENCODE:
+	case EXTRACT_ENCODE_NOW: {
 		AVFrame *ref = av_frame_clone(f);
 		if (!ref) {
 			job->done(job->arg, (size_t)i, -ENOMEM, NULL, "out of memory");
 			break;
 		}
-		submit(ls->run, ref, (size_t)i);
+		submit(ls->run, ref, (size_t)i, v == EXTRACT_ENCODE_NOW);
 		break;
 	}
 	case EXTRACT_SKIP:
@@ -524,6 +532,14 @@ static void decode_loop(struct loop_state *ls)
 				av_packet_unref(d->pkt);
 				continue;
 			} else {
+				/*
+				 * Before the first frame asked for, only reference frames matter:
+				 * a non-reference picture there is neither shown nor used.
+				 */
+				d->dec->skip_frame = d->pkt->pts != AV_NOPTS_VALUE &&
+							     d->pkt->pts < job->idx->pts[job->first]
+						     ? AVDISCARD_NONREF
+						     : AVDISCARD_DEFAULT;
 				t0 = now_ns();
 				r = avcodec_send_packet(d->dec, d->pkt);
 				add_ns(st, st ? &st->decode_ns : NULL, t0);

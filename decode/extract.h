@@ -25,8 +25,11 @@ struct extract_stats {
 	_Atomic uint64_t frames_decoded;
 };
 
-/* What visit() tells the decoder to do with a frame it has just decoded. */
-enum extract_visit { EXTRACT_SKIP, EXTRACT_ENCODE, EXTRACT_STOP };
+/*
+ * What visit() tells the decoder to do with a frame it has just decoded. ENCODE_NOW puts
+ * the frame ahead of queued work (someone is waiting for it).
+ */
+enum extract_visit { EXTRACT_SKIP, EXTRACT_ENCODE, EXTRACT_ENCODE_NOW, EXTRACT_STOP };
 
 struct extract_job {
 	const char *path;

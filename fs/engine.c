@@ -437,6 +437,14 @@ static void run_wake(struct source *src, struct wake *w)
 
 /* ---- jobs ---- */
 
+static bool has_waiter_locked(const struct source *src, size_t frame)
+{
+	for (const struct waiter *w = src->waiters; w; w = w->next)
+		if (w->frame == frame)
+			return true;
+	return false;
+}
+
 static enum extract_visit job_visit(void *arg, size_t frame)
 {
 	struct job *j = arg;
@@ -448,7 +456,7 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 	if (frame > j->last)
 		v = EXTRACT_STOP;
 	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
-		v = EXTRACT_ENCODE;
+		v = has_waiter_locked(src, frame) ? EXTRACT_ENCODE_NOW : EXTRACT_ENCODE;
 	pthread_mutex_unlock(&src->lock);
 	return v;
 }
@@ -755,16 +763,17 @@ static struct job *split_far_locked(struct source *src, size_t frame)
 
 	if (kf <= from || frame - from < FAR_AHEAD_FRAMES)
 		return NULL;
+	/*
+	 * The new job decodes from kf but encodes from `frame` on, so the frame asked for is
+	 * its first image; the frames between kf and it stay with the old job.
+	 */
 	j = job_new_locked(src, frame, old->last);
 	if (!j)
 		return NULL;
-	for (size_t i = kf; i <= old->last; i++)
-		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old) {
-			if (i < frame)
-				j->first = i < j->first ? i : j->first;
+	for (size_t i = frame; i <= old->last; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old)
 			src->fs[i].owner = j;
-		}
-	old->last = kf > 0 ? kf - 1 : 0;
+	old->last = frame - 1;
 	return j;
 }
 
