@@ -82,7 +82,7 @@ enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
 
 struct segment {
 	struct engine *e;
-	int refs;
+	_Atomic int refs; /* taken under either lock, so atomic */
 	struct segment *next; /* engine hash chain */
 	struct hf_key key;
 	char *name;   /* canonical directory name */
@@ -790,11 +790,10 @@ static void seg_free(struct segment *s)
 	free(s);
 }
 
+/* Segments live as long as the engine; references document who uses one. */
 void segment_get(struct segment *s)
 {
-	pthread_mutex_lock(&s->e->lock);
-	s->refs++;
-	pthread_mutex_unlock(&s->e->lock);
+	atomic_fetch_add(&s->refs, 1);
 }
 
 void segment_put(struct segment **ps)
@@ -802,9 +801,7 @@ void segment_put(struct segment **ps)
 	struct segment *s = ps ? *ps : NULL;
 	if (!s)
 		return;
-	pthread_mutex_lock(&s->e->lock);
-	s->refs--;
-	pthread_mutex_unlock(&s->e->lock);
+	atomic_fetch_sub(&s->refs, 1);
 	*ps = NULL;
 }
 

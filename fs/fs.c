@@ -31,12 +31,27 @@ struct node {
 	uint64_t nlookup;
 	struct segment *seg; /* N_SEGDIR, N_FRAME, N_INFO */
 	int64_t slot;        /* N_FRAME */
-	uint64_t size;       /* N_FRAME, once known */
-	struct stat src;     /* N_SEGDIR, N_FRAME, N_INFO: the video's stat */
+	_Atomic uint64_t size; /* N_FRAME, once known */
+	struct stat src;     /* N_SEGDIR, N_FRAME, N_INFO: the video's stat, set at creation */
 	struct node *next_path, *next_ino;
 };
 
 #define NBUCKETS 4096
+
+/*
+ * Handles (directory lists, text snapshots) are made by one request and used by later
+ * ones on other threads; the kernel orders those requests. ThreadSanitizer cannot see that
+ * ordering through /dev/fuse, so TSan builds are told about it; elsewhere these are no-ops.
+ */
+#if defined(__SANITIZE_THREAD__)
+void __tsan_acquire(void *addr);
+void __tsan_release(void *addr);
+#define HANDOFF_PUBLISH(p) __tsan_release(p)
+#define HANDOFF_TAKE(p) __tsan_acquire(p)
+#else
+#define HANDOFF_PUBLISH(p) ((void)(p))
+#define HANDOFF_TAKE(p) ((void)(p))
+#endif
 
 struct hf_fs {
 	struct hf_conf conf;
@@ -86,7 +101,7 @@ static struct node *node_by_ino(struct hf_fs *fs, fuse_ino_t ino)
 
 /* Finds or creates the node for path; the caller counts a lookup with node_ref(). */
 static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind kind,
-			     struct segment *seg, int64_t slot)
+			     struct segment *seg, int64_t slot, const struct stat *src)
 {
 	uint64_t h = hash_str(path) % NBUCKETS;
 	struct node *n;
@@ -105,6 +120,8 @@ static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind 
 			n->ino = fs->next_ino++;
 			n->kind = kind;
 			n->slot = slot;
+			if (src)
+				n->src = *src;
 			if (seg) {
 				segment_get(seg);
 				n->seg = seg;
@@ -376,12 +393,11 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		return;
 	}
 	if (strcmp(name, ".hfinfo") == 0) {
-		n = node_get(fs, path, N_INFO, parent->seg, 0);
+		n = node_get(fs, path, N_INFO, parent->seg, 0, &parent->src);
 		if (!n) {
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		n->src = parent->src;
 		reply_entry(req, fs, n);
 		return;
 	}
@@ -390,14 +406,13 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	n = node_get(fs, path, N_FRAME, parent->seg, slot);
+	n = node_get(fs, path, N_FRAME, parent->seg, slot, &parent->src);
 	lw = malloc(sizeof(*lw));
 	if (!n || !lw) {
 		free(lw);
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n->src = parent->src;
 	*lw = (struct lookup_wait){req, fs, n};
 	segment_frame_wait(parent->seg, slot, lookup_ready, lw);
 }
@@ -442,13 +457,12 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	n = node_get(fs, rel, N_SEGDIR, seg, 0);
+	n = node_get(fs, rel, N_SEGDIR, seg, 0, &st);
 	segment_put(&seg);
 	if (!n) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	n->src = st;
 	reply_entry(req, fs, n);
 }
 
@@ -479,7 +493,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (p->kind == N_ROOT && strcmp(name, ".hfstats") == 0) {
-		n = node_get(fs, rel, N_STATS, NULL, 0);
+		n = node_get(fs, rel, N_STATS, NULL, 0, NULL);
 		if (!n)
 			fuse_reply_err(req, ENOMEM);
 		else
@@ -491,7 +505,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (lstat(real, &st) == 0) {
-		n = node_get(fs, rel, kind_of(st.st_mode), NULL, 0);
+		n = node_get(fs, rel, kind_of(st.st_mode), NULL, 0, NULL);
 		if (!n)
 			fuse_reply_err(req, ENOMEM);
 		else
@@ -649,6 +663,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	}
 	closedir(d);
 	fi->fh = (uintptr_t)dl;
+	HANDOFF_PUBLISH(dl);
 	fuse_reply_open(req, fi);
 }
 
@@ -695,6 +710,7 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		}
 	} else {
 		struct dirlist *dl = (struct dirlist *)(uintptr_t)fi->fh;
+		HANDOFF_TAKE(dl);
 		for (size_t i = (size_t)off; dl && i < dl->n; i++) {
 			size_t len;
 			st.st_mode = (mode_t)DTTOIF(dl->v[i].type);
@@ -712,8 +728,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 
 static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	if (fi->fh)
+	if (fi->fh) {
+		HANDOFF_TAKE((void *)(uintptr_t)fi->fh);
 		dirlist_free((struct dirlist *)(uintptr_t)fi->fh);
+	}
 	fuse_reply_err(req, 0);
 }
 
@@ -802,6 +820,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		}
 		fi->fh = (uintptr_t)t;
 		fi->direct_io = 1;
+		HANDOFF_PUBLISH(t);
 		fuse_reply_open(req, fi);
 		return;
 	}
@@ -831,8 +850,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		 * file and RELEASE may free t on another thread while writev() is returning.
 		 */
 		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
-		size_t n_out = (size_t)off >= t->len ? 0 : t->len - (size_t)off;
+		size_t n_out;
 		char *copy;
+		HANDOFF_TAKE(t);
+		n_out = (size_t)off >= t->len ? 0 : t->len - (size_t)off;
 		if (n_out > size)
 			n_out = size;
 		copy = malloc(n_out ? n_out : 1);
@@ -861,6 +882,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 
 	if (n && (n->kind == N_INFO || n->kind == N_STATS)) {
 		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
+		HANDOFF_TAKE(t);
 		free(t->data);
 		free(t);
 	} else {

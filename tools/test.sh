@@ -21,7 +21,10 @@ export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
 case "${1:-}" in
 --normal) suite normal build "" ;;
 --sanitize) suite ASan+UBSan build-asan "-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" ;;
---tsan) suite ThreadSanitizer build-tsan "-DHF_TSAN=ON -DCMAKE_BUILD_TYPE=Debug" ;;
+--tsan)
+	export TSAN_OPTIONS="suppressions=$PWD/tests/tsan.supp halt_on_error=1 report_signal_unsafe=0"
+	suite ThreadSanitizer build-tsan "-DHF_TSAN=ON -DCMAKE_BUILD_TYPE=Debug"
+	;;
 "")
 	suite normal build ""
 	suite ASan+UBSan build-asan "-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug"
