@@ -48,7 +48,7 @@ struct job {
 	size_t first, last;
 	_Atomic int64_t pos; /* last frame index decoded, -1 before the first */
 	pthread_t thread;
-	bool stopped;
+	bool urgent; /* made for a far-ahead reader whose frame is not stored yet */
 	struct job *next;
 };
 
@@ -76,6 +76,8 @@ struct source {
 	char damage[256];
 	int lease_fd;   /* the store lease for decoding this source, held while lease_refs > 0 */
 	int lease_refs;
+	int urgent_jobs;          /* other jobs pause while a far-ahead reader waits */
+	pthread_cond_t unpaused;
 };
 
 enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
@@ -300,6 +302,7 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 	src->damaged_at = SIZE_MAX;
 	src->lease_fd = -1;
 	pthread_mutex_init(&src->lock, NULL);
+	pthread_cond_init(&src->unpaused, NULL);
 	src->next = e->sources;
 	e->sources = src;
 	pthread_mutex_unlock(&e->lock);
@@ -327,6 +330,7 @@ static void source_free(struct source *src)
 	free(src->path);
 	free(src->identity);
 	pthread_mutex_destroy(&src->lock);
+	pthread_cond_destroy(&src->unpaused);
 	free(src);
 }
 
@@ -437,6 +441,15 @@ static void run_wake(struct source *src, struct wake *w)
 
 /* ---- jobs ---- */
 
+static void job_not_urgent_locked(struct job *j)
+{
+	if (!j->urgent)
+		return;
+	j->urgent = false;
+	if (--j->src->urgent_jobs == 0)
+		pthread_cond_broadcast(&j->src->unpaused);
+}
+
 static bool has_waiter_locked(const struct source *src, size_t frame)
 {
 	for (const struct waiter *w = src->waiters; w; w = w->next)
@@ -453,6 +466,9 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 
 	atomic_store(&j->pos, (int64_t)frame);
 	pthread_mutex_lock(&src->lock);
+	/* The cores go to a far-ahead reader's decode first. */
+	while (src->urgent_jobs > 0 && !j->urgent && !atomic_load(&src->e->stopping))
+		pthread_cond_wait(&src->unpaused, &src->lock);
 	if (frame > j->last)
 		v = EXTRACT_STOP;
 	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
@@ -488,6 +504,8 @@ static void job_done(void *arg, size_t frame, int err, const struct image_buf *i
 		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
 	}
 	pthread_mutex_lock(&src->lock);
+	if (frame == j->first)
+		job_not_urgent_locked(j);
 	if (err == 0)
 		mark_done_locked(src, frame, img->len, &w);
 	else {
@@ -508,6 +526,7 @@ static void job_damaged(void *arg, size_t frame, int err, const char *why)
 
 	hf_log(HF_LOG_ERROR, "%s: %s", src->path, why);
 	pthread_mutex_lock(&src->lock);
+	job_not_urgent_locked(j);
 	if (frame < src->damaged_at) {
 		src->damaged_at = frame;
 		snprintf(src->damage, sizeof(src->damage), "%s", why);
@@ -683,6 +702,7 @@ static void *job_main(void *arg)
 			mark_failed_locked(src, i, &w);
 		}
 	failed = src->damaged_at != SIZE_MAX;
+	job_not_urgent_locked(j);
 	for (struct job **pp = &src->jobs; *pp; pp = &(*pp)->next)
 		if (*pp == j) {
 			*pp = j->next;
@@ -774,6 +794,8 @@ static struct job *split_far_locked(struct source *src, size_t frame)
 		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old)
 			src->fs[i].owner = j;
 	old->last = frame - 1;
+	j->urgent = true;
+	src->urgent_jobs++;
 	return j;
 }
 
@@ -1529,6 +1551,7 @@ void engine_free(struct engine **pe)
 		pthread_mutex_lock(&src->lock);
 		for (struct job *j = src->jobs; j; j = j->next)
 			j->last = 0;
+		pthread_cond_broadcast(&src->unpaused);
 		pthread_mutex_unlock(&src->lock);
 	}
 	while (e->running_jobs > 0)
