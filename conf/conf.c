@@ -45,7 +45,7 @@ static const char *const identity_names[] = {"stat", "content", NULL};
 static const char *const png_filter_names[] = {"none", "sub", "up", "avg", "paeth", "all", NULL};
 static const char *const png_strategy_names[] = {"default", "filtered", "huffman", "rle", "fixed",
 						 NULL};
-static const char *const png_deflate_names[] = {"libdeflate", "zlib", NULL};
+static const char *const png_deflate_names[] = {"libdeflate", "zlib", "fast", NULL};
 static const char *const log_level_names[] = {"error", "warn", "info", "debug", NULL};
 /* clang-format on */
 
@@ -736,7 +736,7 @@ void conf_defaults(struct hf_conf *c)
 	c->png_level = 1;
 	c->png_filter = HF_PNG_FILTER_UP;
 	c->png_strategy = HF_PNG_STRATEGY_RLE;
-	c->png_deflate = HF_PNG_DEFLATE_LIBDEFLATE;
+	c->png_deflate = HF_PNG_DEFLATE_FAST;
 	c->jpeg_q = 2;
 	strcpy(c->source_root, "/");
 	c->attr_timeout = 86400;

@@ -24,7 +24,7 @@ enum hf_png_filter { HF_PNG_FILTER_NONE, HF_PNG_FILTER_SUB, HF_PNG_FILTER_UP, HF
 		     HF_PNG_FILTER_PAETH, HF_PNG_FILTER_ALL };
 enum hf_png_strategy { HF_PNG_STRATEGY_DEFAULT, HF_PNG_STRATEGY_FILTERED, HF_PNG_STRATEGY_HUFFMAN,
 		       HF_PNG_STRATEGY_RLE, HF_PNG_STRATEGY_FIXED };
-enum hf_png_deflate { HF_PNG_DEFLATE_LIBDEFLATE, HF_PNG_DEFLATE_ZLIB };
+enum hf_png_deflate { HF_PNG_DEFLATE_LIBDEFLATE, HF_PNG_DEFLATE_ZLIB, HF_PNG_DEFLATE_FAST };
 enum hf_log_level { HF_LOG_ERROR, HF_LOG_WARN, HF_LOG_INFO, HF_LOG_DEBUG };
 
 struct hf_conf {
@@ -39,7 +39,7 @@ struct hf_conf {
 	int png_level;           /* zlib level 0..9; default 1 */
 	enum hf_png_filter png_filter;     /* default up */
 	enum hf_png_strategy png_strategy; /* default rle; zlib only */
-	enum hf_png_deflate png_deflate;   /* default libdeflate (faster); zlib honours strategy */
+	enum hf_png_deflate png_deflate;   /* default fast (decode/fastpng); libdeflate; zlib honours strategy */
 	int jpeg_q;              /* mjpeg qscale 1..31 (like ffmpeg -q:v); default 2 */
 	/* [fs] */
 	char source_root[PATH_MAX]; /* absolute, no trailing slash except "/"; default "/" */

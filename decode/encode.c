@@ -10,8 +10,10 @@
 #include <libavutil/imgutils.h>
 #include <libswscale/swscale.h>
 #include <libdeflate.h>
+#include "decode/fastpng.h"
 #include <png.h>
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,6 +56,8 @@ int image_opts_canon(const struct image_opts *o, char *buf, size_t len)
 	int n;
 	if (o->format == IMAGE_JPG)
 		n = snprintf(buf, len, "jpg:q=%d", o->jpeg_q);
+	else if (o->png_deflate == HF_PNG_DEFLATE_FAST && o->png_filter != HF_PNG_FILTER_ALL)
+		n = snprintf(buf, len, "png:fast:filter=%s", conf_png_filter_name(o->png_filter));
 	else if (o->png_deflate == HF_PNG_DEFLATE_LIBDEFLATE && o->png_filter != HF_PNG_FILTER_ALL)
 		n = snprintf(buf, len, "png:libdeflate:level=%d:filter=%s", o->png_level,
 			     conf_png_filter_name(o->png_filter));
@@ -181,7 +185,7 @@ static int encode_png(const struct picture *pic, const struct image_opts *o,
 	return ret;
 }
 
-/* ---- PNG with libdeflate: filtering and chunks written here, one IDAT ---- */
+/* ---- PNG with our own container: filtering and chunks written here, one IDAT ---- */
 
 struct ld_state {
 	struct libdeflate_compressor *c;
@@ -269,8 +273,9 @@ static uint8_t *close_chunk(uint8_t *p, const char *type, size_t len)
 	return put_be32(p + 8 + len, crc);
 }
 
-static int encode_png_libdeflate(const struct picture *pic, const struct image_opts *o,
-				 struct image_buf *out, char *err, size_t errlen)
+/* PNG with fastpng (png_deflate = fast) or libdeflate (png_deflate = libdeflate). */
+static int encode_png_own(const struct picture *pic, const struct image_opts *o,
+			  struct image_buf *out, char *err, size_t errlen)
 {
 	static const uint8_t sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 	struct ld_state *ld = &ld_tls;
@@ -279,7 +284,9 @@ static int encode_png_libdeflate(const struct picture *pic, const struct image_o
 	size_t bound, total, zlen;
 	uint8_t *p;
 
-	if (!ld->c || ld->level != o->png_level) {
+	bool fast = o->png_deflate == HF_PNG_DEFLATE_FAST;
+
+	if (!fast && (!ld->c || ld->level != o->png_level)) {
 		libdeflate_free_compressor(ld->c);
 		ld->c = libdeflate_alloc_compressor(o->png_level);
 		ld->level = o->png_level;
@@ -294,7 +301,7 @@ static int encode_png_libdeflate(const struct picture *pic, const struct image_o
 			return -ENOMEM;
 	}
 	filter_rows(pic, o->png_filter, bpp, ld->filtered);
-	bound = libdeflate_zlib_compress_bound(ld->c, raw);
+	bound = fast ? fastpng_zlib_bound(raw) : libdeflate_zlib_compress_bound(ld->c, raw);
 	total = sizeof(sig) + (12 + 13) + (12 + 4) + (12 + bound) + 12;
 	if (out->cap < total) {
 		uint8_t *d = realloc(out->data, total);
@@ -321,9 +328,10 @@ static int encode_png_libdeflate(const struct picture *pic, const struct image_o
 		p[11] = 1; /* full range */
 		p = close_chunk(p, "cICP", 4);
 	}
-	zlen = libdeflate_zlib_compress(ld->c, ld->filtered, raw, p + 8, bound);
+	zlen = fast ? fastpng_zlib(ld->filtered, raw, p + 8)
+		    : libdeflate_zlib_compress(ld->c, ld->filtered, raw, p + 8, bound);
 	if (zlen == 0) {
-		snprintf(err, errlen, "PNG encoder: deflate output did not fit its bound");
+		snprintf(err, errlen, "PNG encoder: out of memory compressing a frame");
 		return -EIO;
 	}
 	p = close_chunk(p, "IDAT", zlen);
@@ -450,7 +458,7 @@ int image_encode(const struct picture *pic, const struct image_opts *opts, struc
 	if (opts->format == IMAGE_JPG)
 		return encode_jpeg(pic, opts, out, err, errlen);
 	/* adaptive per-row filtering ("all") is libpng's */
-	if (opts->png_deflate == HF_PNG_DEFLATE_LIBDEFLATE && opts->png_filter != HF_PNG_FILTER_ALL)
-		return encode_png_libdeflate(pic, opts, out, err, errlen);
+	if (opts->png_deflate != HF_PNG_DEFLATE_ZLIB && opts->png_filter != HF_PNG_FILTER_ALL)
+		return encode_png_own(pic, opts, out, err, errlen);
 	return encode_png(pic, opts, out, err, errlen);
 }
