@@ -240,6 +240,7 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 	struct store *st;
 	void *marker = NULL;
 	size_t mlen;
+	bool new_store = false;
 	int ret;
 
 	*out = NULL;
@@ -270,7 +271,9 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 				 path, HF_SCHEMA);
 			return -EINVAL;
 		}
-	} else if (ret != -ENOENT) {
+	} else if (ret == -ENOENT) {
+		new_store = true;
+	} else {
 		snprintf(err, errlen, "%s cannot be read: %s", path, strerror(-ret));
 		return ret;
 	}
@@ -296,7 +299,7 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 			return ret;
 		}
 	}
-	if (marker == NULL) {
+	if (new_store) {
 		char text[64];
 		int n = snprintf(text, sizeof(text), "hfmount store schema %d\n", HF_SCHEMA);
 		snprintf(path, sizeof(path), "%s/" STORE_MARKER, dir);

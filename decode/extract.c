@@ -401,11 +401,7 @@ out_close:
 
 static int decoder_seek(struct decoder *d, const struct source_index *idx, size_t kf)
 {
-	int ret;
-	if (kf == 0)
-		ret = av_seek_frame(d->fmt, d->st->index, idx->pts[0], AVSEEK_FLAG_BACKWARD);
-	else
-		ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf], AVSEEK_FLAG_BACKWARD);
+	int ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf], AVSEEK_FLAG_BACKWARD);
 	if (ret < 0 && kf == 0)
 		ret = avformat_seek_file(d->fmt, -1, INT64_MIN, 0, 0, 0);
 	avcodec_flush_buffers(d->dec);
@@ -523,10 +519,8 @@ static void decode_loop(struct loop_state *ls)
 		if (!eof) {
 			r = av_read_frame(d->fmt, d->pkt);
 			if (r < 0) {
+				/* read errors end the stream like EOF; missing frames are damage */
 				eof = true;
-				if (r != AVERROR_EOF && ls->expect < job->idx->n) {
-					/* flush what we have, then report */
-				}
 				avcodec_send_packet(d->dec, NULL);
 			} else if (d->pkt->stream_index != d->st->index) {
 				av_packet_unref(d->pkt);
@@ -540,13 +534,11 @@ static void decode_loop(struct loop_state *ls)
 							     d->pkt->pts < job->idx->pts[job->first]
 						     ? AVDISCARD_NONREF
 						     : AVDISCARD_DEFAULT;
+				/* a packet the decoder rejects shows up as a missing frame */
 				t0 = now_ns();
-				r = avcodec_send_packet(d->dec, d->pkt);
+				avcodec_send_packet(d->dec, d->pkt);
 				add_ns(st, st ? &st->decode_ns : NULL, t0);
 				av_packet_unref(d->pkt);
-				if (r == AVERROR(EAGAIN)) {
-					/* cannot happen with a drained decoder; treat as damage */
-				}
 			}
 		}
 		if (drain(ls)) {

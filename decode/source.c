@@ -29,17 +29,6 @@ static const char *base_name(const char *path)
 	return s ? s + 1 : path;
 }
 
-static int averr_to_errno(int ret)
-{
-	if (ret == AVERROR(ENOMEM))
-		return -ENOMEM;
-	if (ret == AVERROR(ENOENT))
-		return -ENOENT;
-	if (ret == AVERROR(EACCES))
-		return -EACCES;
-	return -EIO;
-}
-
 /* The orientation the ffmpeg CLI's autorotate would apply (fftools get_rotation()). */
 static enum source_orient orient_of(const int32_t *m)
 {
@@ -277,7 +266,7 @@ int source_index_build(const char *path, struct source_index **out, char *err, s
 		char why[128];
 		av_strerror(ret, why, sizeof(why));
 		snprintf(err, errlen, "%s is not a video this build can read (%s)", name, why);
-		return averr_to_errno(ret) == -ENOMEM ? -ENOMEM : -EIO;
+		return ret == AVERROR(ENOMEM) ? -ENOMEM : -EIO;
 	}
 	ret = avformat_find_stream_info(fmt, NULL);
 	if (ret < 0) {

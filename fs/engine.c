@@ -58,8 +58,7 @@ struct source {
 	char *identity;
 	char fmt[96]; /* image_opts_canon */
 	struct image_opts opts;
-	int refs;
-	struct source *next; /* engine hash chain */
+	struct source *next; /* engine hash chain; sources live as long as the engine */
 
 	/* set once by the builder, then read-only */
 	bool ready;
@@ -280,7 +279,6 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0)
 			break;
 	if (src) {
-		src->refs++;
 		while (!src->ready)
 			pthread_cond_wait(&e->built, &e->lock);
 		pthread_mutex_unlock(&e->lock);
@@ -296,7 +294,6 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 		return NULL;
 	}
 	src->e = e;
-	src->refs = 2; /* the table's and the caller's */
 	src->opts = *opts;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
@@ -714,9 +711,6 @@ static void *job_main(void *arg)
 	free(j);
 
 	pthread_mutex_lock(&e->lock);
-	if (--src->refs == 0) {
-		/* the table keeps a reference, so this does not happen while listed */
-	}
 	e->running_jobs--;
 	pthread_cond_broadcast(&e->jobs_done);
 	pthread_mutex_unlock(&e->lock);
@@ -745,7 +739,6 @@ static void job_start(struct job *j)
 
 	pthread_mutex_lock(&e->lock);
 	e->running_jobs++;
-	j->src->refs++;
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->extractions_started, 1);
 	pthread_attr_init(&attr);
@@ -762,7 +755,6 @@ static void job_start(struct job *j)
 		pthread_mutex_unlock(&j->src->lock);
 		pthread_mutex_lock(&e->lock);
 		e->running_jobs--;
-		j->src->refs--;
 		pthread_cond_broadcast(&e->jobs_done);
 		pthread_mutex_unlock(&e->lock);
 		free(j);
@@ -938,17 +930,9 @@ static int seg_fill_cold(struct segment *s)
 		char a[48], b[48];
 		segname_format_q(s->sn.start, a, sizeof(a));
 		fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
-		/* three decimals as the example in SPEC §3 */
-		{
-			char start3[64];
-			char *dot = strchr(a, '.');
-			if (!dot)
-				snprintf(start3, sizeof(start3), "%s.000", a);
-			else
-				snprintf(start3, sizeof(start3), "%s", a);
-			seg_error(s, "start %s s is past the end of %s (%s s)", start3,
-				  base_name(s->path), b);
-		}
+		/* whole seconds as "12.000", like the example in SPEC §3 */
+		seg_error(s, "start %s%s s is past the end of %s (%s s)", a,
+			  strchr(a, '.') ? "" : ".000", base_name(s->path), b);
 		return 0;
 	}
 	s->count = n;
@@ -1132,7 +1116,7 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 }
 
 /* Marks DONE the needed frames already in the store, so no job decodes them again. */
-static void seg_adopt_stored(struct segment *s, struct wake *w)
+static void seg_adopt_stored(struct segment *s)
 {
 	struct source *src = s->src;
 	for (size_t i = 0; i < s->nneeded; i++) {
@@ -1156,7 +1140,6 @@ static void seg_adopt_stored(struct segment *s, struct wake *w)
 			atomic_fetch_add(&s->e->cache_hits, 1);
 		}
 	}
-	(void)w;
 }
 
 void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg)
@@ -1193,7 +1176,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 		return;
 	}
 	if (!s->started)
-		seg_adopt_stored(s, &w);
+		seg_adopt_stored(s);
 
 	wt = malloc(sizeof(*wt));
 	pthread_mutex_lock(&src->lock);
@@ -1399,10 +1382,8 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	fprintf(f, ",\n  \"start\": \"%s\"", q);
 	segname_format_q(s->sn.dur, q, sizeof(q));
 	fprintf(f, ",\n  \"duration\": \"%s\"", q);
-	if (s->sn.fps.den == 1 || segname_format_q(s->sn.fps, q, sizeof(q)) < 0)
+	if (segname_format_q(s->sn.fps, q, sizeof(q)) < 0) /* no decimal: 30000:1001 */
 		snprintf(q, sizeof(q), "%" PRId64 ":%" PRId64, s->sn.fps.num, s->sn.fps.den);
-	if (s->sn.fps.den == 1)
-		snprintf(q, sizeof(q), "%" PRId64, s->sn.fps.num);
 	fprintf(f, ",\n  \"fps\": \"%s\"", q);
 	fprintf(f, ",\n  \"count\": %" PRId64 ",\n  \"width\": %d,\n  \"height\": %d", s->count,
 		s->width, s->height);
