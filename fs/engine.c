@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -107,7 +108,7 @@ struct segment {
 	size_t remaining; /* needed frames not done */
 	struct segment *src_next;
 	uint64_t t_start_ns, t_done_ns;
-	uint64_t hits_at_start;
+	uint64_t hits; /* needed frames already stored when extraction started */
 };
 
 struct content_id {
@@ -1090,8 +1091,10 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 	for (size_t i = 0; i < s->nneeded; i++) {
 		size_t f = s->needed[i];
 		struct frame_state *fs = &src->fs[f];
-		if (fs->state == F_DONE)
+		if (fs->state == F_DONE) {
+			s->hits++;
 			continue;
+		}
 		s->remaining++;
 		if (fs->state != F_NONE)
 			continue;
@@ -1286,8 +1289,8 @@ static void write_manifest(struct segment *s)
 	}
 	if (ret < 0)
 		hf_log(HF_LOG_WARN, "%s: manifest not written: %s", s->name, strerror(-ret));
-	hf_log(HF_LOG_INFO, "extracted %s: %" PRId64 " frames in %" PRIu64 " ms", s->name, s->count,
-	       ms);
+	hf_log(HF_LOG_INFO, "extracted %s (%s): %" PRId64 " frames in %" PRIu64 " ms, %" PRIu64
+	       " distinct images already stored", s->name, s->path, s->count, ms, s->hits);
 	free(m.image);
 	free(m.size);
 }
@@ -1404,6 +1407,65 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	return fclose(f) == 0 ? 0 : -ENOMEM;
 }
 
+/* Directory of a segment relative to the mount root, as a reader would name it. */
+static void mount_dir(const struct engine *e, const struct segment *s, char *buf, size_t len)
+{
+	const char *root = e->conf.source_root, *rel = s->path;
+	size_t n = strlen(root);
+	char dir[PATH_MAX];
+	char *slash;
+
+	if (strcmp(root, "/") != 0 && strncmp(rel, root, n) == 0 && rel[n] == '/')
+		rel += n;
+	snprintf(dir, sizeof(dir), "%s", rel);
+	slash = strrchr(dir, '/');
+	if (slash)
+		*slash = 0;
+	snprintf(buf, len, "%s/%s", dir, s->name);
+}
+
+/* "extractions": the segments being extracted now, with their progress. */
+static void stats_extractions(struct engine *e, FILE *f)
+{
+	uint64_t now = now_ns();
+	bool first = true;
+	char dir[PATH_MAX + 256];
+
+	fprintf(f, ",\n  \"extractions\": [");
+	pthread_mutex_lock(&e->lock);
+	for (struct segment *s = e->segments; s; s = s->next) {
+		struct source *src = s->src;
+		int64_t done = 0;
+		uint64_t t0;
+		if (!src || !src->idx)
+			continue;
+		pthread_mutex_lock(&src->lock);
+		if (s->state != SEG_EXTRACTING) {
+			pthread_mutex_unlock(&src->lock);
+			continue;
+		}
+		for (int64_t k = 0; k < s->data_slots; k++) {
+			size_t fr = 0;
+			if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_DONE)
+				done++;
+		}
+		t0 = s->t_start_ns;
+		pthread_mutex_unlock(&src->lock);
+		mount_dir(e, s, dir, sizeof(dir));
+		fprintf(f, "%s\n    {\"segment\": ", first ? "" : ",");
+		json_str(f, s->name);
+		fprintf(f, ", \"path\": ");
+		json_str(f, dir);
+		fprintf(f,
+			", \"count\": %" PRId64 ", \"frames_done\": %" PRId64 ", \"elapsed_ms\": %" PRIu64
+			"}",
+			s->count, done, (now - t0) / 1000000);
+		first = false;
+	}
+	pthread_mutex_unlock(&e->lock);
+	fprintf(f, "%s]", first ? "" : "\n  ");
+}
+
 int engine_stats_json(struct engine *e, char **out, size_t *len)
 {
 	FILE *f = open_memstream(out, len);
@@ -1439,6 +1501,7 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		json_str(f, e->store_error);
 	else
 		fprintf(f, "null");
+	stats_extractions(e, f);
 	fprintf(f,
 		",\n  \"time_ms\": {\"open\": %.1f, \"seek\": %.1f, \"decode\": %.1f, "
 		"\"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
