@@ -40,6 +40,7 @@ from fractions import Fraction  # noqa: F401 (tests use h.Fraction)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HFMOUNT_BIN = os.environ.get("HFMOUNT_BIN", "")
+HFCTL_BIN = os.environ.get("HFCTL_BIN", "")
 HF_FIXTURES = os.path.abspath(os.environ.get("HF_FIXTURES", "/tmp/hf-fixtures"))
 # Bump when a fixture recipe changes: fixtures live in a fresh directory per version.
 FIXTURE_VERSION = "3"
