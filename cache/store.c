@@ -244,12 +244,26 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 	int ret;
 
 	*out = NULL;
-	ret = mkdir_p(dir, 0755);
+	if (opts && opts->existing) {
+		struct stat sb;
+		snprintf(path, sizeof(path), "%s/" STORE_MARKER, dir);
+		if (stat(dir, &sb) < 0) {
+			ret = -errno;
+			snprintf(err, errlen, "store %s: %s", dir, strerror(errno));
+			return ret;
+		}
+		if (stat(path, &sb) < 0) {
+			snprintf(err, errlen, "%s is not an hfmount store (it has no %s file)", dir,
+				 STORE_MARKER);
+			return -ENOENT;
+		}
+	}
+	ret = opts && opts->existing ? 0 : mkdir_p(dir, 0755);
 	if (ret < 0) {
 		snprintf(err, errlen, "store directory %s cannot be created: %s", dir, strerror(-ret));
 		return ret;
 	}
-	if (access(dir, W_OK | X_OK) < 0) {
+	if (!(opts && opts->existing) && access(dir, W_OK | X_OK) < 0) {
 		ret = -errno;
 		snprintf(err, errlen, "store directory %s is not writable: %s", dir, strerror(errno));
 		return ret;
@@ -290,7 +304,8 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 	for (char *p = st->host; *p; p++)
 		if (*p == '.' || *p == '/')
 			*p = '_';
-	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]) && !(opts && opts->existing);
+	     i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, subdirs[i]);
 		ret = mkdir_p(path, 0755);
 		if (ret < 0) {
@@ -311,7 +326,8 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 			return ret;
 		}
 	}
-	clean_tmp(st);
+	if (!(opts && opts->existing))
+		clean_tmp(st);
 	count_images(st);
 	*out = st;
 	return 0;
@@ -420,13 +436,13 @@ static void seg_dir(struct store *st, const char *source, char *buf, size_t len)
 	snprintf(buf, len, "%s/seg/%.32s", st->dir, hex);
 }
 
-static void seg_path(struct store *st, const char *source, const struct hf_key *segkey, char *buf,
-		     size_t len)
+static void seg_path(struct store *st, const char *source, const struct hf_key *segkey,
+		     const char *suffix, char *buf, size_t len)
 {
 	char dir[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
 	seg_dir(st, source, dir, sizeof(dir));
 	key_hex(segkey, hex);
-	snprintf(buf, len, "%s/%s.seg", dir, hex);
+	snprintf(buf, len, "%s/%s.%s", dir, hex, suffix);
 }
 
 /* Names may hold any byte but NUL; newlines and '%' are escaped so lines stay lines. */
@@ -459,7 +475,8 @@ static char *unescape(const char *s)
 	return out;
 }
 
-int store_manifest_put(struct store *st, const struct hf_key *segkey, const struct manifest *m)
+static int manifest_write(struct store *st, const struct hf_key *segkey, const struct manifest *m,
+			  const char *suffix)
 {
 	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
 	char *text = NULL;
@@ -467,13 +484,6 @@ int store_manifest_put(struct store *st, const struct hf_key *segkey, const stru
 	FILE *f;
 	int ret;
 
-	if (m->count <= 0)
-		return -EINVAL;
-	for (int64_t i = 0; i < m->count; i++) {
-		uint64_t size = 0;
-		if (store_image_size(st, &m->image[i], m->ext, &size) < 0 || size != m->size[i])
-			return -ENOENT;
-	}
 	f = open_memstream(&text, &len);
 	if (!f)
 		return -ENOMEM;
@@ -494,10 +504,51 @@ int store_manifest_put(struct store *st, const struct hf_key *segkey, const stru
 		free(text);
 		return -ENOMEM;
 	}
-	seg_path(st, m->source, segkey, path, sizeof(path));
+	seg_path(st, m->source, segkey, suffix, path, sizeof(path));
 	ret = atomic_write(st, path, text, len);
 	free(text);
 	return ret;
+}
+
+int store_manifest_put(struct store *st, const struct hf_key *segkey, const struct manifest *m)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	if (m->count <= 0)
+		return -EINVAL;
+	for (int64_t i = 0; i < m->count; i++) {
+		uint64_t size = 0;
+		if (store_image_size(st, &m->image[i], m->ext, &size) < 0 || size != m->size[i])
+			return -ENOENT;
+	}
+	ret = manifest_write(st, segkey, m, "seg");
+	if (ret == 0) {
+		seg_path(st, m->source, segkey, "part", path, sizeof(path));
+		unlink(path);
+	}
+	return ret;
+}
+
+int store_partial_put(struct store *st, const struct hf_key *segkey, const struct manifest *m)
+{
+	if (m->count <= 0)
+		return -EINVAL;
+	return manifest_write(st, segkey, m, "part");
+}
+
+int store_manifest_touch(struct store *st, const char *source, const struct hf_key *segkey,
+			 int64_t when_ns)
+{
+	struct timespec ts[2] = {{when_ns / 1000000000, when_ns % 1000000000}};
+	char path[PATH_MAX];
+
+	ts[1] = ts[0];
+	seg_path(st, source, segkey, "seg", path, sizeof(path));
+	if (utimensat(AT_FDCWD, path, ts, 0) == 0)
+		return 0;
+	seg_path(st, source, segkey, "part", path, sizeof(path));
+	return utimensat(AT_FDCWD, path, ts, 0) == 0 ? 0 : -errno;
 }
 
 void manifest_free(struct manifest **pm)
@@ -537,7 +588,7 @@ static char *field(char **cur, const char *name)
 }
 
 /* Parses a manifest; header_only stops after the identity line. */
-static int parse_manifest(char *text, bool header_only, struct manifest **out)
+static int parse_manifest_text(char *text, bool header_only, struct manifest **out)
 {
 	struct manifest *m = calloc(1, sizeof(*m));
 	char *cur = text, *v, *line;
@@ -600,11 +651,11 @@ int store_manifest_get(struct store *st, const char *source, const struct hf_key
 	int ret;
 
 	*out = NULL;
-	seg_path(st, source, segkey, path, sizeof(path));
+	seg_path(st, source, segkey, "seg", path, sizeof(path));
 	ret = read_file(path, &text, &len);
 	if (ret < 0)
 		return ret;
-	ret = parse_manifest(text, false, out);
+	ret = parse_manifest_text(text, false, out);
 	free(text);
 	if (ret == -EINVAL)
 		unlink(path);
@@ -631,7 +682,7 @@ int store_manifest_list(struct store *st, const char *source, const char *identi
 		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
 		if (read_file(path, &text, &len) < 0)
 			continue;
-		if (parse_manifest(text, true, &m) == 0) {
+		if (parse_manifest_text(text, true, &m) == 0) {
 			if (strcmp(m->identity, identity) == 0 && strcmp(m->source, source) == 0)
 				fn(arg, m->segment);
 			manifest_free(&m);
@@ -646,6 +697,22 @@ void store_usage(struct store *st, uint64_t *images, uint64_t *bytes)
 {
 	*images = atomic_load(&st->images);
 	*bytes = atomic_load(&st->bytes);
+}
+
+void store_usage_set(struct store *st, uint64_t images, uint64_t bytes)
+{
+	atomic_store(&st->images, images);
+	atomic_store(&st->bytes, bytes);
+}
+
+const char *store_dir(const struct store *st)
+{
+	return st->dir;
+}
+
+int manifest_parse(char *text, struct manifest **out)
+{
+	return parse_manifest_text(text, false, out);
 }
 
 int store_lease_try(struct store *st, const struct hf_key *k)

@@ -4,6 +4,7 @@
  *   STORE/hfmount-store          marker with the schema version
  *   STORE/img/ab/<key>.<ext>     images, named by key_image()
  *   STORE/seg/<pathkey>/<key>.seg  segment manifests, grouped by source path
+ *   STORE/seg/<pathkey>/<key>.part the same for a segment being extracted (sizes 0)
  *   STORE/idx/<key>.idx          source frame indexes, named by source identity
  *   STORE/tmp/                   files being written (host.pid.seq), renamed when complete
  *
@@ -24,7 +25,8 @@
 struct store;
 
 struct store_opts {
-	bool fsync; /* fsync files and their directory before and after rename */
+	bool fsync;    /* fsync files and their directory before and after rename */
+	bool existing; /* fail unless dir already holds a store; create nothing, clean nothing */
 };
 
 /* What a segment manifest records: enough to list and read it without the video. */
@@ -72,6 +74,20 @@ int store_blob_put(struct store *st, const char *kind, const struct hf_key *k, c
 /* Writes a manifest (count must be > 0) after checking that every image it names exists. */
 int store_manifest_put(struct store *st, const struct hf_key *segkey, const struct manifest *m);
 
+/*
+ * Writes the partial manifest of a segment whose extraction starts: the images it will
+ * name (sizes may be 0). It makes those images one unit for eviction while they are
+ * produced, and after a crash. store_manifest_put removes it.
+ */
+int store_partial_put(struct store *st, const struct hf_key *segkey, const struct manifest *m);
+
+/*
+ * Sets the last use of a segment (its manifest's mtime, or its partial's when it has no
+ * manifest yet) to when_ns. -ENOENT when it has neither.
+ */
+int store_manifest_touch(struct store *st, const char *source, const struct hf_key *segkey,
+			 int64_t when_ns);
+
 /* Reads a manifest; -ENOENT if absent, -EINVAL if damaged (a damaged one is removed). */
 int store_manifest_get(struct store *st, const char *source, const struct hf_key *segkey,
 		       struct manifest **out);
@@ -104,5 +120,13 @@ void store_watch_free(struct store_watch **w);
 
 /* Number of images and their bytes in the store, kept up to date by this process. */
 void store_usage(struct store *st, uint64_t *images, uint64_t *bytes);
+
+/* ---- for cache/gc.c, which reads the whole store ---- */
+
+const char *store_dir(const struct store *st);
+/* Parses manifest text (complete or partial); 0, -EINVAL when damaged, -ENOMEM. */
+int manifest_parse(char *text, struct manifest **out);
+/* Corrects the usage counters after a scan of the whole store. */
+void store_usage_set(struct store *st, uint64_t images, uint64_t bytes);
 
 #endif
