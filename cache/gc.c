@@ -449,14 +449,19 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 	images = c->totals.images;
 	avail = o->min_free ? store_free_bytes(st) : UINT64_MAX;
 	r->bytes_before = bytes;
+	if (o->want_free && avail == UINT64_MAX)
+		avail = store_free_bytes(st);
 	r->free_before = avail;
-	r->over = (o->max_size && bytes > o->max_size) || (o->min_free && avail < o->min_free);
+	r->over = (o->max_size && bytes > o->max_size) || (o->min_free && avail < o->min_free) ||
+		  (o->want_free && avail < o->want_free);
 	target_bytes = o->max_size ? o->max_size - o->max_size / 10 : UINT64_MAX;
 	target_free = o->min_free ? o->min_free + o->min_free / 10 : 0;
-	if (o->pins && (r->over || o->force))
+	if (target_free < o->want_free)
+		target_free = o->want_free;
+	if (o->pins && r->over)
 		o->pins(o->arg, pin_add, c);
 
-	for (size_t i = 0; (r->over || o->force) && i < c->nunits; i++) {
+	for (size_t i = 0; r->over && i < c->nunits; i++) {
 		struct gc_unit *u = &c->units[i];
 		enum gc_keep keep;
 		uint64_t freed = 0, nfreed = 0;

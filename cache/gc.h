@@ -68,7 +68,7 @@ struct gc_opts {
 	uint64_t max_size; /* bytes of images; 0: no bound */
 	uint64_t min_free; /* bytes free on the store's filesystem; 0: no bound */
 	bool dry_run;      /* decide and report, remove nothing */
-	bool force;        /* evict even when within bounds (down to the targets) */
+	uint64_t want_free; /* also make this many bytes free (a write failed with ENOSPC) */
 	int64_t in_use_ns; /* units used this recently are kept (GC_ASK_WINDOW) */
 	/* The caller's knowledge of a unit; NULL: the window decides for every unit. */
 	enum gc_keep (*keep)(void *arg, const struct gc_unit *u);
@@ -90,7 +90,8 @@ struct gc_result {
 
 /*
  * Evicts least recently used units while the store is over a bound, down to 90% of
- * max_size and min_free plus 10%, so that eviction does not run for every new image.
+ * max_size and min_free plus 10% (or want_free), so that eviction does not run for every
+ * new image.
  * 0 or -errno (a census that could not be taken).
  */
 int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r);

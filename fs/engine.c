@@ -22,12 +22,23 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cache/gc.h"
 #include "decode/extract.h"
 #include "decode/source.h"
 #include "fs/log.h"
 
 /* A claimed frame at least this far ahead of a job's position gets its own job. */
 #define FAR_AHEAD_FRAMES 48
+
+#define NS 1000000000LL
+/* A segment's last use (its manifest's mtime) is refreshed at most this often. */
+#define TOUCH_EVERY_NS (30 * NS)
+/* A segment waited on this recently is being read: this process does not evict it. */
+#define READING_NS (2 * NS)
+/* Units another process used this recently are kept (gc.h). */
+#define IN_USE_WINDOW_NS (120 * NS)
+/* How often the evictor looks at the store's bounds without being asked. */
+#define EVICT_CHECK_NS (5 * NS)
 
 enum fstate { F_NONE, F_CLAIMED, F_DONE, F_FAILED };
 
@@ -41,6 +52,8 @@ struct waiter {
 	size_t frame;
 	frame_ready_fn fn;
 	void *arg;
+	int err;       /* the answer, fixed when the waiter is taken */
+	uint64_t size;
 	struct waiter *next;
 };
 
@@ -78,6 +91,7 @@ struct source {
 	int lease_refs;
 	int urgent_jobs;          /* other jobs pause while a far-ahead reader waits */
 	pthread_cond_t unpaused;
+	char store_error[256];    /* why the last image could not be stored; "" once one is */
 };
 
 enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
@@ -107,7 +121,12 @@ struct segment {
 	size_t nneeded;
 	size_t remaining; /* needed frames not done */
 	struct segment *src_next;
+	bool on_src_list;
 	uint64_t t_start_ns, t_done_ns;
+	/* last use, for eviction (any thread) */
+	_Atomic uint64_t used_ns;         /* monotonic time of the last wait */
+	_Atomic uint64_t touched_ns;      /* monotonic time of the last touch of its manifest */
+	_Atomic int64_t touched_real_ns;  /* the mtime that touch gave it */
 	uint64_t hits; /* needed frames already stored when extraction started */
 };
 
@@ -136,6 +155,16 @@ struct engine {
 	_Atomic uint64_t segments_known, store_errors, adopted;
 	atomic_bool stopping;
 	char store_error[256];
+
+	/* eviction: a thread that keeps the store within max_size and min_free */
+	pthread_t evictor;
+	bool evictor_running;
+	pthread_mutex_t evict_lock; /* guards evict_asked */
+	pthread_cond_t evict_cond;
+	pthread_mutex_t gc_lock;    /* one eviction pass at a time */
+	bool evict_asked;
+	_Atomic uint64_t evictions, evicted_images, evicted_bytes, kept_in_use;
+	_Atomic bool over_bound;
 };
 
 static uint64_t now_ns(void)
@@ -143,6 +172,13 @@ static uint64_t now_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int64_t real_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
 }
 
 static const char *base_name(const char *path)
@@ -358,12 +394,16 @@ static bool seg_needs(const struct segment *s, size_t frame)
 	return lo < s->nneeded && s->needed[lo] == frame;
 }
 
+/* Takes the waiters of a frame whose state was just set; they get that state's answer. */
 static void take_waiters_locked(struct source *src, size_t frame, struct wake *w)
 {
 	struct waiter **pp = &src->waiters;
+	bool done = src->fs[frame].state == F_DONE;
 	while (*pp) {
 		struct waiter *wt = *pp;
 		if (wt->frame == frame) {
+			wt->err = done ? 0 : -EIO;
+			wt->size = done ? src->fs[frame].size : 0;
 			*pp = wt->next;
 			wt->next = w->list;
 			w->list = wt;
@@ -415,19 +455,34 @@ static void mark_failed_locked(struct source *src, size_t frame, struct wake *w)
 			s->state = SEG_ERROR;
 }
 
+/*
+ * A frame goes back to NONE: its image could not be stored, or was removed from the
+ * store. Its waiters fail; segments that need it start again on their next wait.
+ */
+static void release_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	f->state = F_NONE;
+	f->owner = NULL;
+	f->size = 0;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next)
+		if (s->started && (s->state == SEG_EXTRACTING || s->state == SEG_COMPLETE) &&
+		    seg_needs(s, frame)) {
+			s->started = false;
+			s->state = SEG_LISTED;
+		}
+}
+
 static void write_manifest(struct segment *s);
 
 static void run_wake(struct source *src, struct wake *w)
 {
+	(void)src;
 	while (w->list) {
 		struct waiter *wt = w->list;
-		struct frame_state *f = &src->fs[wt->frame];
 		w->list = wt->next;
-		/* DONE and FAILED are final, so reading them unlocked is safe. */
-		if (f->state == F_DONE)
-			wt->fn(wt->arg, 0, f->size);
-		else
-			wt->fn(wt->arg, -EIO, 0);
+		wt->fn(wt->arg, wt->err, wt->size);
 		free(wt);
 	}
 	for (int i = 0; i < w->ncomplete; i++) {
@@ -475,38 +530,80 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 	return v;
 }
 
+static void engine_evict(struct engine *e, uint64_t want_free);
+static void evictor_ask(struct engine *e);
+
+/* Stores a frame's image; a full store first evicts what it can, then tries once more. */
+static int store_frame(struct source *src, size_t frame, const struct image_buf *img)
+{
+	struct engine *e = src->e;
+	const char *ext = image_ext(src->opts.format);
+	uint64_t t0 = now_ns(), images, bytes;
+	struct hf_key k;
+	int err;
+
+	image_key(src, frame, &k);
+	err = store_image_put(e->store, &k, ext, img->data, img->len);
+	if (err == -ENOSPC || err == -EDQUOT) {
+		engine_evict(e, 2 * (uint64_t)img->len + (1u << 20));
+		err = store_image_put(e->store, &k, ext, img->data, img->len);
+	}
+	atomic_fetch_add(&e->write_ns, now_ns() - t0);
+	if (err < 0) {
+		atomic_fetch_add(&e->store_errors, 1);
+		snprintf(e->store_error, sizeof(e->store_error), "images cannot be written to %s: %s",
+			 store_dir(e->store), strerror(-err));
+		hf_log(HF_LOG_ERROR, "%s: frame %zu: cannot store image in %s: %s", src->path,
+		       frame + 1, store_dir(e->store), strerror(-err));
+		return err;
+	}
+	atomic_fetch_add(&e->images_encoded, 1);
+	store_usage(e->store, &images, &bytes);
+	if (e->conf.max_size && bytes > e->conf.max_size)
+		evictor_ask(e);
+	return 0;
+}
+
+/*
+ * The store refused an image: the frame and the rest of the job go back to NONE (a later
+ * read tries again), their readers get EIO, and .hfinfo says why.
+ */
+static void store_failed_locked(struct job *j, size_t frame, int err, struct wake *w)
+{
+	struct source *src = j->src;
+
+	snprintf(src->store_error, sizeof(src->store_error),
+		 "frames cannot be stored: %s (store %s)", strerror(-err), store_dir(src->e->store));
+	for (size_t i = frame; i <= j->last && i < src->idx->n; i++)
+		if (i == frame || (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j))
+			if (src->fs[i].state != F_DONE)
+				release_locked(src, i, w);
+	if (j->last > frame)
+		j->last = frame;
+}
+
 static void job_done(void *arg, size_t frame, int err, const struct image_buf *img,
 		     const char *why)
 {
 	struct job *j = arg;
 	struct source *src = j->src;
-	struct engine *e = src->e;
 	struct wake w = {0};
-	uint64_t t0 = now_ns();
+	bool decoded = err == 0;
 
-	if (err == 0) {
-		struct hf_key k;
-		image_key(src, frame, &k);
-		err = store_image_put(e->store, &k, image_ext(src->opts.format), img->data, img->len);
-		atomic_fetch_add(&e->write_ns, now_ns() - t0);
-		if (err < 0) {
-			atomic_fetch_add(&e->store_errors, 1);
-			snprintf(e->store_error, sizeof(e->store_error), "store write failed: %s",
-				 strerror(-err));
-			hf_log(HF_LOG_ERROR, "%s: frame %zu: cannot store image: %s", src->path,
-			       frame + 1, strerror(-err));
-		} else {
-			atomic_fetch_add(&e->images_encoded, 1);
-		}
+	if (decoded) {
+		err = store_frame(src, frame, img);
 	} else {
 		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
 	}
 	pthread_mutex_lock(&src->lock);
 	if (frame == j->first)
 		job_not_urgent_locked(j);
-	if (err == 0)
+	if (decoded && err == 0) {
+		src->store_error[0] = 0;
 		mark_done_locked(src, frame, img->len, &w);
-	else {
+	} else if (decoded) {
+		store_failed_locked(j, frame, err, &w);
+	} else {
 		if (src->damage[0] == 0)
 			snprintf(src->damage, sizeof(src->damage), "source frame %zu: %s", frame + 1,
 				 why && *why ? why : strerror(-err));
@@ -1085,9 +1182,13 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 	s->state = SEG_EXTRACTING;
 	s->t_start_ns = now_ns();
 	s->remaining = 0;
-	s->src_next = src->segs;
-	src->segs = s;
-	s->refs++; /* held by the source's list; engine refs are advisory here */
+	s->hits = 0;
+	if (!s->on_src_list) {
+		s->on_src_list = true;
+		s->src_next = src->segs;
+		src->segs = s;
+		s->refs++; /* held by the source's list; engine refs are advisory here */
+	}
 	for (size_t i = 0; i < s->nneeded; i++) {
 		size_t f = s->needed[i];
 		struct frame_state *fs = &src->fs[f];
@@ -1145,6 +1246,58 @@ static void seg_adopt_stored(struct segment *s)
 	}
 }
 
+/*
+ * Records a use. The manifest's mtime is the segment's last use for eviction, seen by
+ * every process on the store; it is written at most every TOUCH_EVERY_NS.
+ */
+static void seg_touch(struct segment *s, bool now_or_never)
+{
+	uint64_t now = now_ns(), last = atomic_load(&s->touched_ns);
+	int64_t t;
+
+	atomic_store(&s->used_ns, now);
+	if (!now_or_never && last && now - last < TOUCH_EVERY_NS)
+		return;
+	if (!atomic_compare_exchange_strong(&s->touched_ns, &last, now))
+		return; /* another reader is touching it */
+	t = real_ns();
+	if (store_manifest_touch(s->e->store, s->path, &s->key, t) == 0)
+		atomic_store(&s->touched_real_ns, t);
+}
+
+/* A partial manifest names the images of a segment being extracted (gc.h). */
+static void seg_write_partial(struct segment *s)
+{
+	struct manifest m = {
+		.segment = s->name,
+		.source = s->path,
+		.identity = s->identity,
+		.count = s->data_slots,
+		.width = s->width,
+		.height = s->height,
+	};
+	int ret = -ENOMEM;
+
+	snprintf(m.ext, sizeof(m.ext), "%s", s->ext);
+	m.image = malloc((size_t)m.count * sizeof(*m.image));
+	m.size = calloc((size_t)m.count, sizeof(*m.size));
+	if (m.count > 0 && m.image && m.size) {
+		for (int64_t k = 0; k < m.count; k++) {
+			size_t f = 0;
+			slot_frame(s, k, &f);
+			image_key(s->src, f, &m.image[k]);
+		}
+		ret = store_partial_put(s->e->store, &s->key, &m);
+	}
+	if (ret < 0 && m.count > 0)
+		hf_log(HF_LOG_WARN, "%s: partial manifest not written in %s: %s", s->name,
+		       store_dir(s->e->store), strerror(-ret));
+	else
+		seg_touch(s, true);
+	free(m.image);
+	free(m.size);
+}
+
 void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg)
 {
 	struct engine *e = s->e;
@@ -1152,6 +1305,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	struct wake w = {0};
 	struct job *start = NULL, *far = NULL;
 	struct waiter *wt;
+	bool began = false;
 	size_t f = 0;
 	int ret;
 
@@ -1159,6 +1313,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 		fn(arg, -ENOENT, 0);
 		return;
 	}
+	seg_touch(s, false);
 	if (s->man && !s->src) {
 		uint64_t size;
 		if (store_image_size(e->store, &s->man->image[slot], s->ext, &size) == 0 &&
@@ -1183,8 +1338,10 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 
 	wt = malloc(sizeof(*wt));
 	pthread_mutex_lock(&src->lock);
-	if (!s->started && e->conf.eager)
+	if (!s->started && e->conf.eager) {
 		seg_start_locked(s, &w, &start);
+		began = s->state == SEG_EXTRACTING;
+	}
 	switch (src->fs[f].state) {
 	case F_DONE:
 		pthread_mutex_unlock(&src->lock);
@@ -1239,6 +1396,8 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	src->waiters = wt;
 	pthread_mutex_unlock(&src->lock);
 out_start:
+	if (began)
+		seg_write_partial(s);
 	if (start)
 		job_start(start);
 	if (far)
@@ -1259,6 +1418,42 @@ int segment_frame_open(struct segment *s, int64_t slot)
 		return -EIO;
 	image_key(s->src, f, &k);
 	return store_image_open(s->e->store, &k, s->ext);
+}
+
+void segment_frame_lost(struct segment *s, int64_t slot)
+{
+	struct source *src = s->src;
+	struct wake w = {0};
+	size_t *done, ndone = 0, lost = 0;
+
+	(void)slot; /* the whole segment is checked: eviction removes segments, not frames */
+	if (!src || !src->idx || s->nneeded == 0)
+		return; /* warm segments check their images on every wait */
+	done = malloc(s->nneeded * sizeof(*done));
+	if (!done)
+		return;
+	pthread_mutex_lock(&src->lock);
+	for (size_t i = 0; i < s->nneeded; i++)
+		if (src->fs[s->needed[i]].state == F_DONE)
+			done[ndone++] = s->needed[i];
+	pthread_mutex_unlock(&src->lock);
+	for (size_t i = 0; i < ndone; i++) {
+		struct hf_key k;
+		uint64_t size;
+		image_key(src, done[i], &k);
+		if (store_image_size(s->e->store, &k, s->ext, &size) < 0)
+			done[lost++] = done[i];
+	}
+	pthread_mutex_lock(&src->lock);
+	for (size_t i = 0; i < lost; i++)
+		if (src->fs[done[i]].state == F_DONE)
+			release_locked(src, done[i], &w);
+	pthread_mutex_unlock(&src->lock);
+	run_wake(src, &w);
+	if (lost)
+		hf_log(HF_LOG_INFO, "%s: %zu stored images are gone (evicted); they will be extracted again",
+		       s->name, lost);
+	free(done);
 }
 
 static void write_manifest(struct segment *s)
@@ -1288,11 +1483,158 @@ static void write_manifest(struct segment *s)
 		ret = store_manifest_put(s->e->store, &s->key, &m);
 	}
 	if (ret < 0)
-		hf_log(HF_LOG_WARN, "%s: manifest not written: %s", s->name, strerror(-ret));
+		hf_log(HF_LOG_WARN, "%s: manifest not written in %s: %s", s->name,
+		       store_dir(s->e->store), strerror(-ret));
+	else
+		seg_touch(s, true);
 	hf_log(HF_LOG_INFO, "extracted %s (%s): %" PRId64 " frames in %" PRIu64 " ms, %" PRIu64
 	       " distinct images already stored", s->name, s->path, s->count, ms, s->hits);
 	free(m.image);
 	free(m.size);
+}
+
+/* ---- eviction ---- */
+
+/* What this process knows of a unit: its own readers and extractions, its own touches. */
+static enum gc_keep gc_keep_unit(void *arg, const struct gc_unit *u)
+{
+	struct engine *e = arg;
+	enum gc_keep keep = GC_ASK_WINDOW;
+	struct segment *s;
+	int64_t ours;
+
+	if (u->kind != GC_SEGMENT && u->kind != GC_PARTIAL)
+		return GC_ASK_WINDOW;
+	pthread_mutex_lock(&e->lock);
+	for (s = e->segments; s; s = s->next)
+		if (memcmp(&s->key, &u->key, sizeof(u->key)) == 0)
+			break;
+	if (s) {
+		bool extracting = false;
+		if (s->src) {
+			pthread_mutex_lock(&s->src->lock);
+			extracting = s->state == SEG_EXTRACTING;
+			pthread_mutex_unlock(&s->src->lock);
+		}
+		ours = atomic_load(&s->touched_real_ns);
+		if (extracting || now_ns() - atomic_load(&s->used_ns) < (uint64_t)READING_NS)
+			keep = GC_KEEP;
+		else if (ours && llabs(u->last_use_ns - ours) < 10000000)
+			keep = GC_MAY_GO; /* the last use was ours, and it is over */
+	}
+	pthread_mutex_unlock(&e->lock);
+	return keep;
+}
+
+/* The images of segments being extracted here are never removed. */
+static void gc_pins(void *arg, void (*add)(void *set, const struct hf_key *k), void *set)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->lock);
+	for (struct segment *s = e->segments; s; s = s->next) {
+		struct source *src = s->src;
+		if (!src || !src->idx)
+			continue;
+		pthread_mutex_lock(&src->lock);
+		if (s->state == SEG_EXTRACTING)
+			for (size_t i = 0; i < s->nneeded; i++) {
+				struct hf_key k;
+				image_key(src, s->needed[i], &k);
+				add(set, &k);
+			}
+		pthread_mutex_unlock(&src->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+}
+
+static void gc_removed(void *arg, const struct gc_unit *u, uint64_t images, uint64_t bytes)
+{
+	struct engine *e = arg;
+	char size[32];
+
+	atomic_fetch_add(&e->evictions, 1);
+	atomic_fetch_add(&e->evicted_images, images);
+	atomic_fetch_add(&e->evicted_bytes, bytes);
+	snprintf(size, sizeof(size), "%.1f MiB", (double)bytes / 1048576.0);
+	if (u->m)
+		hf_log(HF_LOG_INFO, "evicted %s (%s): %" PRIu64 " images, %s", u->m->segment,
+		       u->m->source, images, size);
+	else
+		hf_log(HF_LOG_DEBUG, "evicted %s: %s", u->path, size);
+}
+
+/* One eviction pass, when the store is over a bound or want_free bytes are needed. */
+static void engine_evict(struct engine *e, uint64_t want_free)
+{
+	struct gc_opts o = {
+		.max_size = e->conf.max_size,
+		.min_free = e->conf.min_free,
+		.want_free = want_free,
+		.in_use_ns = IN_USE_WINDOW_NS,
+		.keep = gc_keep_unit,
+		.pins = gc_pins,
+		.removed = gc_removed,
+		.arg = e,
+	};
+	struct gc_result r;
+	uint64_t images, bytes;
+	int ret;
+
+	store_usage(e->store, &images, &bytes);
+	if (!want_free && !(o.max_size && bytes > o.max_size) &&
+	    !(o.min_free && store_free_bytes(e->store) < o.min_free)) {
+		atomic_store(&e->over_bound, false);
+		return;
+	}
+	pthread_mutex_lock(&e->gc_lock);
+	ret = store_gc(e->store, &o, &r);
+	pthread_mutex_unlock(&e->gc_lock);
+	if (ret < 0) {
+		hf_log(HF_LOG_ERROR, "cannot read the store %s to evict: %s", store_dir(e->store),
+		       strerror(-ret));
+		return;
+	}
+	atomic_store(&e->kept_in_use, r.kept_in_use);
+	if (r.over && !r.within && !atomic_exchange(&e->over_bound, true))
+		hf_log(HF_LOG_WARN,
+		       "store %s stays over its bounds (%" PRIu64 " bytes, %" PRIu64
+		       " free): what is left is in use",
+		       store_dir(e->store), r.bytes_after, r.free_after);
+	else if (r.within)
+		atomic_store(&e->over_bound, false);
+}
+
+static void evictor_ask(struct engine *e)
+{
+	pthread_mutex_lock(&e->evict_lock);
+	e->evict_asked = true;
+	pthread_cond_signal(&e->evict_cond);
+	pthread_mutex_unlock(&e->evict_lock);
+}
+
+/* Checks the bounds every EVICT_CHECK_NS (other processes write too) and when asked. */
+static void *evictor_main(void *arg)
+{
+	struct engine *e = arg;
+
+	pthread_mutex_lock(&e->evict_lock);
+	while (!atomic_load(&e->stopping)) {
+		struct timespec ts;
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		ts.tv_sec += EVICT_CHECK_NS / NS;
+		while (!e->evict_asked && !atomic_load(&e->stopping))
+			if (pthread_cond_timedwait(&e->evict_cond, &e->evict_lock, &ts) == ETIMEDOUT)
+				break;
+		e->evict_asked = false;
+		if (atomic_load(&e->stopping))
+			break;
+		pthread_mutex_unlock(&e->evict_lock);
+		engine_evict(e, 0);
+		pthread_mutex_lock(&e->evict_lock);
+	}
+	pthread_mutex_unlock(&e->evict_lock);
+	return NULL;
 }
 
 /* ---- JSON ---- */
@@ -1355,6 +1697,8 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 			else if (src->damage[0])
 				snprintf(error, sizeof(error), "%s", src->damage);
 		}
+		if (!error[0] && state != SEG_COMPLETE && src->store_error[0])
+			snprintf(error, sizeof(error), "%s", src->store_error);
 		if (!error[0] && s->data_slots < s->count) {
 			char a[48], b[48];
 			fmt_seconds_ms(av_ms(src->idx, src->idx->data_end), a, sizeof(a));
@@ -1487,8 +1831,7 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		",\n  \"frames_decoded\": %" PRIu64 ",\n  \"cache_hits\": %" PRIu64
 		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
 		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
-		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64
-		",\n  \"evictions\": 0",
+		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64,
 		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
 		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
 		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
@@ -1496,6 +1839,15 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
 		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
 		atomic_load(&e->store_errors), atomic_load(&e->adopted));
+	fprintf(f,
+		",\n  \"store_max_size\": %" PRIu64 ",\n  \"store_min_free\": %" PRIu64
+		",\n  \"store_free_bytes\": %" PRIu64 ",\n  \"store_over_bounds\": %s"
+		",\n  \"evictions\": %" PRIu64 ",\n  \"evicted_images\": %" PRIu64
+		",\n  \"evicted_bytes\": %" PRIu64 ",\n  \"kept_in_use\": %" PRIu64,
+		e->conf.max_size, e->conf.min_free, store_free_bytes(e->store),
+		atomic_load(&e->over_bound) ? "true" : "false", atomic_load(&e->evictions),
+		atomic_load(&e->evicted_images), atomic_load(&e->evicted_bytes),
+		atomic_load(&e->kept_in_use));
 	fprintf(f, ",\n  \"store_error\": ");
 	if (atomic_load(&e->store_errors))
 		json_str(f, e->store_error);
@@ -1573,12 +1925,24 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->built, NULL);
 	pthread_cond_init(&e->jobs_done, NULL);
+	pthread_mutex_init(&e->evict_lock, NULL);
+	pthread_mutex_init(&e->gc_lock, NULL);
+	{
+		pthread_condattr_t ca;
+		pthread_condattr_init(&ca);
+		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+		pthread_cond_init(&e->evict_cond, &ca);
+		pthread_condattr_destroy(&ca);
+	}
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
 		free(e);
 		return ret;
 	}
+	e->evictor_running = pthread_create(&e->evictor, NULL, evictor_main, e) == 0;
+	if (!e->evictor_running)
+		hf_log(HF_LOG_WARN, "no eviction thread: the store is bounded only on a full disk");
 	*out = e;
 	return 0;
 }
@@ -1590,6 +1954,10 @@ void engine_free(struct engine **pe)
 		return;
 	/* Ask every job to stop at its next frame, then wait for them. */
 	atomic_store(&e->stopping, true);
+	if (e->evictor_running) {
+		evictor_ask(e);
+		pthread_join(e->evictor, NULL);
+	}
 	pthread_mutex_lock(&e->lock);
 	for (struct source *src = e->sources; src; src = src->next) {
 		pthread_mutex_lock(&src->lock);
@@ -1626,6 +1994,9 @@ void engine_free(struct engine **pe)
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->built);
 	pthread_cond_destroy(&e->jobs_done);
+	pthread_mutex_destroy(&e->evict_lock);
+	pthread_mutex_destroy(&e->gc_lock);
+	pthread_cond_destroy(&e->evict_cond);
 	free(e);
 	*pe = NULL;
 }

@@ -59,6 +59,12 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 /* Opens the stored image of a slot whose wait succeeded: an fd, or -errno. */
 int segment_frame_open(struct segment *s, int64_t slot);
 
+/*
+ * The open of a slot found no image (evicted since, or removed by hand): forgets the
+ * segment's images that are gone, so that the next wait extracts them again.
+ */
+void segment_frame_lost(struct segment *s, int64_t slot);
+
 /* .hfinfo as JSON into a malloc'ed buffer. */
 int segment_info_json(struct segment *s, char **out, size_t *len);
 

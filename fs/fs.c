@@ -742,6 +742,7 @@ struct open_wait {
 	struct hf_fs *fs;
 	struct node *node;
 	struct fuse_file_info fi;
+	int tries; /* waits that ended with the image gone again */
 };
 
 static void open_ready(void *arg, int err, uint64_t size)
@@ -755,6 +756,12 @@ static void open_ready(void *arg, int err, uint64_t size)
 		return;
 	}
 	fd = segment_frame_open(ow->node->seg, ow->node->slot);
+	if (fd == -ENOENT && ow->tries++ < 3) {
+		/* evicted between the wait and the open: produce it again */
+		segment_frame_lost(ow->node->seg, ow->node->slot);
+		segment_frame_wait(ow->node->seg, ow->node->slot, open_ready, ow);
+		return;
+	}
 	if (fd < 0) {
 		fuse_reply_err(ow->req, EIO);
 		free(ow);
@@ -805,7 +812,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		*ow = (struct open_wait){req, fs, n, *fi};
+		*ow = (struct open_wait){req, fs, n, *fi, 0};
 		segment_frame_wait(n->seg, n->slot, open_ready, ow);
 		return;
 	}
