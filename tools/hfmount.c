@@ -6,9 +6,18 @@
  * Every problem found before mounting (bad option, unreadable config, unusable store,
  * mountpoint in use) is one line on stderr and exit status 2, with nothing mounted and
  * nothing in the store touched.
+ *
+ * It is also the program the FUSE mount helper runs for `mount -t fuse.hfmount` and
+ * fstab lines: mount(8) execs /sbin/mount.fuse3 STORE MOUNTPOINT -o OPTS -t fuse.hfmount,
+ * which drops user, users, nouser, auto, noauto, _netdev and nofail, appends dev,suid
+ * (unless nodev/nosuid were given) and runs `/bin/sh -c 'hfmount STORE MOUNTPOINT -o OPTS'`
+ * with mount(8)'s cleaned environment: no PATH (the shell's default path finds hfmount
+ * in /usr/local/bin, /usr/bin, ...), HOME=/root for root. OPTS then holds generic
+ * options such as rw, relatime, nosuid or noexec next to hfmount's own keys.
  */
 #include <errno.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,8 +59,43 @@ static void usage(FILE *f)
 		"  -s                    single-threaded loop\n"
 		"  -o config=FILE        INI configuration (default $XDG_CONFIG_HOME/hfmount/hfmount.ini)\n"
 		"  -o KEY=VALUE          any configuration key, e.g. source_root=DIR, max_size=20G,\n"
-		"                        png_level=1, eager=false, threads=4, log_level=debug\n"
-		"  -o allow_other,...    FUSE mount options (ro is implied)\n");
+		"                        png_level=1, eager=false, threads=4, log.level=debug\n"
+		"  -o allow_other,...    FUSE mount options (always mounted ro,nosuid,nodev)\n"
+		"  -o defaults,noauto,.. generic mount(8)/fstab options are accepted; rw, suid, dev\n"
+		"                        and the atime options have no effect\n"
+		"\n"
+		"Unmount with fusermount3 -u MOUNTPOINT or umount MOUNTPOINT. See hfmount(1).\n");
+}
+
+/*
+ * Generic options an fstab line or mount(8) carries that mean nothing here: mount(8) or
+ * mount.fuse3 consume most of them, but hfmount may be run by hand or by another helper.
+ * The mount is always ro,nosuid,nodev (see run()), so rw, suid and dev are dropped, and
+ * nothing is ever written, so the access-time and write-behaviour flags do not matter.
+ * Options libfuse knows (ro, exec, noexec, nosuid, nodev, sync, noatime, user=NAME, ...)
+ * are not listed: they go through to libfuse.
+ */
+/* clang-format off */
+static const char *const ignored_opts[] = {
+	"defaults", "auto", "noauto", "user", "users", "nouser", "owner", "group", "_netdev",
+	"nofail", "rw", "suid", "dev", "atime", "diratime", "nodiratime", "relatime",
+	"norelatime", "strictatime", "nostrictatime", "lazytime", "nolazytime", "mand",
+	"nomand", "iversion", "noiversion", "symfollow", "silent", "loud", NULL,
+};
+static const char *const ignored_prefixes[] = {
+	"comment=", "x-", "X-", "helper=", "uhelper=", NULL,
+};
+/* clang-format on */
+
+static bool is_ignored_opt(const char *arg)
+{
+	for (int i = 0; ignored_opts[i]; i++)
+		if (strcmp(arg, ignored_opts[i]) == 0)
+			return true;
+	for (int i = 0; ignored_prefixes[i]; i++)
+		if (strncmp(arg, ignored_prefixes[i], strlen(ignored_prefixes[i])) == 0)
+			return true;
+	return false;
 }
 
 static bool is_conf_key(const char *arg, size_t keylen)
@@ -100,6 +144,8 @@ static int opt_proc(void *data, const char *arg, int key, struct fuse_args *outa
 			c->nopts++;
 			return 0;
 		}
+		if (is_ignored_opt(arg))
+			return 0;
 	}
 	return 1;
 }
@@ -145,18 +191,41 @@ static int check_mountpoint(const char *mp, char *err, size_t errlen)
 	return 0;
 }
 
+/*
+ * Started through mount(8) the environment has no PATH: give libfuse's fallback search
+ * for fusermount3 the usual one. mount.fuse3 sets HOME=/root when HOME is unset, whoever
+ * runs it; for another user the default config file is under their own home. (No HOME
+ * at all is handled by conf.)
+ */
+static void sane_environment(void)
+{
+	const char *home = getenv("HOME");
+
+	setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 0);
+	if (getuid() != 0 && home && strcmp(home, "/root") == 0) {
+		struct passwd *pw = getpwuid(getuid());
+
+		if (pw && pw->pw_dir)
+			setenv("HOME", pw->pw_dir, 1);
+		else
+			unsetenv("HOME");
+	}
+}
+
 /* Everything between parsing and exit; every early return leaves cleanup to main(). */
 static int run(struct fuse_args *args, struct cli *cli)
 {
 	struct fuse_cmdline_opts fo;
 	struct hf_conf conf;
 	char err[1024], mp[PATH_MAX], storedir[PATH_MAX], path[PATH_MAX];
+	char fsname[PATH_MAX + 8];
 	struct store *store = NULL;
 	struct engine *engine = NULL;
 	struct hf_fs *fs = NULL;
 	struct fuse_session *se = NULL;
 	struct fuse_loop_config *lc = NULL;
-	struct store_opts so;
+	struct store_opts so = {0};
+	char *mount_opts = NULL;
 	int ret = 2;
 
 	memset(&fo, 0, sizeof(fo));
@@ -181,6 +250,10 @@ static int run(struct fuse_args *args, struct cli *cli)
 		usage(stderr);
 		return 2;
 	}
+	if (strncmp(cli->mountpoint, "/dev/fd/", 8) == 0)
+		return fail("mountpoint %s: mount.fuse3's drop_privileges is not supported (hfmount "
+			    "must know its mountpoint to keep it out of the mirror; use setuid=USER)",
+			    cli->mountpoint);
 
 	conf_defaults(&conf);
 	if (cli->config) {
@@ -226,7 +299,18 @@ static int run(struct fuse_args *args, struct cli *cli)
 	if (store_open(storedir, &so, &store, err, sizeof(err)) < 0)
 		return fail("%s", err);
 
-	fuse_opt_add_arg(args, "-oro,default_permissions,fsname=hfmount,subtype=hfmount");
+	/*
+	 * Added last, so they win over anything given: always read-only, nosuid and nodev.
+	 * fsname is the store, as mount(8) has it in fstab, so `mount -a` sees the line is
+	 * mounted and `findmnt` shows which store serves the mount.
+	 */
+	snprintf(fsname, sizeof(fsname), "fsname=%s", storedir);
+	if (fuse_opt_add_opt(&mount_opts, "ro,nosuid,nodev,default_permissions,subtype=hfmount") ||
+	    fuse_opt_add_opt_escaped(&mount_opts, fsname) || fuse_opt_add_arg(args, "-o") ||
+	    fuse_opt_add_arg(args, mount_opts)) {
+		fprintf(stderr, "hfmount: out of memory\n");
+		goto out_store;
+	}
 	if (fs_new(&conf, mp, &fs) < 0) {
 		fprintf(stderr, "hfmount: out of memory\n");
 		goto out_store;
@@ -246,7 +330,7 @@ static int run(struct fuse_args *args, struct cli *cli)
 	fuse_daemonize(fo.foreground);
 	/* Threads start only now: daemonizing forks. */
 	if (engine_new(&conf, store, &engine) < 0) {
-		hf_log(HF_LOG_ERROR, "cannot start the engine");
+		hf_log(HF_LOG_ERROR, "cannot start the engine for %s (store %s)", mp, storedir);
 		ret = 1;
 		goto out_unmount;
 	}
@@ -276,6 +360,7 @@ out_fs:
 	engine_free(&engine);
 out_store:
 	store_close(&store);
+	free(mount_opts);
 	return ret;
 }
 
@@ -283,7 +368,10 @@ int main(int argc, char *argv[])
 {
 	struct fuse_args args = FUSE_ARGS_INIT(argc, argv);
 	struct cli cli = {0};
-	int ret = run(&args, &cli);
+	int ret;
+
+	sane_environment();
+	ret = run(&args, &cli);
 
 	fuse_opt_free_args(&args);
 	for (int i = 0; i < cli.nopts; i++) {
