@@ -27,6 +27,7 @@ struct image {
 	uint32_t refs;  /* manifests naming it */
 	size_t stamp;   /* last unit that counted it, + 1 */
 	uint64_t size;  /* bytes */
+	uint64_t named_size; /* the size a complete manifest records for it, 0 if none */
 	uint64_t disk;  /* bytes allocated */
 	int64_t mtime_ns;
 };
@@ -227,7 +228,7 @@ static int scan_manifest(struct census *c, const char *path, const char *name,
 
 	if (parse_name(name, &k, ext, sizeof(ext), "seg"))
 		kind = GC_SEGMENT;
-	else if (parse_name(name, &k, ext, sizeof(ext), "part"))
+	else if (parse_name(name, &k, ext, sizeof(ext), "pending"))
 		kind = GC_PARTIAL;
 	else
 		return 0;
@@ -265,6 +266,8 @@ static int count_refs(struct census *c)
 				continue;
 			im->stamp = i + 1;
 			im->refs++;
+			if (u->kind == GC_SEGMENT && !im->named_size)
+				im->named_size = u->m->size[s];
 			if (!im->stored && u->kind == GC_SEGMENT)
 				c->totals.missing++;
 		}
@@ -380,7 +383,7 @@ void census_totals(const struct census *c, struct census_totals *t)
 
 void census_images(const struct census *c,
 		   void (*fn)(void *arg, const struct hf_key *k, const char *ext, const char *path,
-			      uint64_t size),
+			      uint64_t size, uint64_t named_size),
 		   void *arg)
 {
 	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
@@ -391,7 +394,7 @@ void census_images(const struct census *c,
 			continue;
 		key_hex(&im->key, hex);
 		snprintf(path, sizeof(path), "%s/img/%.2s/%s.%s", store_dir(c->st), hex, hex, im->ext);
-		fn(arg, &im->key, im->ext, path, im->size);
+		fn(arg, &im->key, im->ext, path, im->size, im->named_size);
 	}
 }
 

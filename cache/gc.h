@@ -56,10 +56,13 @@ struct census_totals {
 };
 void census_totals(const struct census *c, struct census_totals *t);
 
-/* Calls fn for every stored image: its key, extension, path and size. */
+/*
+ * Calls fn for every stored image: its key, extension, path, size, and the size a
+ * complete manifest records for it (0 when none names it).
+ */
 void census_images(const struct census *c,
 		   void (*fn)(void *arg, const struct hf_key *k, const char *ext, const char *path,
-			      uint64_t size),
+			      uint64_t size, uint64_t named_size),
 		   void *arg);
 
 enum gc_keep { GC_KEEP = 1, GC_MAY_GO = 0, GC_ASK_WINDOW = -1 };

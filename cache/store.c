@@ -177,25 +177,32 @@ static bool writer_is_dead(const char *name, const char *host)
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
-static void clean_tmp(struct store *st)
+static int clean_tmp(struct store *st)
 {
 	char path[PATH_MAX];
 	DIR *d;
 	struct dirent *de;
+	int n = 0;
 
 	snprintf(path, sizeof(path), "%s/tmp", st->dir);
 	d = opendir(path);
 	if (!d)
-		return;
+		return 0;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		if (writer_is_dead(de->d_name, st->host)) {
 			snprintf(path, sizeof(path), "%s/tmp/%s", st->dir, de->d_name);
-			unlink(path);
+			n += unlink(path) == 0;
 		}
 	}
 	closedir(d);
+	return n;
+}
+
+int store_clean(struct store *st)
+{
+	return clean_tmp(st);
 }
 
 static void count_images(struct store *st)
@@ -524,7 +531,7 @@ int store_manifest_put(struct store *st, const struct hf_key *segkey, const stru
 	}
 	ret = manifest_write(st, segkey, m, "seg");
 	if (ret == 0) {
-		seg_path(st, m->source, segkey, "part", path, sizeof(path));
+		seg_path(st, m->source, segkey, "pending", path, sizeof(path));
 		unlink(path);
 	}
 	return ret;
@@ -534,7 +541,7 @@ int store_partial_put(struct store *st, const struct hf_key *segkey, const struc
 {
 	if (m->count <= 0)
 		return -EINVAL;
-	return manifest_write(st, segkey, m, "part");
+	return manifest_write(st, segkey, m, "pending");
 }
 
 int store_manifest_touch(struct store *st, const char *source, const struct hf_key *segkey,
@@ -547,7 +554,7 @@ int store_manifest_touch(struct store *st, const char *source, const struct hf_k
 	seg_path(st, source, segkey, "seg", path, sizeof(path));
 	if (utimensat(AT_FDCWD, path, ts, 0) == 0)
 		return 0;
-	seg_path(st, source, segkey, "part", path, sizeof(path));
+	seg_path(st, source, segkey, "pending", path, sizeof(path));
 	return utimensat(AT_FDCWD, path, ts, 0) == 0 ? 0 : -errno;
 }
 

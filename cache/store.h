@@ -48,6 +48,9 @@ struct manifest {
 int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
 	       size_t errlen);
 
+/* Removes temp files of writers that died on this host (store_open does it too); a count. */
+int store_clean(struct store *st);
+
 /* Closes the store; accepts NULL and clears the caller's pointer. */
 void store_close(struct store **st);
 

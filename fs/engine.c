@@ -917,6 +917,15 @@ void segment_put(struct segment **ps)
 	*ps = NULL;
 }
 
+bool segment_stale(struct segment *s)
+{
+	char *identity = NULL;
+	bool stale = source_identity(s->e, s->path, &identity) < 0 ||
+		     strcmp(identity, s->identity) != 0;
+	free(identity);
+	return stale;
+}
+
 int64_t segment_count(const struct segment *s)
 {
 	return s->count;

@@ -46,6 +46,12 @@ void segment_get(struct segment *s);
 void segment_put(struct segment **s);
 
 int64_t segment_count(const struct segment *s); /* slots, 0 for a segment in error */
+
+/*
+ * True when the segment's source is no longer the file it was made from (rewritten,
+ * touched, replaced or removed): its frames must not be served for that path any more.
+ */
+bool segment_stale(struct segment *s);
 const char *segment_ext(const struct segment *s);
 const char *segment_name(const struct segment *s); /* canonical directory name */
 

@@ -99,7 +99,12 @@ static struct node *node_by_ino(struct hf_fs *fs, fuse_ino_t ino)
 	return n;
 }
 
-/* Finds or creates the node for path; the caller counts a lookup with node_ref(). */
+/*
+ * Finds or creates the node for path; the caller counts a lookup with node_ref(). Nodes
+ * of a segment belong to that segment: when its source changes, the same path gets a
+ * new segment and so new nodes (new inode numbers, so no kernel cache of the old ones
+ * is used for it).
+ */
 static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind kind,
 			     struct segment *seg, int64_t slot, const struct stat *src)
 {
@@ -108,7 +113,7 @@ static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind 
 
 	pthread_mutex_lock(&fs->lock);
 	for (n = fs->by_path[h]; n; n = n->next_path)
-		if (strcmp(n->path, path) == 0 && n->kind == kind)
+		if (strcmp(n->path, path) == 0 && n->kind == kind && n->seg == seg)
 			break;
 	if (!n) {
 		n = calloc(1, sizeof(*n));
@@ -619,6 +624,10 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		return;
 	}
 	if (n->kind == N_SEGDIR) {
+		if (segment_stale(n->seg)) {
+			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
+			return;
+		}
 		fi->fh = 0;
 		fi->cache_readdir = 1;
 		fi->keep_cache = 1;
@@ -807,7 +816,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			close(fd);
 		return;
 	case N_FRAME: {
-		struct open_wait *ow = malloc(sizeof(*ow));
+		struct open_wait *ow;
+		if (segment_stale(n->seg)) {
+			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
+			return;
+		}
+		ow = malloc(sizeof(*ow));
 		if (!ow) {
 			fuse_reply_err(req, ENOMEM);
 			return;
