@@ -117,7 +117,7 @@ static void draw_number(struct sheet *s, int x, int y, int64_t number, int scale
 
 /* Decodes image files (PNG or JPEG) and scales them into the sheet. */
 struct thumbs {
-	AVCodecContext *dec;
+	const AVCodec *codec;
 	AVPacket *pkt;
 	AVFrame *frame;
 	struct SwsContext *sws;
@@ -129,24 +129,39 @@ static void thumbs_close(struct thumbs *t)
 	t->sws = NULL;
 	av_frame_free(&t->frame);
 	av_packet_free(&t->pkt);
-	avcodec_free_context(&t->dec);
 }
 
 static int thumbs_open(struct thumbs *t, const char *format)
 {
-	const AVCodec *codec =
+	t->codec =
 		avcodec_find_decoder(strcmp(format, "jpg") == 0 ? AV_CODEC_ID_MJPEG : AV_CODEC_ID_PNG);
-
-	if (!codec)
+	if (!t->codec)
 		return -ENOSYS;
-	t->dec = avcodec_alloc_context3(codec);
 	t->pkt = av_packet_alloc();
 	t->frame = av_frame_alloc();
-	if (!t->dec || !t->pkt || !t->frame || avcodec_open2(t->dec, codec, NULL) < 0) {
+	if (!t->pkt || !t->frame) {
 		thumbs_close(t);
 		return -ENOMEM;
 	}
 	return 0;
+}
+
+/* One image file into t->frame. A decoder per image: libavcodec 59's PNG decoder, reused,
+ * takes the previous image's last row as the row above the next image's first, so an
+ * UP-filtered first row (what hfmount writes) comes out as the sum of two pictures. */
+static int thumbs_decode(struct thumbs *t, uint8_t *data, size_t len)
+{
+	AVCodecContext *dec = avcodec_alloc_context3(t->codec);
+	int ret = dec ? avcodec_open2(dec, t->codec, NULL) : AVERROR(ENOMEM);
+
+	t->pkt->data = data;
+	t->pkt->size = (int)len;
+	if (ret >= 0)
+		ret = avcodec_send_packet(dec, t->pkt);
+	if (ret >= 0)
+		ret = avcodec_receive_frame(dec, t->frame);
+	avcodec_free_context(&dec);
+	return ret < 0 ? -EIO : 0;
 }
 
 /* The deprecated yuvj* formats (what the mjpeg decoder gives) are their yuv* twins in
@@ -175,14 +190,9 @@ static int thumbs_put(struct thumbs *t, uint8_t *data, size_t len, uint8_t *dst,
 	int strides[4] = {(int)stride};
 	const int *bt601 = sws_getCoefficients(SWS_CS_DEFAULT);
 	enum AVPixelFormat format;
-	int ret, full_range;
+	int full_range;
 
-	t->pkt->data = data;
-	t->pkt->size = (int)len;
-	ret = avcodec_send_packet(t->dec, t->pkt);
-	if (ret >= 0)
-		ret = avcodec_receive_frame(t->dec, t->frame);
-	if (ret < 0)
+	if (thumbs_decode(t, data, len) < 0)
 		return -EIO;
 	full_range = t->frame->color_range == AVCOL_RANGE_JPEG;
 	format = plain_format((enum AVPixelFormat)t->frame->format, &full_range);
