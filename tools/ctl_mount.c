@@ -100,17 +100,18 @@ static void fmt_bar(uint64_t done, uint64_t total, int width, char *buf)
 	buf[width + 2] = 0;
 }
 
-/* "31.2 fps  ETA 8.60 s", or dashes while there is no rate to go by. */
+/* " 31.2 fps  ETA 8.60 s     " in a constant width (rows do not shift as rates change);
+ * dashes for a rate not known yet (fps < 0) and for the ETA of a stalled one. */
 static void fmt_rate(double fps, uint64_t left, char *buf, size_t len)
 {
-	char eta[32];
+	char eta[32] = "--";
 
-	if (!(fps > 0)) {
-		snprintf(buf, len, "   -- fps  ETA --");
-		return;
-	}
-	fmt_duration((double)left / fps, eta, sizeof(eta));
-	snprintf(buf, len, "%5.1f fps  ETA %s", fps, eta);
+	if (fps > 0)
+		fmt_duration((double)left / fps, eta, sizeof(eta));
+	if (fps >= 0)
+		snprintf(buf, len, "%6.1f fps  ETA %-10s", fps, eta);
+	else
+		snprintf(buf, len, "    -- fps  ETA %-10s", eta);
 }
 
 static int term_size(int fd, int *rows)
@@ -530,7 +531,7 @@ struct top {
 };
 
 /* Frames per second of an extraction: since the last refresh when it was seen then,
- * else on average since it started. */
+ * else on average since it started; -1 before there is any time to measure over. */
 static double top_rate(const struct top *t, const char *path, uint64_t done, uint64_t elapsed)
 {
 	for (size_t i = 0; i < t->prev.n; i++) {
@@ -538,7 +539,7 @@ static double top_rate(const struct top *t, const char *path, uint64_t done, uin
 		if (strcmp(p->path, path) == 0 && elapsed > p->elapsed_ms && done >= p->done)
 			return (double)(done - p->done) * 1000.0 / (double)(elapsed - p->elapsed_ms);
 	}
-	return elapsed ? (double)done * 1000.0 / (double)elapsed : 0;
+	return elapsed ? (double)done * 1000.0 / (double)elapsed : -1;
 }
 
 static void top_remember(struct top *t, const char *path, uint64_t done, uint64_t elapsed)
@@ -562,11 +563,14 @@ static void top_line(struct top *t, const char *fmt, ...) __attribute__((format(
 static void top_line(struct top *t, const char *fmt, ...)
 {
 	char buf[PATH_MAX + 512];
+	size_t len;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	for (len = strlen(buf); len > 0 && buf[len - 1] == ' '; len--)
+		buf[len - 1] = 0;
 	if (t->tty) {
 		text_cut(buf, (size_t)t->cols);
 		fprintf(t->out, "%s\033[K\n", buf);
@@ -588,8 +592,8 @@ static void top_header(struct top *t, const struct json *st)
 	top_line(t, "hfctl top %s  %s  up %s%s", t->mount, clock, up,
 		 t->tty ? "  (q quits)" : "");
 	top_line(t,
-		 "extractions %zu running, %" PRIu64 " completed, %" PRIu64 " failed; frames %" PRIu64
-		 " served, %" PRIu64 " images encoded; store %s",
+		 "extractions: %zu running, %" PRIu64 " done, %" PRIu64 " failed   frames: %" PRIu64
+		 " served, %" PRIu64 " encoded   store: %s",
 		 json_count(running), u64_or(st, "extractions_completed", 0),
 		 u64_or(st, "extractions_failed", 0), u64_or(st, "frames_served", 0),
 		 u64_or(st, "images_encoded", 0), size);
@@ -825,7 +829,7 @@ static void progress_draw(struct progress *p, uint64_t done, uint64_t count, boo
 		return;
 	p->drawn_ms = now;
 	fmt_bar(done, count, 20, bar);
-	fmt_rate(now > p->t0_ms ? (double)done * 1000.0 / (double)(now - p->t0_ms) : 0,
+	fmt_rate(now > p->t0_ms ? (double)done * 1000.0 / (double)(now - p->t0_ms) : -1,
 		 count - done, rate, sizeof(rate));
 	snprintf(line, sizeof(line), "%s %s %" PRIu64 "/%" PRIu64 " %s", p->seg, bar, done, count,
 		 rate);
