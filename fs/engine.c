@@ -68,7 +68,8 @@ struct job {
 
 struct source {
 	struct engine *e;
-	char *path;
+	char *path;      /* the first path it was asked for under: names it in logs */
+	char *open_path; /* the path it was last asked for under: decodes open it (src->lock) */
 	char *identity;
 	char fmt[96]; /* image_opts_canon */
 	struct image_opts opts;
@@ -319,13 +320,25 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 		while (!src->ready)
 			pthread_cond_wait(&e->built, &e->lock);
 		pthread_mutex_unlock(&e->lock);
+		/* identity = content: a copy or a moved file; decode whichever was asked last */
+		pthread_mutex_lock(&src->lock);
+		if (strcmp(src->open_path, path) != 0) {
+			char *p = strdup(path);
+			if (p) {
+				free(src->open_path);
+				src->open_path = p;
+			}
+		}
+		pthread_mutex_unlock(&src->lock);
 		return src;
 	}
 	src = calloc(1, sizeof(*src));
-	if (!src || !(src->path = strdup(path)) || !(src->identity = strdup(identity))) {
+	if (!src || !(src->path = strdup(path)) || !(src->open_path = strdup(path)) ||
+	    !(src->identity = strdup(identity))) {
 		pthread_mutex_unlock(&e->lock);
 		if (src) {
 			free(src->path);
+			free(src->open_path);
 			free(src);
 		}
 		return NULL;
@@ -362,6 +375,7 @@ static void source_free(struct source *src)
 	source_index_free(&src->idx);
 	free(src->fs);
 	free(src->path);
+	free(src->open_path);
 	free(src->identity);
 	pthread_mutex_destroy(&src->lock);
 	pthread_cond_destroy(&src->unpaused);
@@ -765,7 +779,7 @@ static void *job_main(void *arg)
 	struct source *src = j->src;
 	struct engine *e = src->e;
 	struct extract_job xj = {
-		.path = src->path,
+		.path = NULL, /* below, under the lock */
 		.idx = src->idx,
 		.opts = src->opts,
 		.first = j->first,
@@ -776,14 +790,20 @@ static void *job_main(void *arg)
 		.stats = &e->xs,
 	};
 	struct wake w = {0};
+	char *path;
 	bool failed;
 	size_t first;
 
+	pthread_mutex_lock(&src->lock);
+	path = strdup(src->open_path);
+	pthread_mutex_unlock(&src->lock);
+	xj.path = path ? path : src->path;
 	if (wait_for_lease(j, &first)) {
 		xj.first = first;
 		extract_run(&xj);
 		lease_drop(src);
 	}
+	free(path);
 
 	pthread_mutex_lock(&src->lock);
 	/* Frames it still owns were never decoded: they cannot be produced. */
@@ -1073,7 +1093,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 
 	pthread_mutex_lock(&e->lock);
 	for (s = e->segments; s; s = s->next)
-		if (memcmp(&s->key, &key, sizeof(key)) == 0)
+		if (memcmp(&s->key, &key, sizeof(key)) == 0 && strcmp(s->path, path) == 0)
 			break;
 	if (s) {
 		s->refs++;
@@ -1130,7 +1150,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	{
 		struct segment *other;
 		for (other = e->segments; other; other = other->next)
-			if (memcmp(&other->key, &key, sizeof(key)) == 0)
+			if (memcmp(&other->key, &key, sizeof(key)) == 0 && strcmp(other->path, path) == 0)
 				break;
 		if (other) {
 			other->refs++;
