@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing (Debian packages, with sudo when not root) and builds hfmount.
 #   tools/setup.sh            build dependencies, then build/ (RelWithDebInfo)
-#   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium)
+#   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium,
+#                             man-db for the man page test)
 #   BUILD_DIR=... CMAKE_ARGS=... override the build directory and add cmake options
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,7 @@ want_test=0
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
       libavutil-dev libswscale-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev)
 if [ $want_test = 1 ]; then
-	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core)
+	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core man-db)
 	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 fi
 
