@@ -22,7 +22,7 @@ struct json {
 	char *str;
 	size_t n, cap;
 	struct json *items; /* array elements or object values */
-	char **keys;        /* object keys, parallel to items */
+	char **keys;	    /* object keys, parallel to items */
 };
 
 struct parser {
@@ -266,7 +266,8 @@ static int parse_literal(struct parser *ps, struct json *j)
 		const char *word;
 		enum json_type type;
 		bool b;
-	} words[] = {{"true", JSON_BOOL, true}, {"false", JSON_BOOL, false}, {"null", JSON_NULL, false}};
+	} words[] = {
+	    {"true", JSON_BOOL, true}, {"false", JSON_BOOL, false}, {"null", JSON_NULL, false}};
 
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++) {
 		size_t n = strlen(words[i].word);

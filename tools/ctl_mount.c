@@ -156,13 +156,23 @@ static void text_fit_left(const char *s, size_t cols, char *buf, size_t len)
 	size_t have = text_cols(s), used;
 
 	if (have > cols)
-		snprintf(buf, len, "%s%s", cols >= 3 ? "..." : "", text_tail(s, cols >= 3 ? cols - 3 : cols));
+		snprintf(buf, len, "%s%s", cols >= 3 ? "..." : "",
+			 text_tail(s, cols >= 3 ? cols - 3 : cols));
 	else
 		snprintf(buf, len, "%s", s);
 	used = strlen(buf);
 	for (have = text_cols(buf); have < cols && used + 1 < len; have++)
 		buf[used++] = ' ';
 	buf[used] = 0;
+}
+
+/* Control characters (a file name may hold an escape sequence) become '?', so that text
+ * from the daemon cannot drive the terminal. */
+static void text_scrub(char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			*s = '?';
 }
 
 /* Cuts s in place after cols columns. */
@@ -230,10 +240,10 @@ static void extraction_dir(const char *mount, const struct json *x, char *buf, s
 /* ---- status ---- */
 
 static const char status_help[] =
-	"usage: hfctl status MOUNT\n"
-	"Prints what MOUNT/.hfstats says, readable by a person: uptime, segments,\n"
-	"extractions (with those running now), frames, cache, store and time per phase.\n"
-	"Fields this hfctl does not know are listed at the end as they are.\n";
+    "usage: hfctl status MOUNT\n"
+    "Prints what MOUNT/.hfstats says, readable by a person: uptime, segments,\n"
+    "extractions (with those running now), frames, cache, store and time per phase.\n"
+    "Fields this hfctl does not know are listed at the end as they are.\n";
 
 /* One line of "label  part, part, part": parts whose field is missing are left out. */
 struct line {
@@ -256,7 +266,8 @@ static void line_add(struct line *l, const char *fmt, ...)
 	n = vsnprintf(l->buf + l->len, sizeof(l->buf) - l->len, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		l->len = l->len + (size_t)n < sizeof(l->buf) ? l->len + (size_t)n : sizeof(l->buf) - 1;
+		l->len =
+		    l->len + (size_t)n < sizeof(l->buf) ? l->len + (size_t)n : sizeof(l->buf) - 1;
 }
 
 static void line_count(struct line *l, const struct json *st, const char *key, const char *what)
@@ -278,15 +289,34 @@ static void line_size(struct line *l, const struct json *st, const char *key, co
 	}
 }
 
+/* Every line status prints: "label        text", both scrubbed. */
+static void status_print(const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void status_print(const char *label, const char *fmt, ...)
+{
+	char key[64], text[2048];
+	va_list ap;
+
+	snprintf(key, sizeof(key), "%s", label);
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	text_scrub(key);
+	text_scrub(text);
+	printf("%-12s %s\n", key, text);
+}
+
 static void line_print(const char *label, struct line *l)
 {
 	if (l->len)
-		printf("%-12s %s\n", label, l->buf);
+		status_print(label, "%s", l->buf);
 	l->len = 0;
 	l->buf[0] = 0;
 }
 
 /* The fields status lays out itself; any other is printed by status_other. */
+/* clang-format off */
 static const char *const status_known[] = {
 	"version", "uptime_s", "segments_active", "segments_known", "extractions_started",
 	"extractions_completed", "extractions_failed", "frames_served", "frames_decoded",
@@ -295,6 +325,7 @@ static const char *const status_known[] = {
 	"store_min_free", "store_free_bytes", "store_over_bounds", "evictions", "evicted_images",
 	"evicted_bytes", "kept_in_use", "extractions", "time_ms",
 };
+/* clang-format on */
 
 static void status_counters(const char *mount, const struct json *st)
 {
@@ -342,8 +373,9 @@ static void status_counters(const char *mount, const struct json *st)
 	line_size(&l, st, "store_min_free", "keep ", " free");
 	line_size(&l, st, "store_free_bytes", "", " free now");
 	if (json_type(json_get(st, "store_over_bounds")) == JSON_BOOL)
-		line_add(&l, "%s", json_bool(json_get(st, "store_over_bounds"), false)
-					   ? "over its bounds" : "within bounds");
+		line_add(&l, "%s",
+			 json_bool(json_get(st, "store_over_bounds"), false) ? "over its bounds"
+									     : "within bounds");
 	line_print("limits", &l);
 	line_count(&l, st, "evictions", "evicted");
 	line_count(&l, st, "evicted_images", "images");
@@ -351,7 +383,7 @@ static void status_counters(const char *mount, const struct json *st)
 	line_count(&l, st, "kept_in_use", "kept because in use");
 	line_print("eviction", &l);
 	if (store_error)
-		printf("%-12s %s\n", "store error", store_error);
+		status_print("store error", "%s", store_error);
 }
 
 static void status_running(const char *mount, const struct json *st)
@@ -364,9 +396,9 @@ static void status_running(const char *mount, const struct json *st)
 		uint64_t done = u64_or(x, "frames_done", 0), count = u64_or(x, "count", 0);
 		extraction_dir(mount, x, dir, sizeof(dir));
 		fmt_ms(json_number(json_get(x, "elapsed_ms"), -1), t, sizeof(t));
-		printf("%-12s %s  %" PRIu64 "/%" PRIu64 " frames (%.0f%%), %s\n",
-		       i ? "" : "running", dir, done, count,
-		       count ? 100.0 * (double)done / (double)count : 0.0, t);
+		status_print(i ? "" : "running", "%s  %" PRIu64 "/%" PRIu64 " frames (%.0f%%), %s",
+			     dir, done, count, count ? 100.0 * (double)done / (double)count : 0.0,
+			     t);
 	}
 }
 
@@ -382,12 +414,12 @@ static void status_phases(const struct json *st)
 	if (!json_count(tm))
 		return;
 	fmt_ms(total, t, sizeof(t));
-	printf("%-12s %s in all\n", "time", t);
+	status_print("time", "%s in all", t);
 	for (size_t i = 0; i < json_count(tm); i++) {
 		double ms = json_number(json_at(tm, i), 0);
 		fmt_ms(ms, t, sizeof(t));
-		printf("  %-10s %10s %6.1f%%\n", json_key_at(tm, i), t,
-		       total > 0 ? 100.0 * ms / total : 0.0);
+		status_print("", "%-10s %10s %6.1f%%", json_key_at(tm, i), t,
+			     total > 0 ? 100.0 * ms / total : 0.0);
 	}
 }
 
@@ -410,8 +442,8 @@ static void fmt_value(const char *key, const struct json *v, char *buf, size_t l
 		break;
 	case JSON_NUMBER:
 		if (json_u64(v, &n) && klen > 5 &&
-		    (strcmp(key + klen - 6, "_bytes") == 0 || strcmp(key + klen - 5, "_size") == 0 ||
-		     strcmp(key + klen - 5, "_free") == 0))
+		    (strcmp(key + klen - 6, "_bytes") == 0 ||
+		     strcmp(key + klen - 5, "_size") == 0 || strcmp(key + klen - 5, "_free") == 0))
 			ctl_fmt_size(n, buf, len);
 		else
 			snprintf(buf, len, "%.15g", json_number(v, 0));
@@ -447,7 +479,7 @@ static void status_other(const struct json *st)
 		if (known)
 			continue;
 		fmt_value(key, json_at(st, i), value, sizeof(value));
-		printf("%-12s %s\n", key, value);
+		status_print(key, "%s", value);
 	}
 }
 
@@ -482,13 +514,13 @@ int ctl_status(int argc, char **argv)
 /* ---- top ---- */
 
 static const char top_help[] =
-	"usage: hfctl top [-d SECONDS] [-n COUNT] MOUNT\n"
-	"Live view of the extractions running on MOUNT: per segment a progress bar, frames\n"
-	"done/total, frames per second (over the last refresh) and the time left. On a\n"
-	"terminal it redraws in place (q or Ctrl-C quits); otherwise it prints plain lines\n"
-	"every refresh.\n"
-	"  -d SECONDS   time between refreshes (default 1)\n"
-	"  -n COUNT     stop after COUNT refreshes\n";
+    "usage: hfctl top [-d SECONDS] [-n COUNT] MOUNT\n"
+    "Live view of the extractions running on MOUNT: per segment a progress bar, frames\n"
+    "done/total, frames per second (over the last refresh) and the time left. On a\n"
+    "terminal it redraws in place (q or Ctrl-C quits); otherwise it prints plain lines\n"
+    "every refresh.\n"
+    "  -d SECONDS   time between refreshes (default 1)\n"
+    "  -n COUNT     stop after COUNT refreshes\n";
 
 static volatile sig_atomic_t top_quit, top_resized;
 
@@ -522,12 +554,12 @@ static void samples_clear(struct samples *s)
 
 struct top {
 	const char *mount;
-	bool tty;     /* stdout is a terminal: redraw in place */
+	bool tty; /* stdout is a terminal: redraw in place */
 	int cols, rows;
 	struct samples prev, next;
-	char *frame;  /* the text of one refresh, written at once */
+	char *frame; /* the text of one refresh, written at once */
 	size_t frame_len;
-	FILE *out;    /* open_memstream on frame */
+	FILE *out; /* open_memstream on frame */
 };
 
 /* Frames per second of an extraction: since the last refresh when it was seen then,
@@ -537,7 +569,8 @@ static double top_rate(const struct top *t, const char *path, uint64_t done, uin
 	for (size_t i = 0; i < t->prev.n; i++) {
 		const struct sample *p = &t->prev.v[i];
 		if (strcmp(p->path, path) == 0 && elapsed > p->elapsed_ms && done >= p->done)
-			return (double)(done - p->done) * 1000.0 / (double)(elapsed - p->elapsed_ms);
+			return (double)(done - p->done) * 1000.0 /
+			       (double)(elapsed - p->elapsed_ms);
 	}
 	return elapsed ? (double)done * 1000.0 / (double)elapsed : -1;
 }
@@ -569,6 +602,7 @@ static void top_line(struct top *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	text_scrub(buf);
 	for (len = strlen(buf); len > 0 && buf[len - 1] == ' '; len--)
 		buf[len - 1] = 0;
 	if (t->tty) {
@@ -589,8 +623,7 @@ static void top_header(struct top *t, const struct json *st)
 	strftime(clock, sizeof(clock), "%H:%M:%S", localtime_r(&now, &tm));
 	fmt_duration(json_number(json_get(st, "uptime_s"), -1), up, sizeof(up));
 	ctl_fmt_size(u64_or(st, "store_bytes", 0), size, sizeof(size));
-	top_line(t, "hfctl top %s  %s  up %s%s", t->mount, clock, up,
-		 t->tty ? "  (q quits)" : "");
+	top_line(t, "hfctl top %s  %s  up %s%s", t->mount, clock, up, t->tty ? "  (q quits)" : "");
 	top_line(t,
 		 "extractions: %zu running, %" PRIu64 " done, %" PRIu64 " failed   frames: %" PRIu64
 		 " served, %" PRIu64 " encoded   store: %s",
@@ -630,7 +663,8 @@ static void top_rows(struct top *t, const struct json *st)
 		/* On a terminal the path gives way first: the numbers are what top is for. */
 		right_cols = text_cols(right) + 2;
 		if (t->tty && room + right_cols > (size_t)t->cols)
-			room = (size_t)t->cols > right_cols + 10 ? (size_t)t->cols - right_cols : 10;
+			room =
+			    (size_t)t->cols > right_cols + 10 ? (size_t)t->cols - right_cols : 10;
 		text_fit_left(dir, room, fitted, sizeof(fitted));
 		top_line(t, "%s  %s", fitted, right);
 		top_remember(t, dir, done, elapsed);
@@ -663,8 +697,8 @@ static int top_draw(struct top *t, const struct json *st)
 	if (fclose(t->out) != 0)
 		ret = -1;
 	t->out = NULL;
-	if (ret == 0 && (fwrite(t->frame, 1, t->frame_len, stdout) != t->frame_len ||
-			 fflush(stdout) != 0))
+	if (ret == 0 &&
+	    (fwrite(t->frame, 1, t->frame_len, stdout) != t->frame_len || fflush(stdout) != 0))
 		ret = -1;
 	free(t->frame);
 	t->frame = NULL;
@@ -713,14 +747,16 @@ static int parse_top_args(int argc, char **argv, double *interval, long *count)
 		case 'd':
 			*interval = strtod(optarg, &end);
 			if (*end || !(*interval >= 0.05 && *interval <= 86400)) {
-				fprintf(stderr, "hfctl top: -d %s: seconds from 0.05 to 86400\n", optarg);
+				fprintf(stderr, "hfctl top: -d %s: seconds from 0.05 to 86400\n",
+					optarg);
 				return usage(top_help, false);
 			}
 			break;
 		case 'n':
 			*count = strtol(optarg, &end, 10);
 			if (*end || *count < 1 || *optarg == '-') {
-				fprintf(stderr, "hfctl top: -n %s: a count of refreshes, 1 or more\n",
+				fprintf(stderr,
+					"hfctl top: -n %s: a count of refreshes, 1 or more\n",
 					optarg);
 				return usage(top_help, false);
 			}
@@ -806,10 +842,10 @@ int ctl_top(int argc, char **argv)
 /* ---- prefetch ---- */
 
 static const char prefetch_help[] =
-	"usage: hfctl prefetch SEGMENT...\n"
-	"Extracts each segment directory (a path inside an hfmount mount) now and waits until\n"
-	"every frame is stored, with a progress bar on a terminal. Exits 0 when all are\n"
-	"complete, 1 when one is not (the reason from its .hfinfo on stderr).\n";
+    "usage: hfctl prefetch SEGMENT...\n"
+    "Extracts each segment directory (a path inside an hfmount mount) now and waits until\n"
+    "every frame is stored, with a progress bar on a terminal. Exits 0 when all are\n"
+    "complete, 1 when one is not (the reason from its .hfinfo on stderr).\n";
 
 /* The progress of one segment on stderr: a bar redrawn on a terminal, else nothing
  * until the result line. */
@@ -861,8 +897,8 @@ static int load_info(const char *seg, struct json **info)
 	}
 	ret = json_load(path, info, err, sizeof(err));
 	if (ret == -ENOENT || ret == -ENOTDIR) {
-		fprintf(stderr, "hfctl prefetch: %s is not a segment directory of an hfmount mount\n",
-			seg);
+		fprintf(stderr,
+			"hfctl prefetch: %s is not a segment directory of an hfmount mount\n", seg);
 		return -1;
 	}
 	if (ret < 0) {
@@ -872,17 +908,25 @@ static int load_info(const char *seg, struct json **info)
 	return 0;
 }
 
-/* The reason .hfinfo gives for a segment that is not complete, or fallback. */
+/* "hfctl prefetch: SEGMENT: " and the error info gives (fallback when it has none). */
+static void print_reason(const char *seg, const struct json *info, const char *fallback)
+{
+	char why[1024];
+
+	snprintf(why, sizeof(why), "%s", json_string(json_get(info, "error"), fallback));
+	text_scrub(why);
+	fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, why);
+}
+
+/* The reason a fresh read of .hfinfo gives for a segment that is not complete. */
 static void report_failure(const char *seg, const char *fallback)
 {
 	struct json *info = NULL;
-	const char *why = NULL;
 	char path[PATH_MAX], err[256];
 
-	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) < (int)sizeof(path) &&
-	    json_load(path, &info, err, sizeof(err)) == 0)
-		why = json_string(json_get(info, "error"), NULL);
-	fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, why ? why : fallback);
+	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) < (int)sizeof(path))
+		json_load(path, &info, err, sizeof(err));
+	print_reason(seg, info, fallback);
 	json_free(&info);
 }
 
@@ -920,8 +964,7 @@ static int prefetch_one(const char *seg, bool tty)
 		return -1;
 	count = u64_or(info, "count", 0);
 	if (count == 0) {
-		fprintf(stderr, "hfctl prefetch: %s: %s\n", seg,
-			json_string(json_get(info, "error"), "the segment has no frames"));
+		print_reason(seg, info, "the segment has no frames");
 		goto out_free;
 	}
 	if (prefetch_frames(seg, count, json_string(json_get(info, "format"), "png"), &p) < 0)

@@ -32,28 +32,28 @@
 #include "tools/ctl_json.h"
 
 #define SHEET_MAX_THUMBS 100
-#define SHEET_GAP        6
-#define SHEET_BG         0x20 /* dark grey behind the thumbnails */
-#define SHEET_INK        0xe8 /* the digits */
+#define SHEET_GAP	 6
+#define SHEET_BG	 0x20 /* dark grey behind the thumbnails */
+#define SHEET_INK	 0xe8 /* the digits */
 /* Bounds an accidental --width 100000 before it asks for gigabytes. */
 #define SHEET_MAX_PIXELS (64u << 20)
 
 static const char sheet_help[] =
-	"usage: hfctl contact-sheet [--columns N] [--width PX] SEGMENT OUT.png\n"
-	"Writes OUT.png: the segment's frames as thumbnails in a grid, each with its slot\n"
-	"number (7 for frame_00007) under it. Up to 100 frames all show; a longer segment\n"
-	"shows 100 evenly spaced ones, first and last included. A cold segment is extracted.\n"
-	"  --columns N   thumbnails per row, 1..100 (default 10)\n"
-	"  --width PX    width of a thumbnail, 16..1024 (default 160); its height keeps the\n"
-	"                frame's aspect ratio\n";
+    "usage: hfctl contact-sheet [--columns N] [--width PX] SEGMENT OUT.png\n"
+    "Writes OUT.png: the segment's frames as thumbnails in a grid, each with its slot\n"
+    "number (7 for frame_00007) under it. Up to 100 frames all show; a longer segment\n"
+    "shows 100 evenly spaced ones, first and last included. A cold segment is extracted.\n"
+    "  --columns N   thumbnails per row, 1..100 (default 10)\n"
+    "  --width PX    width of a thumbnail, 16..1024 (default 160); its height keeps the\n"
+    "                frame's aspect ratio\n";
 
 /* 5x7 digits, one byte per row, bit 4 the leftmost pixel. */
 static const uint8_t digit_rows[10][7] = {
-	{0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}, {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e},
-	{0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}, {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e},
-	{0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}, {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e},
-	{0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}, {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},
-	{0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}, {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c},
+    {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}, {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e},
+    {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}, {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e},
+    {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}, {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e},
+    {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}, {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},
+    {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}, {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c},
 };
 
 struct layout {
@@ -97,7 +97,20 @@ struct sheet {
 	size_t stride;
 };
 
-/* The number's digits, centred on x, top at y; pixels outside the sheet are skipped. */
+/* One digit with its top left corner at (x, y); pixels outside the sheet are skipped. */
+static void draw_digit(struct sheet *s, int x, int y, int digit, int scale)
+{
+	for (int row = 0; row < 7 * scale; row++)
+		for (int col = 0; col < 5 * scale; col++) {
+			int px = x + col, py = y + row;
+			if (!(digit_rows[digit][row / scale] & (0x10 >> col / scale)) || px < 0 ||
+			    py < 0 || px >= s->width || py >= s->height)
+				continue;
+			memset(s->rgb + (size_t)py * s->stride + (size_t)px * 3, SHEET_INK, 3);
+		}
+}
+
+/* The number's digits, a column apart, centred on x, top at y. */
 static void draw_number(struct sheet *s, int x, int y, int64_t number, int scale)
 {
 	char digits[24];
@@ -105,14 +118,7 @@ static void draw_number(struct sheet *s, int x, int y, int64_t number, int scale
 	int left = x - (len * 6 * scale - scale) / 2;
 
 	for (int d = 0; d < len; d++)
-		for (int row = 0; row < 7 * scale; row++)
-			for (int col = 0; col < 5 * scale; col++) {
-				int px = left + d * 6 * scale + col, py = y + row;
-				if (!(digit_rows[digits[d] - '0'][row / scale] & (0x10 >> col / scale)) ||
-				    px < 0 || py < 0 || px >= s->width || py >= s->height)
-					continue;
-				memset(s->rgb + (size_t)py * s->stride + (size_t)px * 3, SHEET_INK, 3);
-			}
+		draw_digit(s, left + d * 6 * scale, y, digits[d] - '0', scale);
 }
 
 /* Decodes image files (PNG or JPEG) and scales them into the sheet. */
@@ -134,7 +140,7 @@ static void thumbs_close(struct thumbs *t)
 static int thumbs_open(struct thumbs *t, const char *format)
 {
 	t->codec =
-		avcodec_find_decoder(strcmp(format, "jpg") == 0 ? AV_CODEC_ID_MJPEG : AV_CODEC_ID_PNG);
+	    avcodec_find_decoder(strcmp(format, "jpg") == 0 ? AV_CODEC_ID_MJPEG : AV_CODEC_ID_PNG);
 	if (!t->codec)
 		return -ENOSYS;
 	t->pkt = av_packet_alloc();
@@ -169,9 +175,9 @@ static int thumbs_decode(struct thumbs *t, uint8_t *data, size_t len)
 static enum AVPixelFormat plain_format(enum AVPixelFormat f, int *full_range)
 {
 	static const enum AVPixelFormat twins[][2] = {
-		{AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUV420P}, {AV_PIX_FMT_YUVJ422P, AV_PIX_FMT_YUV422P},
-		{AV_PIX_FMT_YUVJ444P, AV_PIX_FMT_YUV444P}, {AV_PIX_FMT_YUVJ440P, AV_PIX_FMT_YUV440P},
-		{AV_PIX_FMT_YUVJ411P, AV_PIX_FMT_YUV411P},
+	    {AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUV420P}, {AV_PIX_FMT_YUVJ422P, AV_PIX_FMT_YUV422P},
+	    {AV_PIX_FMT_YUVJ444P, AV_PIX_FMT_YUV444P}, {AV_PIX_FMT_YUVJ440P, AV_PIX_FMT_YUV440P},
+	    {AV_PIX_FMT_YUVJ411P, AV_PIX_FMT_YUV411P},
 	};
 
 	for (size_t i = 0; i < sizeof(twins) / sizeof(twins[0]); i++)
@@ -291,8 +297,8 @@ static int sheet_fill(struct sheet *s, const struct layout *l, const char *seg, 
 				 s->stride, l->tw, l->th);
 		free(data);
 		if (ret < 0) {
-			snprintf(msg, len, "%s: frame_%05" PRId64 ".%s does not decode", seg, slot + 1,
-				 format);
+			snprintf(msg, len, "%s: frame_%05" PRId64 ".%s does not decode", seg,
+				 slot + 1, format);
 			break;
 		}
 		draw_number(s, x + l->tw / 2, y + l->th + SHEET_GAP / 2, slot + 1, l->scale);
@@ -326,7 +332,8 @@ static int write_atomic(const char *out, const struct image_buf *png, char *msg,
 	int fd, n, err;
 
 	if (slash)
-		n = snprintf(tmp, sizeof(tmp), "%.*s/.%s.XXXXXX", (int)(slash - out), out, slash + 1);
+		n = snprintf(tmp, sizeof(tmp), "%.*s/.%s.XXXXXX", (int)(slash - out), out,
+			     slash + 1);
 	else
 		n = snprintf(tmp, sizeof(tmp), ".%s.XXXXXX", out);
 	if (n >= (int)sizeof(tmp)) {
@@ -358,10 +365,10 @@ static int sheet_write(const struct sheet *s, const char *out, char *msg, size_t
 {
 	struct picture pic = {s->rgb, s->stride, s->width, s->height, 3, 8, 2, 2};
 	struct image_opts opts = {
-		.format = IMAGE_PNG,
-		.png_level = 9, /* written once, looked at often: small over fast */
-		.png_filter = HF_PNG_FILTER_PAETH,
-		.png_deflate = HF_PNG_DEFLATE_LIBDEFLATE,
+	    .format = IMAGE_PNG,
+	    .png_level = 9, /* written once, looked at often: small over fast */
+	    .png_filter = HF_PNG_FILTER_PAETH,
+	    .png_deflate = HF_PNG_DEFLATE_LIBDEFLATE,
 	};
 	struct image_buf png = {NULL, 0, 0};
 	char err[256];
@@ -410,8 +417,10 @@ static int sheet_plan(const char *seg, int columns, int tw, struct layout *l, ch
 		snprintf(msg, len, "%s: %s", seg,
 			 json_string(json_get(info, "error"), "the segment has no frames"));
 	else if (layout_make(l, (int64_t)count, columns, tw, (int)fw, (int)fh) < 0)
-		snprintf(msg, len, "%s: a sheet of %d px wide thumbnails of %" PRIu64 "x%" PRIu64
-			 " frames is too large", seg, tw, fw, fh);
+		snprintf(msg, len,
+			 "%s: a sheet of %d px wide thumbnails of %" PRIu64 "x%" PRIu64
+			 " frames is too large",
+			 seg, tw, fw, fh);
 	else
 		ret = 0;
 	snprintf(format, format_len, "%s", json_string(json_get(info, "format"), "png"));
@@ -458,8 +467,8 @@ int ctl_contact_sheet(int argc, char **argv)
 			return 2;
 		}
 		if (columns < 0 || tw < 0) {
-			fprintf(stderr, "hfctl contact-sheet: %s %s: out of range\n", argv[optind - 2],
-				optarg);
+			fprintf(stderr, "hfctl contact-sheet: %s %s: out of range\n",
+				argv[optind - 2], optarg);
 			fputs(sheet_help, stderr);
 			return 2;
 		}
@@ -492,7 +501,12 @@ int ctl_contact_sheet(int argc, char **argv)
 out_free:
 	free(s.rgb);
 out_report:
-	if (ret)
+	if (ret) {
+		/* msg may quote .hfinfo, which quotes file names: no control characters out */
+		for (char *p = msg; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
 		fprintf(stderr, "hfctl contact-sheet: %s\n", msg);
+	}
 	return ret;
 }

@@ -25,7 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
 from hftest import check, test  # noqa: E402
 
-ESC = b"\x1b"
 
 
 def hfctl(*args, timeout=60):
@@ -166,11 +165,47 @@ def status_shows_the_live_counts():
               and re.search(r"\d (KiB|MiB)", f["store"]), "store line:\n" + out)
         check(re.search(r"up \d", f["mount"]), "no uptime:\n" + out)
         check(re.search(r"hit ratio", f.get("cache", "")), "no hit ratio:\n" + out)
-        phases = re.findall(r"^  (\w+) +[\d.]+ m?s +([\d.]+)%$", out, re.M)
+        phases = re.findall(r"^ +(\w+) +[\d.]+ m?s +([\d.]+)%$", out, re.M)
         check([p for p, _ in phases][:6] == ["open", "seek", "decode", "convert", "encode",
                                              "write"], "phase table:\n" + out)
         check(abs(sum(float(x) for _, x in phases) - 100) < 1, "phase shares do not add up:\n"
               + out)
+
+
+@test
+def status_and_top_take_any_hfstats():
+    """Fields hfctl does not know, fields missing, control characters (a file name may
+    hold an escape sequence) and broken JSON, from a hand-written .hfstats."""
+    with h.tempdir() as d:
+        stats = os.path.join(d, ".hfstats")
+        with open(stats, "w") as f:
+            f.write('{"uptime_s": 3725, "frames_served": 12, "cache_hits": 3, "cache_misses": 1,'
+                    ' "future_count": 42, "future_bytes": 1048576, "flag": true, "gone": null,'
+                    ' "note": "caf\\u00e9 \\ud83d\\ude00 \\"q\\" \\u001b[2J",'
+                    ' "nested": {"a": 1, "b": "x"}, "list": [1, 2, 3],'
+                    ' "extractions": [{"segment": "a.mp4@0+1@30", "path": "/v/a.mp4@0+1@30",'
+                    ' "count": 30, "frames_done": 10, "elapsed_ms": 500}],'
+                    ' "time_ms": {"decode": 750, "new_phase": 250}}')
+        rc, out, err = hfctl("status", d)
+        check(rc == 0, "status: exit %d, %r" % (rc, err))
+        f = status_fields(out)
+        for label, want in (("mount", "up 1h 02m 05s"), ("frames", "12 served"),
+                            ("cache", "75.0% hit ratio"), ("future_count", "42"),
+                            ("future_bytes", "1.00 MiB"), ("flag", "yes"), ("gone", "none"),
+                            ("note", 'caf\u00e9 \U0001f600 "q" ?[2J'), ("nested", "a 1, b x"),
+                            ("list", "3 entries"), ("running", d + "/v/a.mp4@0+1@30  10/30"),
+                            ("time", "1.00 s in all")):
+            check(want in f.get(label, ""), "status: %r line %r lacks %r\n%s"
+                  % (label, f.get(label), want, out))
+        check("\x1b" not in out and "new_phase" in out and "25.0%" in out, "status:\n" + out)
+        rc, out, err = hfctl("top", "-n", "1", d)
+        check(rc == 0 and re.search(re.escape(d) + r"/v/a.mp4@0\+1@30 +\[#{6}\.{14}\] +10/30 ",
+                                    out), "top on that .hfstats: exit %d\n%s%s" % (rc, out, err))
+        for text in ("", "{", '{"a": }', '{"a": 01}', '{"a": "\\ud800"}', '{"a": 1} x', "[1]",
+                     "[" * 100 + "]" * 100):
+            with open(stats, "w") as f:
+                f.write(text)
+            one_line_error(hfctl("status", d), "status on .hfstats %r" % text[:20], stats)
 
 
 def start_partial_extraction(m, seg, frames):
@@ -335,10 +370,12 @@ def contact_sheet_grid():
     with h.tempdir() as srcroot, h.tempdir() as outdir:
         make_colors(srcroot)
         with h.Mount(source_root=srcroot) as m:
-            # Cold segments: the sheet's reads extract them.
-            for seg, ext, kw, tol in (("colors.mp4@0+2@10", "png", {}, 4),
-                                      ("colors.mp4@0+12@10", "png", {"columns": 12, "width": 40}, 4),
-                                      ("colors.mp4@1+2@10@jpg", "jpg", {"width": 90}, 8)):
+            # Cold segments (the sheet's reads extract them): every slot; 100 of 120 slots
+            # evenly spaced, small thumbnails; jpg frames.
+            cases = (("colors.mp4@0+2@10", "png", {}, 4),
+                     ("colors.mp4@0+12@10", "png", {"columns": 12, "width": 40}, 4),
+                     ("colors.mp4@1+2@10@jpg", "jpg", {"width": 90}, 8))
+            for seg, ext, kw, tol in cases:
                 out = os.path.join(outdir, seg + ".png")
                 opts = [a for k, v in kw.items() for a in ("--" + k, str(v))]
                 rc, so, err = hfctl("contact-sheet", *opts, m.path(seg), out)
