@@ -20,6 +20,7 @@
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #define STORE_MARKER "hfmount-store"
@@ -166,14 +167,17 @@ out_close:
 	return ret;
 }
 
-static bool writer_is_dead(const char *name, const char *host)
+/* Another machine's temp file this old is a leftover of a crash there (no write lasts a day). */
+#define FOREIGN_TMP_MAX_AGE_S (24 * 3600)
+
+static bool writer_is_dead(const char *name, const char *host, time_t mtime)
 {
 	char h[64];
 	long pid;
 	if (sscanf(name, "%63[^.].%ld.", h, &pid) != 2)
 		return true;
 	if (strcmp(h, host) != 0)
-		return false; /* another machine's writer: left to that machine */
+		return time(NULL) - mtime > FOREIGN_TMP_MAX_AGE_S;
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
 }
 
@@ -189,9 +193,10 @@ static int clean_tmp(struct store *st)
 	if (!d)
 		return 0;
 	while ((de = readdir(d))) {
-		if (de->d_name[0] == '.')
+		struct stat sb;
+		if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &sb, 0) < 0)
 			continue;
-		if (writer_is_dead(de->d_name, st->host)) {
+		if (writer_is_dead(de->d_name, st->host, sb.st_mtime)) {
 			snprintf(path, sizeof(path), "%s/tmp/%s", st->dir, de->d_name);
 			n += unlink(path) == 0;
 		}
