@@ -952,11 +952,21 @@ static int prefetch_frames(const char *seg, uint64_t count, const char *ext, str
 	return 0;
 }
 
+/* .hfinfo says complete, or that every frame is stored and nothing went wrong: with
+ * eager = false the daemon leaves a segment "extracting" even then, and stored frames are
+ * what prefetch promises. */
+static bool all_stored(const struct json *info, uint64_t count)
+{
+	return strcmp(json_string(json_get(info, "state"), ""), "complete") == 0 ||
+	       (u64_or(info, "frames_done", 0) == count &&
+		json_type(json_get(info, "error")) == JSON_NULL);
+}
+
 static int prefetch_one(const char *seg, bool tty)
 {
 	struct progress p = {seg, tty, now_ms(), 0};
 	struct json *info = NULL;
-	char state[32], t[32];
+	char why[128], t[32];
 	uint64_t count;
 	int ret = -1;
 
@@ -973,11 +983,12 @@ static int prefetch_one(const char *seg, bool tty)
 	json_free(&info);
 	if (load_info(seg, &info) < 0)
 		goto out_free;
-	snprintf(state, sizeof(state), "%s", json_string(json_get(info, "state"), "?"));
-	if (strcmp(state, "complete") != 0) {
-		char why[128];
-		snprintf(why, sizeof(why), "state is %s after every frame was stored", state);
-		report_failure(seg, why);
+	if (!all_stored(info, count)) {
+		snprintf(why, sizeof(why),
+			 "state is %s with %" PRIu64 " of %" PRIu64 " frames stored",
+			 json_string(json_get(info, "state"), "?"), u64_or(info, "frames_done", 0),
+			 count);
+		print_reason(seg, info, why);
 		goto out_free;
 	}
 	fmt_ms((double)(now_ms() - p.t0_ms), t, sizeof(t));

@@ -26,7 +26,6 @@ import hftest as h  # noqa: E402
 from hftest import check, test  # noqa: E402
 
 
-
 def hfctl(*args, timeout=60):
     """Runs hfctl ARGS with pipes; (exit status, stdout text, stderr text)."""
     p = subprocess.run([h.HFCTL_BIN] + list(args), stdout=subprocess.PIPE,
@@ -293,6 +292,14 @@ def prefetch_completes_a_segment():
         check(rc == 0 and b"\r" in out and re.search(rb"\[[#.]{20}\] \d+/30", out),
               "prefetch on a terminal: exit %d, %r" % (rc, out[:300]))
         check(m.info("cfr30.mp4@2+1@30")["state"] == "complete", "not complete")
+
+    # eager = false: prefetch asks for every frame itself.
+    with h.Mount(opts=["eager=false"]) as m:
+        seg = "cfr30.mp4@0+1@30"
+        rc, out, err = hfctl("prefetch", m.path(seg))
+        info = m.info(seg)
+        check(rc == 0 and info["frames_done"] == info["count"] == 30,
+              "prefetch with eager = false: exit %d, %r, %r" % (rc, err, info))
 
 
 @test
