@@ -386,11 +386,8 @@ int json_parse(const char *text, size_t len, struct json **out, char *err, size_
 {
 	struct parser ps = {text, text, text + len, 0, err, errlen};
 	struct json *j = calloc(1, sizeof(*j));
-	int ret;
+	int ret = j ? parse_value(&ps, j) : -ENOMEM;
 
-	if (!j)
-		return -ENOMEM;
-	ret = parse_value(&ps, j);
 	if (ret == 0) {
 		skip_ws(&ps);
 		if (ps.p != ps.end)

@@ -8,7 +8,6 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -230,9 +229,12 @@ static uint64_t u64_or(const struct json *obj, const char *key, uint64_t dflt)
 static void extraction_dir(const char *mount, const struct json *x, char *buf, size_t len)
 {
 	const char *path = json_string(json_get(x, "path"), NULL);
+	int n = (int)strlen(mount);
 
+	while (n > 1 && mount[n - 1] == '/')
+		n--;
 	if (path)
-		snprintf(buf, len, "%s%s%s", mount, path[0] == '/' ? "" : "/", path);
+		snprintf(buf, len, "%.*s%s%s", n, mount, path[0] == '/' ? "" : "/", path);
 	else
 		snprintf(buf, len, "%s", json_string(json_get(x, "segment"), "?"));
 }
@@ -467,16 +469,21 @@ static void fmt_value(const char *key, const struct json *v, char *buf, size_t l
 	}
 }
 
+static bool status_knows(const char *key)
+{
+	for (size_t k = 0; k < sizeof(status_known) / sizeof(status_known[0]); k++)
+		if (strcmp(key, status_known[k]) == 0)
+			return true;
+	return false;
+}
+
 static void status_other(const struct json *st)
 {
 	char value[1024];
 
 	for (size_t i = 0; i < json_count(st); i++) {
 		const char *key = json_key_at(st, i);
-		bool known = false;
-		for (size_t k = 0; k < sizeof(status_known) / sizeof(status_known[0]); k++)
-			known = known || strcmp(key, status_known[k]) == 0;
-		if (known)
+		if (status_knows(key))
 			continue;
 		fmt_value(key, json_at(st, i), value, sizeof(value));
 		status_print(key, "%s", value);
@@ -641,8 +648,9 @@ static void top_rows(struct top *t, const struct json *st)
 	int bar_cells = t->tty && t->cols < 80 ? 10 : 20;
 	char dir[PATH_MAX + 256], fitted[PATH_MAX + 256], bar[64], rate[64], right[256];
 
-	if (t->tty && t->rows > 3 && n > (size_t)t->rows - 3)
-		shown = (size_t)t->rows - 4; /* and a line saying how many more */
+	/* Three lines above the rows; the bottom line stays empty, or the screen would scroll. */
+	if (t->tty && t->rows > 5 && n > (size_t)t->rows - 4)
+		shown = (size_t)t->rows - 5; /* and a line saying how many more */
 	for (size_t i = 0; i < shown; i++) {
 		extraction_dir(t->mount, json_at(running, i), dir, sizeof(dir));
 		if (text_cols(dir) > path_cols)
@@ -754,7 +762,7 @@ static int parse_top_args(int argc, char **argv, double *interval, long *count)
 			break;
 		case 'n':
 			*count = strtol(optarg, &end, 10);
-			if (*end || *count < 1 || *optarg == '-') {
+			if (*end || *count < 1) {
 				fprintf(stderr,
 					"hfctl top: -n %s: a count of refreshes, 1 or more\n",
 					optarg);
@@ -776,7 +784,8 @@ int ctl_top(int argc, char **argv)
 {
 	struct top t = {.mount = NULL};
 	struct termios saved, raw;
-	struct sigaction sa = {.sa_handler = top_on_signal}; /* no SA_RESTART: wake poll */
+	/* poll is never restarted, so a signal still ends the wait; writes and reads are */
+	struct sigaction sa = {.sa_handler = top_on_signal, .sa_flags = SA_RESTART};
 	struct json *st = NULL;
 	double interval = 1;
 	long count = 0, done = 0;

@@ -44,7 +44,7 @@ static const char sheet_help[] =
     "number (7 for frame_00007) under it. Up to 100 frames all show; a longer segment\n"
     "shows 100 evenly spaced ones, first and last included. A cold segment is extracted.\n"
     "  --columns N   thumbnails per row, 1..100 (default 10)\n"
-    "  --width PX    width of a thumbnail, 16..1024 (default 160); its height keeps the\n"
+    "  --width PX    width of a thumbnail, 48..1024 (default 160); its height keeps the\n"
     "                frame's aspect ratio\n";
 
 /* 5x7 digits, one byte per row, bit 4 the leftmost pixel. */
@@ -97,25 +97,25 @@ struct sheet {
 	size_t stride;
 };
 
-/* One digit with its top left corner at (x, y); pixels outside the sheet are skipped. */
+/* One digit with its top left corner at (x, y). */
 static void draw_digit(struct sheet *s, int x, int y, int digit, int scale)
 {
-	for (int row = 0; row < 7 * scale; row++)
-		for (int col = 0; col < 5 * scale; col++) {
-			int px = x + col, py = y + row;
-			if (!(digit_rows[digit][row / scale] & (0x10 >> col / scale)) || px < 0 ||
-			    py < 0 || px >= s->width || py >= s->height)
-				continue;
-			memset(s->rgb + (size_t)py * s->stride + (size_t)px * 3, SHEET_INK, 3);
-		}
+	for (int row = 0; row < 7 * scale; row++) {
+		uint8_t *line = s->rgb + (size_t)(y + row) * s->stride + (size_t)x * 3;
+		for (int col = 0; col < 5 * scale; col++)
+			if (digit_rows[digit][row / scale] & (0x10 >> col / scale))
+				memset(line + (size_t)col * 3, SHEET_INK, 3);
+	}
 }
 
-/* The number's digits, a column apart, centred on x, top at y. */
-static void draw_number(struct sheet *s, int x, int y, int64_t number, int scale)
+/* The number's digits, a column apart, top at y, centred under the cell [x, x + width).
+ * It fits: 8 digits (10^7 slots) take 47 px at scale 1, 94 at scale 2, and thumbnails
+ * are at least 48 px wide, 96 at scale 2. */
+static void draw_number(struct sheet *s, int x, int width, int y, int64_t number, int scale)
 {
 	char digits[24];
 	int len = snprintf(digits, sizeof(digits), "%" PRId64, number);
-	int left = x - (len * 6 * scale - scale) / 2;
+	int left = x + (width - (len * 6 * scale - scale)) / 2;
 
 	for (int d = 0; d < len; d++)
 		draw_digit(s, left + d * 6 * scale, y, digits[d] - '0', scale);
@@ -204,12 +204,12 @@ static int thumbs_put(struct thumbs *t, uint8_t *data, size_t len, uint8_t *dst,
 	format = plain_format((enum AVPixelFormat)t->frame->format, &full_range);
 	t->sws = sws_getCachedContext(t->sws, t->frame->width, t->frame->height, format, tw, th,
 				      AV_PIX_FMT_RGB24, SWS_AREA, NULL, NULL, NULL);
-	/* JPEG frames are BT.601 (hfmount's encoder and the JFIF convention) */
-	if (t->sws)
+	if (t->sws) {
+		/* JPEG frames are BT.601 (hfmount's encoder and the JFIF convention) */
 		sws_setColorspaceDetails(t->sws, bt601, full_range, bt601, 1, 0, 1 << 16, 1 << 16);
-	if (t->sws)
 		sws_scale(t->sws, (const uint8_t *const *)t->frame->data, t->frame->linesize, 0,
 			  t->frame->height, planes, strides);
+	}
 	av_frame_unref(t->frame);
 	return t->sws ? 0 : -ENOMEM;
 }
@@ -227,12 +227,14 @@ static int read_file(const char *path, uint8_t **data, size_t *len)
 	for (;;) {
 		ssize_t n;
 		if (!buf || used + AV_INPUT_BUFFER_PADDING_SIZE >= cap) {
-			uint8_t *b = realloc(buf, buf ? cap *= 2 : cap);
+			size_t want = buf ? 2 * cap : cap;
+			uint8_t *b = realloc(buf, want);
 			if (!b) {
 				ret = -ENOMEM;
 				break;
 			}
 			buf = b;
+			cap = want;
 		}
 		n = read(fd, buf + used, cap - used - AV_INPUT_BUFFER_PADDING_SIZE);
 		if (n < 0 && errno == EINTR)
@@ -301,7 +303,7 @@ static int sheet_fill(struct sheet *s, const struct layout *l, const char *seg, 
 				 slot + 1, format);
 			break;
 		}
-		draw_number(s, x + l->tw / 2, y + l->th + SHEET_GAP / 2, slot + 1, l->scale);
+		draw_number(s, x, l->tw, y + l->th + SHEET_GAP / 2, slot + 1, l->scale);
 	}
 	thumbs_close(&t);
 	return ret < 0 ? -1 : 0;
@@ -458,7 +460,7 @@ int ctl_contact_sheet(int argc, char **argv)
 			columns = int_arg(optarg, 1, 100);
 			break;
 		case 'w':
-			tw = int_arg(optarg, 16, 1024);
+			tw = int_arg(optarg, 48, 1024);
 			break;
 		default:
 			fprintf(stderr, "hfctl contact-sheet: bad option or missing value: %s\n",

@@ -380,7 +380,7 @@ def contact_sheet_grid():
             # Cold segments (the sheet's reads extract them): every slot; 100 of 120 slots
             # evenly spaced, small thumbnails; jpg frames.
             cases = (("colors.mp4@0+2@10", "png", {}, 4),
-                     ("colors.mp4@0+12@10", "png", {"columns": 12, "width": 40}, 4),
+                     ("colors.mp4@0+12@10", "png", {"columns": 12, "width": 48}, 4),
                      ("colors.mp4@1+2@10@jpg", "jpg", {"width": 90}, 8))
             for seg, ext, kw, tol in cases:
                 out = os.path.join(outdir, seg + ".png")
