@@ -24,6 +24,7 @@ struct image {
 	bool stored; /* found under img/ (a manifest may name one that is not) */
 	bool pinned;
 	bool gone;
+	bool counted_missing;
 	uint32_t refs;  /* manifests naming it */
 	size_t stamp;   /* last unit that counted it, + 1 */
 	uint64_t size;  /* bytes */
@@ -268,8 +269,10 @@ static int count_refs(struct census *c)
 			im->refs++;
 			if (u->kind == GC_SEGMENT && !im->named_size)
 				im->named_size = u->m->size[s];
-			if (!im->stored && u->kind == GC_SEGMENT)
+			if (!im->stored && u->kind == GC_SEGMENT && !im->counted_missing) {
+				im->counted_missing = true;
 				c->totals.missing++;
+			}
 		}
 	}
 	for (size_t i = 0; i < c->cap; i++)
@@ -483,7 +486,8 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 				continue;
 			freed = im->size;
 			nfreed = 1;
-			avail += im->disk;
+			if (avail != UINT64_MAX)
+				avail += im->disk;
 		} else {
 			if (!o->dry_run && unlink(u->path) < 0 && errno != ENOENT)
 				continue;
@@ -497,7 +501,8 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 				if (drop_image(c, im, o->dry_run)) {
 					freed += im->size;
 					nfreed++;
-					avail += im->disk;
+					if (avail != UINT64_MAX)
+						avail += im->disk;
 				}
 			}
 			if (u->kind == GC_SEGMENT)
@@ -513,7 +518,8 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 	}
 	r->bytes_after = bytes;
 	r->free_after = avail;
-	r->within = (!o->max_size || bytes <= o->max_size) && (!o->min_free || avail >= o->min_free);
+	r->within = (!o->max_size || bytes <= o->max_size) && (!o->min_free || avail >= o->min_free) &&
+		    (!o->want_free || avail >= o->want_free);
 	if (!o->dry_run)
 		store_usage_set(st, images, bytes);
 	census_free(&c);

@@ -2,7 +2,7 @@
  * gc: what the store holds, and keeping it within its bounds.
  *
  * A census reads the whole store: every image (size, mtime), every segment manifest,
- * complete (.seg) or partial (.part: an extraction running, or one a crash interrupted),
+ * complete (.seg) or partial (.pending: an extraction running, or one a crash interrupted),
  * and the images no manifest names. Its units, in least-recently-used order, are what
  * eviction removes: a segment goes with the images no other kept segment names; an
  * unnamed image goes alone. Last use is the manifest's mtime (hfmount sets it when a
@@ -32,7 +32,7 @@ struct gc_unit {
 	enum gc_kind kind;
 	char *path;          /* the manifest or image file */
 	struct hf_key key;   /* segment key (from the file name) or image key */
-	int64_t last_use_ns; /* mtime, ns since the epoch */
+	int64_t last_use_ns; /* mtime, ns since the epoch; 0 for a damaged manifest (goes first) */
 	struct manifest *m;  /* GC_SEGMENT and GC_PARTIAL */
 	uint64_t images, bytes;          /* distinct images it names that are stored, their bytes */
 	uint64_t own_images, own_bytes;  /* of those, the ones no other manifest names */

@@ -4,7 +4,7 @@
  *   STORE/hfmount-store          marker with the schema version
  *   STORE/img/ab/<key>.<ext>     images, named by key_image()
  *   STORE/seg/<pathkey>/<key>.seg  segment manifests, grouped by source path
- *   STORE/seg/<pathkey>/<key>.part the same for a segment being extracted (sizes 0)
+ *   STORE/seg/<pathkey>/<key>.pending  the same for a segment being extracted (sizes 0)
  *   STORE/idx/<key>.idx          source frame indexes, named by source identity
  *   STORE/tmp/                   files being written (host.pid.seq), renamed when complete
  *

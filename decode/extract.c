@@ -554,7 +554,7 @@ static void decode_loop(struct loop_state *ls)
 		if (eof) {
 			if (!ls->stop && ls->expect < job->idx->n) {
 				snprintf(why, sizeof(why),
-					 "the source ends before frame %zu of %zu (truncated or damaged)",
+					 "the data ends before source frame %zu of %zu (truncated or damaged)",
 					 ls->expect + 1, job->idx->n);
 				report_damage(ls, ls->expect, -EIO, why);
 			}

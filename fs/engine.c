@@ -1201,8 +1201,12 @@ static int seg_go_cold(struct segment *s)
 	return ret;
 }
 
-/* Claims every frame of the segment not yet done and starts one job for them. */
-static void seg_start_locked(struct segment *s, struct wake *w, struct job **start)
+/*
+ * Starts tracking the segment's progress (it completes, and writes its manifest, when
+ * every frame it needs is done). With claim, it also claims every frame not done yet
+ * for one job (eager); without, frames are produced as they are read.
+ */
+static void seg_start_locked(struct segment *s, struct wake *w, struct job **start, bool claim)
 {
 	struct source *src = s->src;
 	struct job *j = NULL;
@@ -1226,7 +1230,7 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 			continue;
 		}
 		s->remaining++;
-		if (fs->state != F_NONE)
+		if (fs->state != F_NONE || !claim)
 			continue;
 		if (f >= src->damaged_at) {
 			mark_failed_locked(src, f, w);
@@ -1367,8 +1371,8 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 
 	wt = malloc(sizeof(*wt));
 	pthread_mutex_lock(&src->lock);
-	if (!s->started && e->conf.eager) {
-		seg_start_locked(s, &w, &start);
+	if (!s->started) {
+		seg_start_locked(s, &w, &start, e->conf.eager);
 		began = s->state == SEG_EXTRACTING;
 	}
 	switch (src->fs[f].state) {
@@ -1393,11 +1397,6 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 			goto out_start;
 		}
 		/* not eager, or a frame outside what was claimed: a job of its own */
-		if (!s->started) {
-			s->started = true;
-			s->state = SEG_EXTRACTING;
-			s->t_start_ns = now_ns();
-		}
 		start = start ? start : job_new_locked(src, f, f);
 		if (start) {
 			src->fs[f].state = F_CLAIMED;
@@ -1848,7 +1847,13 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	if (!f)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->lock);
-	active = e->running_jobs;
+	for (struct segment *s = e->segments; s; s = s->next) {
+		if (!s->src || !s->src->idx)
+			continue;
+		pthread_mutex_lock(&s->src->lock);
+		active += s->state == SEG_EXTRACTING;
+		pthread_mutex_unlock(&s->src->lock);
+	}
 	pthread_mutex_unlock(&e->lock);
 	store_usage(e->store, &images, &bytes);
 #define MS(x) ((double)atomic_load(&(x)) / 1e6)

@@ -272,29 +272,42 @@ int ctl_gc(int argc, char **argv)
 /* ---- verify ---- */
 
 struct verify {
-	AVCodecContext *png, *jpg;
 	AVPacket *pkt;
 	AVFrame *frame;
 	bool delete;
 	uint64_t checked, damaged;
 };
 
-/* Decodes one image completely, with CRC checks; "" when sound, else why not. */
+static AVCodecContext *strict_decoder(enum AVCodecID id);
+
+/*
+ * Decodes one image completely, with CRC checks; "" when sound, else why not. A fresh
+ * decoder each time: libavcodec's PNG decoder carries state from one image to the next.
+ */
 static void check_image(struct verify *v, const char *ext, const char *path, uint64_t size,
 			char *why, size_t len)
 {
-	AVCodecContext *cc = strcmp(ext, "png") == 0 ? v->png : strcmp(ext, "jpg") == 0 ? v->jpg : NULL;
+	enum AVCodecID id = strcmp(ext, "png") == 0   ? AV_CODEC_ID_PNG
+			    : strcmp(ext, "jpg") == 0 ? AV_CODEC_ID_MJPEG
+						      : AV_CODEC_ID_NONE;
+	AVCodecContext *cc;
 	FILE *f;
 	uint8_t *buf;
 	int ret;
 
 	why[0] = 0;
-	if (!cc) {
+	if (id == AV_CODEC_ID_NONE) {
 		snprintf(why, len, "unknown image type .%s", ext);
+		return;
+	}
+	cc = strict_decoder(id);
+	if (!cc) {
+		snprintf(why, len, "no %s decoder in this libavcodec", ext);
 		return;
 	}
 	if (size == 0) {
 		snprintf(why, len, "empty file");
+		avcodec_free_context(&cc);
 		return;
 	}
 	buf = av_malloc(size + AV_INPUT_BUFFER_PADDING_SIZE);
@@ -304,6 +317,7 @@ static void check_image(struct verify *v, const char *ext, const char *path, uin
 		if (f)
 			fclose(f);
 		av_free(buf);
+		avcodec_free_context(&cc);
 		return;
 	}
 	fclose(f);
@@ -313,9 +327,9 @@ static void check_image(struct verify *v, const char *ext, const char *path, uin
 	if (ret < 0) {
 		av_free(buf);
 		snprintf(why, len, "out of memory");
+		avcodec_free_context(&cc);
 		return;
 	}
-	avcodec_flush_buffers(cc);
 	ret = avcodec_send_packet(cc, v->pkt);
 	if (ret >= 0)
 		ret = avcodec_receive_frame(cc, v->frame);
@@ -327,6 +341,7 @@ static void check_image(struct verify *v, const char *ext, const char *path, uin
 		snprintf(why, len, "decodes with errors");
 	}
 	av_frame_unref(v->frame);
+	avcodec_free_context(&cc);
 }
 
 static void verify_one(void *arg, const struct hf_key *k, const char *ext, const char *path,
@@ -407,12 +422,10 @@ int ctl_verify(int argc, char **argv)
 		return 1;
 	}
 	av_log_set_level(AV_LOG_QUIET);
-	v.png = strict_decoder(AV_CODEC_ID_PNG);
-	v.jpg = strict_decoder(AV_CODEC_ID_MJPEG);
 	v.pkt = av_packet_alloc();
 	v.frame = av_frame_alloc();
-	if (!v.png || !v.jpg || !v.pkt || !v.frame) {
-		fprintf(stderr, "hfctl verify: no PNG/JPEG decoder in this libavcodec\n");
+	if (!v.pkt || !v.frame) {
+		fprintf(stderr, "hfctl verify: out of memory\n");
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -434,8 +447,6 @@ int ctl_verify(int argc, char **argv)
 		       t.missing);
 	printf("\n");
 out:
-	avcodec_free_context(&v.png);
-	avcodec_free_context(&v.jpg);
 	av_packet_free(&v.pkt);
 	av_frame_free(&v.frame);
 	census_free(&c);

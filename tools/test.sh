@@ -17,7 +17,7 @@ suite() { # name build-dir cmake-args
 	ctest --test-dir "$2" -j2 --output-on-failure ${CTEST_ARGS:-}
 }
 
-export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1
+export ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 case "${1:-}" in
 --normal) suite normal build "" ;;
 --sanitize) suite ASan+UBSan build-asan "-DHF_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug" ;;

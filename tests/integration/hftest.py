@@ -621,6 +621,10 @@ class MountError(AssertionError):
     pass
 
 
+SANITIZER_WORDS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                   "WARNING: ThreadSanitizer")
+
+
 def seg_name(name, start, dur, fps, opts=None):
     s = "%s@%s+%s@%s" % (name, start, dur, fps)
     return s + ("@" + opts if opts else "")
@@ -675,14 +679,23 @@ class Mount:
             raise
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, exc, tb):
+        rc = self.unmount() if self.proc is not None else 0
+        log = self.log_text(full=True) if exc_type is None else ""
         self._cleanup()
+        if exc_type is None:
+            # A daemon that exits badly or that a sanitizer caught fails the test.
+            bad = [w for w in SANITIZER_WORDS if w in log]
+            if rc != 0 or bad:
+                raise MountError("hfmount exited with status %s%s; its log:\n%s"
+                                 % (rc, " and a sanitizer report" if bad else "", log))
         return False
 
-    def log_text(self):
+    def log_text(self, full=False):
         try:
             with open(self.logpath, "rb") as f:
-                return f.read().decode(errors="replace")[-4000:]
+                text = f.read().decode(errors="replace")
+                return text if full else text[-4000:]
         except OSError:
             return ""
 

@@ -453,10 +453,8 @@ out:
 }
 
 /*
- * BUG (cache/gc.c count_refs): totals.missing counts an absent image once per complete
- * manifest that names it, not once per image: two segments naming the same absent image
- * report missing == 2, while gc.h says "images manifests name that are not stored" and
- * every other image count in the census is of distinct images.
+ * totals.missing counts an absent image once, however many complete manifests name it,
+ * like every other image count of the census (it once counted per manifest).
  */
 static void test_census_missing_shared(void)
 {
@@ -477,7 +475,7 @@ static void test_census_missing_shared(void)
 		goto out;
 	census_totals(c, &t);
 	CHECK_EQ_INT(t.images, 1);
-	CHECK_EQ_INT(t.missing, 1); /* BUG: is 2 */
+	CHECK_EQ_INT(t.missing, 1);
 out:
 	census_free(&c);
 	fix_close(&f);
@@ -1059,11 +1057,9 @@ out:
 }
 
 /*
- * BUG (cache/gc.c store_gc): with neither min_free nor want_free, free space is not
- * looked up and free_before is UINT64_MAX ("unknown", as hfctl gc reads it), but each
- * removed image still adds its allocated bytes to it, so free_after wraps around to a
- * small number (its disk bytes - 1): removing files reports less free space than before,
- * and hfctl gc --min-free 0 prints that number as the space free.
+ * With neither min_free nor want_free, free space is not looked up: free_before is
+ * UINT64_MAX ("unknown", as hfctl gc reads it) and free_after must stay so, not wrap
+ * around as removed images add their bytes (it once did).
  */
 static void test_gc_free_after_unknown(void)
 {
@@ -1080,7 +1076,7 @@ static void test_gc_free_after_unknown(void)
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK_EQ_INT(r.images_removed, 1);
 	CHECK(!image_exists(&f, &x));
-	CHECK(r.free_after >= r.free_before); /* BUG: free_after wraps past UINT64_MAX */
+	CHECK(r.free_after >= r.free_before);
 out:
 	fix_close(&f);
 }
