@@ -212,6 +212,27 @@ static void sane_environment(void)
 	}
 }
 
+/*
+ * libfuse prints its own line (sometimes in pieces) before failing: an unknown option, a
+ * failed mount. The first such line is kept here and becomes part of hfmount's one line.
+ */
+static char fuse_error[512];
+static bool fuse_error_done;
+
+static void keep_fuse_error(enum fuse_log_level level, const char *fmt, va_list ap)
+{
+	size_t len = strlen(fuse_error);
+
+	if (level > FUSE_LOG_ERR || fuse_error_done) {
+		vfprintf(stderr, fmt, ap);
+		return;
+	}
+	vsnprintf(fuse_error + len, sizeof(fuse_error) - len, fmt, ap);
+	len = strcspn(fuse_error, "\n");
+	fuse_error_done = fuse_error[len] == '\n';
+	fuse_error[len] = '\0';
+}
+
 /* Everything between parsing and exit; every early return leaves cleanup to main(). */
 static int run(struct fuse_args *args, struct cli *cli)
 {
@@ -251,9 +272,10 @@ static int run(struct fuse_args *args, struct cli *cli)
 		return 2;
 	}
 	if (strncmp(cli->mountpoint, "/dev/fd/", 8) == 0)
-		return fail("mountpoint %s: mount.fuse3's drop_privileges is not supported (hfmount "
-			    "must know its mountpoint to keep it out of the mirror; use setuid=USER)",
-			    cli->mountpoint);
+		return fail(
+		    "mountpoint %s: mount.fuse3's drop_privileges is not supported (hfmount "
+		    "must know its mountpoint to keep it out of the mirror; use setuid=USER)",
+		    cli->mountpoint);
 
 	conf_defaults(&conf);
 	if (cli->config) {
@@ -295,10 +317,6 @@ static int run(struct fuse_args *args, struct cli *cli)
 	    (storedir[strlen(mp)] == '/' || storedir[strlen(mp)] == 0))
 		return fail("the store %s cannot be inside the mountpoint %s", storedir, mp);
 
-	so.fsync = conf.fsync;
-	if (store_open(storedir, &so, &store, err, sizeof(err)) < 0)
-		return fail("%s", err);
-
 	/*
 	 * Added last, so they win over anything given: always read-only, nosuid and nodev.
 	 * fsname is the store, as mount(8) has it in fstab, so `mount -a` sees the line is
@@ -307,25 +325,31 @@ static int run(struct fuse_args *args, struct cli *cli)
 	snprintf(fsname, sizeof(fsname), "fsname=%s", storedir);
 	if (fuse_opt_add_opt(&mount_opts, "ro,nosuid,nodev,default_permissions,subtype=hfmount") ||
 	    fuse_opt_add_opt_escaped(&mount_opts, fsname) || fuse_opt_add_arg(args, "-o") ||
-	    fuse_opt_add_arg(args, mount_opts)) {
+	    fuse_opt_add_arg(args, mount_opts) || fs_new(&conf, mp, &fs) < 0) {
 		fprintf(stderr, "hfmount: out of memory\n");
-		goto out_store;
+		goto out_fs;
 	}
-	if (fs_new(&conf, mp, &fs) < 0) {
-		fprintf(stderr, "hfmount: out of memory\n");
-		goto out_store;
-	}
+	/* FUSE options are checked here, before the store is touched. */
+	fuse_set_log_func(keep_fuse_error);
 	se = fs_session_new(fs, args);
 	if (!se) {
-		fprintf(stderr, "hfmount: bad FUSE options (see hfmount --help)\n");
+		fprintf(stderr, "hfmount: %s (see hfmount --help)\n",
+			fuse_error[0] ? fuse_error : "bad FUSE options");
 		goto out_fs;
+	}
+	so.fsync = conf.fsync;
+	if (store_open(storedir, &so, &store, err, sizeof(err)) < 0) {
+		fprintf(stderr, "hfmount: %s\n", err);
+		goto out_session;
 	}
 	if (fuse_set_signal_handlers(se) != 0)
 		goto out_session;
 	if (fuse_session_mount(se, mp) != 0) {
-		fprintf(stderr, "hfmount: cannot mount on %s\n", mp);
+		fprintf(stderr, "hfmount: cannot mount on %s%s%s\n", mp, fuse_error[0] ? ": " : "",
+			fuse_error);
 		goto out_signals;
 	}
+	fuse_set_log_func(NULL);
 	log_setup(conf.log_level, !fo.foreground);
 	fuse_daemonize(fo.foreground);
 	/* Threads start only now: daemonizing forks. */
@@ -358,7 +382,6 @@ out_session:
 out_fs:
 	fs_free(&fs);
 	engine_free(&engine);
-out_store:
 	store_close(&store);
 	free(mount_opts);
 	return ret;
