@@ -1298,35 +1298,57 @@ static void seg_touch(struct segment *s, bool now_or_never)
 		atomic_store(&s->touched_real_ns, t);
 }
 
-/* A partial manifest names the images of a segment being extracted (gc.h). */
-static void seg_write_partial(struct segment *s)
+/*
+ * A segment's manifest: complete (every slot's image and size, for store_manifest_put)
+ * or partial (the images of a segment being extracted, sizes 0: gc.h). The caller frees
+ * image and size.
+ */
+static int seg_manifest(struct segment *s, bool complete, struct manifest *m)
 {
-	struct manifest m = {
+	struct source *src = s->src;
+
+	*m = (struct manifest){
 		.segment = s->name,
 		.source = s->path,
 		.identity = s->identity,
-		.count = s->data_slots,
+		.count = complete ? s->count : s->data_slots,
 		.width = s->width,
 		.height = s->height,
 	};
-	int ret = -ENOMEM;
-
-	snprintf(m.ext, sizeof(m.ext), "%s", s->ext);
-	m.image = malloc((size_t)m.count * sizeof(*m.image));
-	m.size = calloc((size_t)m.count, sizeof(*m.size));
-	if (m.count > 0 && m.image && m.size) {
-		for (int64_t k = 0; k < m.count; k++) {
-			size_t f = 0;
-			slot_frame(s, k, &f);
-			image_key(s->src, f, &m.image[k]);
-		}
-		ret = store_partial_put(s->e->store, &s->key, &m);
+	snprintf(m->ext, sizeof(m->ext), "%s", s->ext);
+	if (m->count <= 0)
+		return -EINVAL;
+	m->image = malloc((size_t)m->count * sizeof(*m->image));
+	m->size = calloc((size_t)m->count, sizeof(*m->size));
+	if (!m->image || !m->size)
+		return -ENOMEM;
+	pthread_mutex_lock(&src->lock);
+	for (int64_t k = 0; k < m->count; k++) {
+		size_t f = 0;
+		slot_frame(s, k, &f);
+		image_key(src, f, &m->image[k]);
+		if (complete)
+			m->size[k] = src->fs[f].size;
 	}
-	if (ret < 0 && m.count > 0)
-		hf_log(HF_LOG_WARN, "%s: partial manifest not written in %s: %s", s->name,
-		       store_dir(s->e->store), strerror(-ret));
-	else
+	pthread_mutex_unlock(&src->lock);
+	return 0;
+}
+
+/* Writes the segment's manifest or partial manifest; its last use is now. */
+static void seg_store_manifest(struct segment *s, bool complete)
+{
+	struct manifest m;
+	int ret = seg_manifest(s, complete, &m);
+
+	if (ret == 0)
+		ret = complete ? store_manifest_put(s->e->store, &s->key, &m)
+			       : store_partial_put(s->e->store, &s->key, &m);
+	if (ret == 0)
 		seg_touch(s, true);
+	else if (ret != -EINVAL)
+		hf_log(HF_LOG_WARN, "%s: %s not written in %s: %s", s->name,
+		       complete ? "manifest" : "partial manifest", store_dir(s->e->store),
+		       strerror(-ret));
 	free(m.image);
 	free(m.size);
 }
@@ -1425,7 +1447,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	pthread_mutex_unlock(&src->lock);
 out_start:
 	if (began)
-		seg_write_partial(s);
+		seg_store_manifest(s, false);
 	if (start)
 		job_start(start);
 	if (far)
@@ -1486,39 +1508,11 @@ void segment_frame_lost(struct segment *s, int64_t slot)
 
 static void write_manifest(struct segment *s)
 {
-	struct source *src = s->src;
-	struct manifest m = {
-		.segment = s->name,
-		.source = s->path,
-		.identity = s->identity,
-		.count = s->count,
-		.width = s->width,
-		.height = s->height,
-	};
 	uint64_t ms = (s->t_done_ns - s->t_start_ns) / 1000000;
-	int ret = -ENOMEM;
 
-	snprintf(m.ext, sizeof(m.ext), "%s", s->ext);
-	m.image = malloc((size_t)s->count * sizeof(*m.image));
-	m.size = malloc((size_t)s->count * sizeof(*m.size));
-	if (m.image && m.size) {
-		for (int64_t k = 0; k < s->count; k++) {
-			size_t f = 0;
-			slot_frame(s, k, &f);
-			image_key(src, f, &m.image[k]);
-			m.size[k] = src->fs[f].size;
-		}
-		ret = store_manifest_put(s->e->store, &s->key, &m);
-	}
-	if (ret < 0)
-		hf_log(HF_LOG_WARN, "%s: manifest not written in %s: %s", s->name,
-		       store_dir(s->e->store), strerror(-ret));
-	else
-		seg_touch(s, true);
+	seg_store_manifest(s, true);
 	hf_log(HF_LOG_INFO, "extracted %s (%s): %" PRId64 " frames in %" PRIu64 " ms, %" PRIu64
 	       " distinct images already stored", s->name, s->path, s->count, ms, s->hits);
-	free(m.image);
-	free(m.size);
 }
 
 /* ---- eviction ---- */

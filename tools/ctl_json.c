@@ -5,11 +5,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Deeper nesting than anything hfmount writes; bounds the recursion on hostile input. */
@@ -496,4 +498,42 @@ bool json_u64(const struct json *j, uint64_t *v)
 		return false;
 	*v = (uint64_t)j->num;
 	return true;
+}
+
+int json_load_in(const char *dir, const char *name, const char *not_ours, struct json **out,
+		 char *msg, size_t len)
+{
+	char path[PATH_MAX], err[256];
+	struct stat sb;
+	int ret;
+
+	if (stat(dir, &sb) < 0) {
+		snprintf(msg, len, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path)) {
+		snprintf(msg, len, "%s: %s", dir, strerror(ENAMETOOLONG));
+		return -1;
+	}
+	ret = json_load(path, out, err, sizeof(err));
+	if (ret == -ENOENT || ret == -ENOTDIR) {
+		snprintf(msg, len, "%s %s", dir, not_ours);
+		return -1;
+	}
+	if (ret < 0) {
+		snprintf(msg, len, "%s: %s", path, err);
+		return -1;
+	}
+	return 0;
+}
+
+void json_info_error(const char *seg, const char *fallback, char *buf, size_t len)
+{
+	struct json *info = NULL;
+	char path[PATH_MAX], err[256];
+
+	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) < (int)sizeof(path))
+		json_load(path, &info, err, sizeof(err));
+	snprintf(buf, len, "%s", json_string(json_get(info, "error"), fallback));
+	json_free(&info);
 }

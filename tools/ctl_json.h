@@ -26,6 +26,16 @@ int json_parse(const char *text, size_t len, struct json **out, char *err, size_
  * as json_parse. err never names the path: the caller does. */
 int json_load(const char *path, struct json **out, char *err, size_t errlen);
 
+/*
+ * Reads DIR/NAME, a mount's own file (.hfstats, .hfinfo). 0, or -1 with a sentence in
+ * msg: DIR's error, "DIR " + not_ours when DIR has no NAME, or NAME's error.
+ */
+int json_load_in(const char *dir, const char *name, const char *not_ours, struct json **out,
+		 char *msg, size_t len);
+
+/* The "error" sentence SEGMENT/.hfinfo gives now, or fallback, into buf. */
+void json_info_error(const char *seg, const char *fallback, char *buf, size_t len);
+
 /* Frees a tree; accepts NULL and clears the pointer. */
 void json_free(struct json **j);
 

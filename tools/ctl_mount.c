@@ -190,30 +190,13 @@ static void text_cut(char *s, size_t cols)
  */
 static int load_stats(const char *mount, struct json **st, char *msg, size_t len)
 {
-	char path[PATH_MAX], err[256];
-	struct stat sb;
-	int ret;
-
-	if (stat(mount, &sb) < 0) {
-		snprintf(msg, len, "%s: %s", mount, strerror(errno));
+	if (json_load_in(mount, ".hfstats", "is not an hfmount mount (it has no .hfstats)", st,
+			 msg, len) < 0)
 		return -1;
-	}
-	if (snprintf(path, sizeof(path), "%s/.hfstats", mount) >= (int)sizeof(path)) {
-		snprintf(msg, len, "%s: %s", mount, strerror(ENAMETOOLONG));
-		return -1;
-	}
-	ret = json_load(path, st, err, sizeof(err));
-	if (ret == -ENOENT || ret == -ENOTDIR) {
-		snprintf(msg, len, "%s is not an hfmount mount (it has no .hfstats)", mount);
-		return -1;
-	}
-	if (ret < 0) {
-		snprintf(msg, len, "%s: %s", path, err);
-		return -1;
-	}
 	if (json_type(*st) != JSON_OBJECT) {
 		json_free(st);
-		snprintf(msg, len, "%s: not a JSON object; is %s an hfmount mount?", path, mount);
+		snprintf(msg, len, "%s/.hfstats: not a JSON object; is %s an hfmount mount?", mount,
+			 mount);
 		return -1;
 	}
 	return 0;
@@ -892,51 +875,39 @@ static void progress_clear(struct progress *p)
 /* SEGMENT/.hfinfo, parsed; 0, or -1 with a sentence on stderr. */
 static int load_info(const char *seg, struct json **info)
 {
-	char path[PATH_MAX], err[256];
-	struct stat sb;
-	int ret;
+	char msg[PATH_MAX + 256];
 
-	if (stat(seg, &sb) < 0) {
-		fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, strerror(errno));
-		return -1;
-	}
-	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) >= (int)sizeof(path)) {
-		fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, strerror(ENAMETOOLONG));
-		return -1;
-	}
-	ret = json_load(path, info, err, sizeof(err));
-	if (ret == -ENOENT || ret == -ENOTDIR) {
-		fprintf(stderr,
-			"hfctl prefetch: %s is not a segment directory of an hfmount mount\n", seg);
-		return -1;
-	}
-	if (ret < 0) {
-		fprintf(stderr, "hfctl prefetch: %s: %s\n", path, err);
+	if (json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount", info,
+			 msg, sizeof(msg)) < 0) {
+		fprintf(stderr, "hfctl prefetch: %s\n", msg);
 		return -1;
 	}
 	return 0;
 }
 
-/* "hfctl prefetch: SEGMENT: " and the error info gives (fallback when it has none). */
+/* "hfctl prefetch: SEGMENT: " and why (control characters made harmless). */
+static void say_why(const char *seg, char *why)
+{
+	text_scrub(why);
+	fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, why);
+}
+
+/* The error info gives (fallback when it has none). */
 static void print_reason(const char *seg, const struct json *info, const char *fallback)
 {
 	char why[1024];
 
 	snprintf(why, sizeof(why), "%s", json_string(json_get(info, "error"), fallback));
-	text_scrub(why);
-	fprintf(stderr, "hfctl prefetch: %s: %s\n", seg, why);
+	say_why(seg, why);
 }
 
 /* The reason a fresh read of .hfinfo gives for a segment that is not complete. */
 static void report_failure(const char *seg, const char *fallback)
 {
-	struct json *info = NULL;
-	char path[PATH_MAX], err[256];
+	char why[1024];
 
-	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) < (int)sizeof(path))
-		json_load(path, &info, err, sizeof(err));
-	print_reason(seg, info, fallback);
-	json_free(&info);
+	json_info_error(seg, fallback, why, sizeof(why));
+	say_why(seg, why);
 }
 
 /* Looks up frame 1..count in order: each lookup returns once that frame is stored (the

@@ -259,13 +259,10 @@ static int read_file(const char *path, uint8_t **data, size_t *len)
 /* "SEGMENT: what .hfinfo says went wrong" (or fallback when it says nothing) in msg. */
 static void info_error(const char *seg, const char *fallback, char *msg, size_t len)
 {
-	struct json *info = NULL;
-	char path[PATH_MAX], err[256];
+	char why[1024];
 
-	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) < (int)sizeof(path))
-		json_load(path, &info, err, sizeof(err));
-	snprintf(msg, len, "%s: %s", seg, json_string(json_get(info, "error"), fallback));
-	json_free(&info);
+	json_info_error(seg, fallback, why, sizeof(why));
+	snprintf(msg, len, "%s: %s", seg, why);
 }
 
 /* Every thumbnail and its number into s. 0, or -1 with "SEGMENT: reason" in msg. */
@@ -390,29 +387,12 @@ static int sheet_plan(const char *seg, int columns, int tw, struct layout *l, ch
 		      size_t format_len, char *msg, size_t len)
 {
 	struct json *info = NULL;
-	char path[PATH_MAX], err[256];
 	uint64_t count = 0, fw = 0, fh = 0;
-	struct stat st;
-	int ret;
+	int ret = -1;
 
-	if (stat(seg, &st) < 0) {
-		snprintf(msg, len, "%s: %s", seg, strerror(errno));
+	if (json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount", &info,
+			 msg, len) < 0)
 		return -1;
-	}
-	if (snprintf(path, sizeof(path), "%s/.hfinfo", seg) >= (int)sizeof(path)) {
-		snprintf(msg, len, "%s: %s", seg, strerror(ENAMETOOLONG));
-		return -1;
-	}
-	ret = json_load(path, &info, err, sizeof(err));
-	if (ret == -ENOENT || ret == -ENOTDIR) {
-		snprintf(msg, len, "%s is not a segment directory of an hfmount mount", seg);
-		return -1;
-	}
-	if (ret < 0) {
-		snprintf(msg, len, "%s: %s", path, err);
-		return -1;
-	}
-	ret = -1;
 	if (!json_u64(json_get(info, "count"), &count) || count == 0 ||
 	    !json_u64(json_get(info, "width"), &fw) || !json_u64(json_get(info, "height"), &fh) ||
 	    fw == 0 || fh == 0 || fw > INT_MAX || fh > INT_MAX)
