@@ -1360,7 +1360,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	struct wake w = {0};
 	struct job *start = NULL, *far = NULL;
 	struct waiter *wt;
-	bool began = false;
+	bool began = false, started;
 	size_t f = 0;
 	int ret;
 
@@ -1388,7 +1388,10 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 		fn(arg, -EIO, 0);
 		return;
 	}
-	if (!s->started)
+	pthread_mutex_lock(&src->lock);
+	started = s->started; /* a segment can start again (release_locked) */
+	pthread_mutex_unlock(&src->lock);
+	if (!started)
 		seg_adopt_stored(s);
 
 	wt = malloc(sizeof(*wt));
@@ -1925,9 +1928,16 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	if (source_identity(e, src, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
-	for (struct segment *s = e->segments; s; s = s->next)
-		if (s->started && strcmp(s->path, src) == 0 && strcmp(s->identity, identity) == 0)
+	for (struct segment *s = e->segments; s; s = s->next) {
+		bool started = false;
+		if (s->src) {
+			pthread_mutex_lock(&s->src->lock);
+			started = s->started;
+			pthread_mutex_unlock(&s->src->lock);
+		}
+		if (started && strcmp(s->path, src) == 0 && strcmp(s->identity, identity) == 0)
 			name_add(&ns, s->name);
+	}
 	pthread_mutex_unlock(&e->lock);
 	store_manifest_list(e->store, src, identity, name_add, &ns);
 	for (size_t i = 0; i < ns.n; i++) {

@@ -46,8 +46,11 @@ def images(store):
     for dirpath, _, files in os.walk(top):
         for f in files:
             p = os.path.join(dirpath, f)
-            with open(p, "rb") as fh:
-                data = fh.read()
+            try:
+                with open(p, "rb") as fh:
+                    data = fh.read()
+            except FileNotFoundError:
+                continue  # evicted while we looked
             if data.startswith(h.PNG_SIG) and not data.endswith(PNG_END):
                 torn.append(p)
             n += 1
