@@ -193,39 +193,15 @@ static int scan_image(struct census *c, const char *path, const char *name, cons
 	return 0;
 }
 
-static int read_text(const char *path, char **out)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	struct stat sb;
-	char *buf;
-	size_t got = 0;
-
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) < 0 || !(buf = malloc((size_t)sb.st_size + 1))) {
-		close(fd);
-		return -ENOMEM;
-	}
-	while (got < (size_t)sb.st_size) {
-		ssize_t r = read(fd, buf + got, (size_t)sb.st_size - got);
-		if (r <= 0)
-			break;
-		got += (size_t)r;
-	}
-	close(fd);
-	buf[got] = 0;
-	*out = buf;
-	return 0;
-}
-
 static int scan_manifest(struct census *c, const char *path, const char *name,
 			 const struct stat *sb)
 {
 	struct hf_key k;
-	char ext[8], *text = NULL;
+	char ext[8];
 	struct manifest *m = NULL;
 	struct gc_unit *u;
 	enum gc_kind kind;
+	int ret;
 
 	if (parse_name(name, &k, ext, sizeof(ext), "seg"))
 		kind = GC_SEGMENT;
@@ -233,11 +209,11 @@ static int scan_manifest(struct census *c, const char *path, const char *name,
 		kind = GC_PARTIAL;
 	else
 		return 0;
-	if (read_text(path, &text) < 0)
-		return 0; /* removed meanwhile */
-	if (manifest_parse(text, &m) < 0)
+	ret = manifest_read(path, &m);
+	if (ret == -EINVAL)
 		kind = GC_DAMAGED;
-	free(text);
+	else if (ret < 0)
+		return 0; /* removed meanwhile, or unreadable: not ours to judge */
 	u = unit_add(c, kind, path, kind == GC_DAMAGED ? 0 : ts_ns(&sb->st_mtim));
 	if (!u) {
 		manifest_free(&m);
@@ -300,15 +276,13 @@ static int count_refs(struct census *c)
 static int add_unnamed(struct census *c)
 {
 	char path[PATH_MAX];
-	char hex[HF_KEY_HEXLEN + 1];
 
 	for (size_t i = 0; i < c->cap; i++) {
 		struct image *im = &c->tab[i];
 		struct gc_unit *u;
 		if (!im->used || !im->stored || im->refs > 0)
 			continue;
-		key_hex(&im->key, hex);
-		snprintf(path, sizeof(path), "%s/img/%.2s/%s.%s", store_dir(c->st), hex, hex, im->ext);
+		store_image_path(c->st, &im->key, im->ext, path, sizeof(path));
 		u = unit_add(c, GC_IMAGE, path, im->mtime_ns);
 		if (!u)
 			return -ENOMEM;
@@ -389,14 +363,13 @@ void census_images(const struct census *c,
 			      uint64_t size, uint64_t named_size),
 		   void *arg)
 {
-	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	char path[PATH_MAX];
 
 	for (size_t i = 0; i < c->cap; i++) {
 		const struct image *im = &c->tab[i];
 		if (!im->used || !im->stored)
 			continue;
-		key_hex(&im->key, hex);
-		snprintf(path, sizeof(path), "%s/img/%.2s/%s.%s", store_dir(c->st), hex, hex, im->ext);
+		store_image_path(c->st, &im->key, im->ext, path, sizeof(path));
 		fn(arg, &im->key, im->ext, path, im->size, im->named_size);
 	}
 }
@@ -426,13 +399,12 @@ static int64_t now_ns(void)
 /* Removes one image no kept manifest names; true when its bytes are freed. */
 static bool drop_image(struct census *c, struct image *im, bool dry)
 {
-	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	char path[PATH_MAX];
 
 	if (im->refs > 0 || im->pinned || im->gone || !im->stored)
 		return false;
 	if (!dry) {
-		key_hex(&im->key, hex);
-		snprintf(path, sizeof(path), "%s/img/%.2s/%s.%s", store_dir(c->st), hex, hex, im->ext);
+		store_image_path(c->st, &im->key, im->ext, path, sizeof(path));
 		if (unlink(path) < 0 && errno != ENOENT)
 			return false;
 	}

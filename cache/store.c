@@ -654,21 +654,29 @@ out_free:
 	return ret;
 }
 
-int store_manifest_get(struct store *st, const char *source, const struct hf_key *segkey,
-		       struct manifest **out)
+int manifest_read(const char *path, struct manifest **out)
 {
-	char path[PATH_MAX];
 	void *text;
 	size_t len;
 	int ret;
 
 	*out = NULL;
-	seg_path(st, source, segkey, "seg", path, sizeof(path));
 	ret = read_file(path, &text, &len);
 	if (ret < 0)
 		return ret;
 	ret = parse_manifest_text(text, false, out);
 	free(text);
+	return ret;
+}
+
+int store_manifest_get(struct store *st, const char *source, const struct hf_key *segkey,
+		       struct manifest **out)
+{
+	char path[PATH_MAX];
+	int ret;
+
+	seg_path(st, source, segkey, "seg", path, sizeof(path));
+	ret = manifest_read(path, out);
 	if (ret == -EINVAL)
 		unlink(path);
 	return ret;
@@ -722,10 +730,6 @@ const char *store_dir(const struct store *st)
 	return st->dir;
 }
 
-int manifest_parse(char *text, struct manifest **out)
-{
-	return parse_manifest_text(text, false, out);
-}
 
 int store_lease_try(struct store *st, const struct hf_key *k)
 {

@@ -127,8 +127,8 @@ void store_usage(struct store *st, uint64_t *images, uint64_t *bytes);
 /* ---- for cache/gc.c, which reads the whole store ---- */
 
 const char *store_dir(const struct store *st);
-/* Parses manifest text (complete or partial); 0, -EINVAL when damaged, -ENOMEM. */
-int manifest_parse(char *text, struct manifest **out);
+/* Reads a manifest file (complete or partial); 0, -errno of the read, -EINVAL when damaged. */
+int manifest_read(const char *path, struct manifest **out);
 /* Corrects the usage counters after a scan of the whole store. */
 void store_usage_set(struct store *st, uint64_t images, uint64_t bytes);
 
