@@ -65,6 +65,9 @@ void census_images(const struct census *c,
 			      uint64_t size, uint64_t named_size),
 		   void *arg);
 
+/* The in-use window hfmount and hfctl gc use: a unit used this recently may be in use. */
+#define GC_IN_USE_S 120
+
 enum gc_keep { GC_KEEP = 1, GC_MAY_GO = 0, GC_ASK_WINDOW = -1 };
 
 struct gc_opts {

@@ -767,6 +767,23 @@ int conf_default_path(char *buf, size_t len)
 	return 0;
 }
 
+int conf_load(struct hf_conf *c, const char *path, char *const envp[], conf_warn_fn warn,
+	      void *warn_arg, char *err, size_t errlen)
+{
+	char dflt[PATH_MAX];
+	int ret;
+
+	conf_defaults(c);
+	if (!path && conf_default_path(dflt, sizeof(dflt)) == 0 && access(dflt, F_OK) == 0)
+		path = dflt;
+	if (path) {
+		ret = conf_load_file(c, path, warn, warn_arg, err, errlen);
+		if (ret < 0)
+			return ret;
+	}
+	return conf_apply_env(c, envp, warn, warn_arg, err, errlen);
+}
+
 static const char *enum_name(const char *const *names, size_t count, int v)
 {
 	return v >= 0 && (size_t)v < count - 1 ? names[v] : "?";

@@ -78,6 +78,14 @@ int conf_apply_env(struct hf_conf *c, char *const envp[], conf_warn_fn warn, voi
 int conf_set_option(struct hf_conf *c, const char *key, const char *value, const char *origin,
 		    char *err, size_t errlen);
 
+/*
+ * Every layer below the command line, lowest first: defaults, then the INI file (path, or
+ * the default path when that file exists), then the environment envp. As hfmount and
+ * hfctl both configure themselves. 0, or as conf_load_file / conf_apply_env.
+ */
+int conf_load(struct hf_conf *c, const char *path, char *const envp[], conf_warn_fn warn,
+	      void *warn_arg, char *err, size_t errlen);
+
 /* Writes $XDG_CONFIG_HOME/hfmount/hfmount.ini (or ~/.config/...) into buf. 0 or -ENAMETOOLONG. */
 int conf_default_path(char *buf, size_t len);
 

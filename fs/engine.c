@@ -35,8 +35,6 @@
 #define TOUCH_EVERY_NS (30 * NS)
 /* A segment waited on this recently is being read: this process does not evict it. */
 #define READING_NS (2 * NS)
-/* Units another process used this recently are kept (gc.h). */
-#define IN_USE_WINDOW_NS (120 * NS)
 /* How often the evictor looks at the store's bounds without being asked. */
 #define EVICT_CHECK_NS (5 * NS)
 
@@ -1596,7 +1594,7 @@ static void engine_evict(struct engine *e, uint64_t want_free)
 		.max_size = e->conf.max_size,
 		.min_free = e->conf.min_free,
 		.want_free = want_free,
-		.in_use_ns = IN_USE_WINDOW_NS,
+		.in_use_ns = GC_IN_USE_S * NS, /* units another process used this recently stay */
 		.keep = gc_keep_unit,
 		.pins = gc_pins,
 		.removed = gc_removed,

@@ -21,7 +21,6 @@
 extern char **environ;
 
 #define NS 1000000000LL
-#define DEFAULT_IN_USE_S 120
 
 static int open_store(const char *cmd, const char *dir, struct store **st)
 {
@@ -158,7 +157,7 @@ static void gc_usage(FILE *f)
 		"Defaults come from the configuration, as for hfmount ([store] max_size, min_free).\n"
 		"Units used in the last --in-use seconds (default %d) are kept: a running hfmount\n"
 		"may be using them. --max-size 0 removes everything else.\n",
-		DEFAULT_IN_USE_S);
+		GC_IN_USE_S);
 }
 
 static void warn_cb(void *arg, const char *msg)
@@ -191,8 +190,8 @@ int ctl_gc(int argc, char **argv)
 	struct gc_opts o = {0};
 	struct gc_result r;
 	struct store *st;
-	char err[512], path[PATH_MAX], a[32], b[32];
-	double in_use = DEFAULT_IN_USE_S;
+	char err[512], a[32], b[32];
+	double in_use = GC_IN_USE_S;
 	bool dry = false;
 	int opt, ret;
 
@@ -219,14 +218,7 @@ int ctl_gc(int argc, char **argv)
 		gc_usage(stderr);
 		return 2;
 	}
-	conf_defaults(&conf);
-	if (config || (conf_default_path(path, sizeof(path)) == 0 && access(path, F_OK) == 0)) {
-		if (conf_load_file(&conf, config ? config : path, warn_cb, NULL, err, sizeof(err)) < 0) {
-			fprintf(stderr, "hfctl gc: %s\n", err);
-			return 2;
-		}
-	}
-	if (conf_apply_env(&conf, environ, warn_cb, NULL, err, sizeof(err)) < 0 ||
+	if (conf_load(&conf, config, environ, warn_cb, NULL, err, sizeof(err)) < 0 ||
 	    (max_arg && conf_set_option(&conf, "max_size", max_arg, "--max-size", err, sizeof(err)) < 0) ||
 	    (free_arg && conf_set_option(&conf, "min_free", free_arg, "--min-free", err, sizeof(err)) < 0)) {
 		fprintf(stderr, "hfctl gc: %s\n", err);

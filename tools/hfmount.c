@@ -238,7 +238,7 @@ static int run(struct fuse_args *args, struct cli *cli)
 {
 	struct fuse_cmdline_opts fo;
 	struct hf_conf conf;
-	char err[1024], mp[PATH_MAX], storedir[PATH_MAX], path[PATH_MAX];
+	char err[1024], mp[PATH_MAX], storedir[PATH_MAX];
 	char fsname[PATH_MAX + 8];
 	struct store *store = NULL;
 	struct engine *engine = NULL;
@@ -277,15 +277,7 @@ static int run(struct fuse_args *args, struct cli *cli)
 		    "must know its mountpoint to keep it out of the mirror; use setuid=USER)",
 		    cli->mountpoint);
 
-	conf_defaults(&conf);
-	if (cli->config) {
-		if (conf_load_file(&conf, cli->config, warn_cb, NULL, err, sizeof(err)) < 0)
-			return fail("%s", err);
-	} else if (conf_default_path(path, sizeof(path)) == 0 && access(path, F_OK) == 0) {
-		if (conf_load_file(&conf, path, warn_cb, NULL, err, sizeof(err)) < 0)
-			return fail("%s", err);
-	}
-	if (conf_apply_env(&conf, environ, warn_cb, NULL, err, sizeof(err)) < 0)
+	if (conf_load(&conf, cli->config, environ, warn_cb, NULL, err, sizeof(err)) < 0)
 		return fail("%s", err);
 	for (int i = 0; i < cli->nopts; i++)
 		if (conf_set_option(&conf, cli->keys[i], cli->vals[i], "-o", err, sizeof(err)) < 0)
