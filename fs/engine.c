@@ -1279,15 +1279,15 @@ static void seg_adopt_stored(struct segment *s)
 
 /*
  * Records a use. The manifest's mtime is the segment's last use for eviction, seen by
- * every process on the store; it is written at most every TOUCH_EVERY_NS.
+ * every process on the store; it is written at most every TOUCH_EVERY_NS unless force.
  */
-static void seg_touch(struct segment *s, bool now_or_never)
+static void seg_touch(struct segment *s, bool force)
 {
 	uint64_t now = now_ns(), last = atomic_load(&s->touched_ns);
 	int64_t t;
 
 	atomic_store(&s->used_ns, now);
-	if (!now_or_never && last && now - last < TOUCH_EVERY_NS)
+	if (!force && last && now - last < TOUCH_EVERY_NS)
 		return;
 	if (!atomic_compare_exchange_strong(&s->touched_ns, &last, now))
 		return; /* another reader is touching it */
@@ -1683,6 +1683,18 @@ static const char *state_name(enum seg_state st)
 	return names[st];
 }
 
+/* Slots of the segment whose image is stored. Under src->lock. */
+static int64_t seg_slots_done_locked(const struct segment *s)
+{
+	int64_t done = 0;
+	for (int64_t k = 0; k < s->data_slots; k++) {
+		size_t fr = 0;
+		if (slot_frame(s, k, &fr) == 0 && s->src->fs[fr].state == F_DONE)
+			done++;
+	}
+	return done;
+}
+
 int segment_info_json(struct segment *s, char **out, size_t *len)
 {
 	FILE *f = open_memstream(out, len);
@@ -1698,11 +1710,7 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 		struct source *src = s->src;
 		pthread_mutex_lock(&src->lock);
 		state = s->state;
-		for (int64_t k = 0; k < s->data_slots; k++) {
-			size_t fr = 0;
-			if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_DONE)
-				done++;
-		}
+		done = seg_slots_done_locked(s);
 		if (state == SEG_ERROR || (src->damaged_at != SIZE_MAX && s->nneeded > 0 &&
 					   s->needed[s->nneeded - 1] >= src->damaged_at)) {
 			int64_t bad_slot = -1;
@@ -1791,14 +1799,14 @@ static void mount_dir(const struct engine *e, const struct segment *s, char *buf
 	snprintf(buf, len, "%s/%s", dir, s->name);
 }
 
-/* "extractions": the segments being extracted now, with their progress. */
-static void stats_extractions(struct engine *e, FILE *f)
+/* The segments being extracted now, with their progress, as a JSON array; how many. */
+static int stats_extractions(struct engine *e, FILE *f)
 {
 	uint64_t now = now_ns();
-	bool first = true;
+	int n = 0;
 	char dir[PATH_MAX + 256];
 
-	fprintf(f, ",\n  \"extractions\": [");
+	fprintf(f, "[");
 	pthread_mutex_lock(&e->lock);
 	for (struct segment *s = e->segments; s; s = s->next) {
 		struct source *src = s->src;
@@ -1811,15 +1819,11 @@ static void stats_extractions(struct engine *e, FILE *f)
 			pthread_mutex_unlock(&src->lock);
 			continue;
 		}
-		for (int64_t k = 0; k < s->data_slots; k++) {
-			size_t fr = 0;
-			if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_DONE)
-				done++;
-		}
+		done = seg_slots_done_locked(s);
 		t0 = s->t_start_ns;
 		pthread_mutex_unlock(&src->lock);
 		mount_dir(e, s, dir, sizeof(dir));
-		fprintf(f, "%s\n    {\"segment\": ", first ? "" : ",");
+		fprintf(f, "%s\n    {\"segment\": ", n ? "," : "");
 		json_str(f, s->name);
 		fprintf(f, ", \"path\": ");
 		json_str(f, dir);
@@ -1827,29 +1831,28 @@ static void stats_extractions(struct engine *e, FILE *f)
 			", \"count\": %" PRId64 ", \"frames_done\": %" PRId64 ", \"elapsed_ms\": %" PRIu64
 			"}",
 			s->count, done, (now - t0) / 1000000);
-		first = false;
+		n++;
 	}
 	pthread_mutex_unlock(&e->lock);
-	fprintf(f, "%s]", first ? "" : "\n  ");
+	fprintf(f, "%s]", n ? "\n  " : "");
+	return n;
 }
 
 int engine_stats_json(struct engine *e, char **out, size_t *len)
 {
-	FILE *f = open_memstream(out, len);
+	char *ext = NULL;
+	size_t ext_len = 0;
+	FILE *f, *xf = open_memstream(&ext, &ext_len);
 	uint64_t images, bytes;
-	int active = 0;
+	int active;
 
-	if (!f)
+	if (!xf)
 		return -ENOMEM;
-	pthread_mutex_lock(&e->lock);
-	for (struct segment *s = e->segments; s; s = s->next) {
-		if (!s->src || !s->src->idx)
-			continue;
-		pthread_mutex_lock(&s->src->lock);
-		active += s->state == SEG_EXTRACTING;
-		pthread_mutex_unlock(&s->src->lock);
+	active = stats_extractions(e, xf); /* the segments active are the ones listed */
+	if (fclose(xf) != 0 || !(f = open_memstream(out, len))) {
+		free(ext);
+		return -ENOMEM;
 	}
-	pthread_mutex_unlock(&e->lock);
 	store_usage(e->store, &images, &bytes);
 #define MS(x) ((double)atomic_load(&(x)) / 1e6)
 	fprintf(f,
@@ -1882,7 +1885,8 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		json_str(f, e->store_error);
 	else
 		fprintf(f, "null");
-	stats_extractions(e, f);
+	fprintf(f, ",\n  \"extractions\": %s", ext);
+	free(ext);
 	fprintf(f,
 		",\n  \"time_ms\": {\"open\": %.1f, \"seek\": %.1f, \"decode\": %.1f, "
 		"\"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
