@@ -23,7 +23,7 @@ struct pkt_entry {
 	uint8_t key;
 };
 
-static const char *base_name(const char *path)
+const char *source_name(const char *path)
 {
 	const char *s = strrchr(path, '/');
 	return s ? s + 1 : path;
@@ -255,7 +255,7 @@ int source_index_build(const char *path, struct source_index **out, char *err, s
 	AVFormatContext *fmt = NULL;
 	struct source_index *idx = NULL;
 	struct pkt_entry *e = NULL;
-	const char *name = base_name(path);
+	const char *name = source_name(path);
 	size_t n = 0;
 	AVStream *st;
 	int ret, si;

@@ -72,4 +72,7 @@ int source_index_load(const void *buf, size_t len, struct source_index **out);
 /* Duration in ms of the source (end - origin), for messages. */
 int64_t source_index_duration_ms(const struct source_index *idx);
 
+/* The file name of a source path, as messages name it ("clip.mp4"). */
+const char *source_name(const char *path);
+
 #endif

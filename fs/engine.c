@@ -180,12 +180,6 @@ static int64_t real_ns(void)
 	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
 }
 
-static const char *base_name(const char *path)
-{
-	const char *s = strrchr(path, '/');
-	return s ? s + 1 : path;
-}
-
 /* ---- sources ---- */
 
 static struct image_opts opts_for(const struct engine *e, const struct segname *sn)
@@ -1044,7 +1038,7 @@ static int seg_fill_cold(struct segment *s)
 	if (s->sn.format == SEG_JPG && (src->idx->alpha || src->idx->depth > 8)) {
 		seg_error(s, "jpg cannot hold %s of %s; use png",
 			  src->idx->alpha ? "the alpha channel" : "the more-than-8-bit samples",
-			  base_name(s->path));
+			  source_name(s->path));
 		return 0;
 	}
 	fr = source_index_frames(src->idx);
@@ -1057,7 +1051,7 @@ static int seg_fill_cold(struct segment *s)
 		fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
 		/* whole seconds as "12.000", like the example in SPEC §3 */
 		seg_error(s, "start %s%s s is past the end of %s (%s s)", a,
-			  strchr(a, '.') ? "" : ".000", base_name(s->path), b);
+			  strchr(a, '.') ? "" : ".000", source_name(s->path), b);
 		return 0;
 	}
 	s->count = n;
@@ -1114,7 +1108,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	s->identity = identity;
 	s->path = strdup(path);
 	s->canon = strdup(vals);
-	ret = segname_format(sn, base_name(path), strlen(base_name(path)), name, sizeof(name));
+	ret = segname_format(sn, source_name(path), strlen(source_name(path)), name, sizeof(name));
 	s->name = ret < 0 ? NULL : strdup(name);
 	snprintf(s->ext, sizeof(s->ext), "%s", segname_ext(sn));
 	if (!s->path || !s->canon || !s->name) {
@@ -1736,7 +1730,7 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 			fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
 			snprintf(error, sizeof(error),
 				 "frames from frame_%05" PRId64 ".%s on cannot be read: %s ends after %s s of its declared %s s (truncated)",
-				 s->data_slots + 1, s->ext, base_name(s->path), a, b);
+				 s->data_slots + 1, s->ext, source_name(s->path), a, b);
 		}
 		t_start = s->t_start_ns;
 		t_done = s->t_done_ns;
