@@ -1,8 +1,16 @@
 /*
  * FUSE low-level operations. Nodes are named by their path below the mount root and
  * live in two hash tables (by path, by inode number) while the kernel holds a lookup.
- * Frame lookups and opens do not hold a loop thread while the frame is produced: the
- * request is handed to the engine and answered from the thread that stores the image.
+ * Frame lookups do not hold a loop thread while the frame is produced: the request is
+ * handed to the engine and answered from the thread that stores the image.
+ *
+ * Files are not opened through the daemon (the kernel's no-open mode, FUSE_CAP_NO_OPEN_
+ * SUPPORT): an open and a close cost no round trip, and the kernel keeps file pages
+ * cached between opens, so a warm frame read again is served by the kernel alone. A read
+ * the kernel does send opens the stored image for that one reply. Because the kernel no
+ * longer asks before serving a cached frame, a video that changes is noticed by the
+ * source watch (fs/watch.h), which drops its segment directories from the kernel's
+ * caches; opening a segment directory or looking up a frame in it also checks.
  */
 #include "fs/fs.h"
 
@@ -12,6 +20,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +30,10 @@
 
 #include "fs/log.h"
 #include "fs/segname.h"
+#include "fs/watch.h"
+
+/* How often videos are compared with their segments when inotify cannot see a change. */
+#define WATCH_PERIOD_MS 2000
 
 enum node_kind { N_ROOT, N_DIR, N_FILE, N_LINK, N_OTHER, N_SEGDIR, N_FRAME, N_INFO, N_STATS };
 
@@ -34,9 +47,19 @@ struct node {
 	_Atomic uint64_t size; /* N_FRAME, once known */
 	struct stat src;     /* N_SEGDIR, N_FRAME, N_INFO: the video's stat, set at creation */
 	struct node *next_path, *next_ino;
+	/* N_SEGDIR: the directory it is named in, its source watch, the list of them */
+	fuse_ino_t parent;
+	int wd;
+	bool dropped; /* the kernel was told to drop its entry */
+	struct node *next_seg, *prev_seg;
+	/* N_INFO, N_STATS: the text as of the lookup (every lookup makes a new node) */
+	char *text;
+	size_t text_len;
+	struct timespec text_time;
 };
 
 #define NBUCKETS 4096
+#define TEXT_INO_BIT (1ull << 62) /* node numbers never get there */
 
 /*
  * Handles (directory lists, text snapshots) are made by one request and used by later
@@ -59,8 +82,12 @@ struct hf_fs {
 	struct engine *engine;
 	pthread_mutex_t lock;
 	struct node *by_path[NBUCKETS], *by_ino[NBUCKETS];
+	struct node *segdirs; /* every N_SEGDIR node */
 	fuse_ino_t next_ino;
 	struct node root;
+	struct fuse_session *se;
+	struct watch *watch;
+	_Atomic bool no_open; /* the kernel opens files without asking */
 };
 
 struct dirlist {
@@ -69,11 +96,6 @@ struct dirlist {
 		char *name;
 		unsigned char type;
 	} *v;
-};
-
-struct textfile {
-	char *data;
-	size_t len;
 };
 
 static uint64_t hash_str(const char *s)
@@ -99,14 +121,71 @@ static struct node *node_by_ino(struct hf_fs *fs, fuse_ino_t ino)
 	return n;
 }
 
+/* Text files are snapshots: each lookup makes its own node, found by number only. */
+static bool found_by_path(enum node_kind kind)
+{
+	return kind != N_INFO && kind != N_STATS;
+}
+
+static struct node *node_alloc(const char *path, enum node_kind kind, fuse_ino_t parent,
+			       struct segment *seg, int64_t slot, const struct stat *src)
+{
+	struct node *n = calloc(1, sizeof(*n));
+	if (n && !(n->path = strdup(path))) {
+		free(n);
+		return NULL;
+	}
+	if (n) {
+		n->kind = kind;
+		n->parent = parent;
+		n->slot = slot;
+		n->wd = -1;
+		if (src)
+			n->src = *src;
+		if (seg) {
+			segment_get(seg);
+			n->seg = seg;
+		}
+	}
+	return n;
+}
+
+static void node_free(struct node *n)
+{
+	segment_put(&n->seg);
+	free(n->text);
+	free(n->path);
+	free(n);
+}
+
+/* Numbers n and enters it in the tables. */
+static void node_insert_locked(struct hf_fs *fs, struct node *n)
+{
+	n->ino = fs->next_ino++;
+	n->next_ino = fs->by_ino[n->ino % NBUCKETS];
+	fs->by_ino[n->ino % NBUCKETS] = n;
+	if (found_by_path(n->kind)) {
+		uint64_t h = hash_str(n->path) % NBUCKETS;
+		n->next_path = fs->by_path[h];
+		fs->by_path[h] = n;
+	}
+	if (n->kind == N_SEGDIR) {
+		n->next_seg = fs->segdirs;
+		if (fs->segdirs)
+			fs->segdirs->prev_seg = n;
+		fs->segdirs = n;
+	}
+}
+
 /*
  * Finds or creates the node for path; the caller counts a lookup with node_ref(). Nodes
  * of a segment belong to that segment: when its source changes, the same path gets a
  * new segment and so new nodes (new inode numbers, so no kernel cache of the old ones
- * is used for it).
+ * is used for it). A new segment directory gets a watch on its video (at path video).
  */
 static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind kind,
-			     struct segment *seg, int64_t slot, const struct stat *src)
+			     fuse_ino_t parent, struct segment *seg, int64_t slot,
+			     const struct stat *src, const char *video)
 {
 	uint64_t h = hash_str(path) % NBUCKETS;
 	struct node *n;
@@ -115,30 +194,37 @@ static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind 
 	for (n = fs->by_path[h]; n; n = n->next_path)
 		if (strcmp(n->path, path) == 0 && n->kind == kind && n->seg == seg)
 			break;
-	if (!n) {
-		n = calloc(1, sizeof(*n));
-		if (n && !(n->path = strdup(path))) {
-			free(n);
-			n = NULL;
-		}
-		if (n) {
-			n->ino = fs->next_ino++;
-			n->kind = kind;
-			n->slot = slot;
-			if (src)
-				n->src = *src;
-			if (seg) {
-				segment_get(seg);
-				n->seg = seg;
-			}
-			n->next_path = fs->by_path[h];
-			fs->by_path[h] = n;
-			n->next_ino = fs->by_ino[n->ino % NBUCKETS];
-			fs->by_ino[n->ino % NBUCKETS] = n;
-		}
+	if (!n && (n = node_alloc(path, kind, parent, seg, slot, src))) {
+		node_insert_locked(fs, n);
+		if (video)
+			n->wd = watch_add(fs->watch, video);
 	}
 	pthread_mutex_unlock(&fs->lock);
 	return n;
+}
+
+/* A new node holding the text of .hfinfo (of seg) or .hfstats as it is now. */
+static int node_new_text(struct hf_fs *fs, const char *path, enum node_kind kind,
+			 fuse_ino_t parent, struct segment *seg, const struct stat *src,
+			 struct node **out)
+{
+	struct node *n = node_alloc(path, kind, parent, seg, 0, src);
+	int ret;
+
+	if (!n)
+		return -ENOMEM;
+	clock_gettime(CLOCK_REALTIME, &n->text_time);
+	ret = kind == N_STATS ? engine_stats_json(fs->engine, &n->text, &n->text_len)
+			      : segment_info_json(seg, &n->text, &n->text_len);
+	if (ret < 0) {
+		node_free(n);
+		return ret;
+	}
+	pthread_mutex_lock(&fs->lock);
+	node_insert_locked(fs, n);
+	pthread_mutex_unlock(&fs->lock);
+	*out = n;
+	return 0;
 }
 
 static void node_ref(struct hf_fs *fs, struct node *n)
@@ -164,13 +250,23 @@ static void node_forget(struct hf_fs *fs, fuse_ino_t ino, uint64_t nlookup)
 	for (pp = &fs->by_ino[ino % NBUCKETS]; *pp != n; pp = &(*pp)->next_ino)
 		;
 	*pp = n->next_ino;
-	for (pp = &fs->by_path[hash_str(n->path) % NBUCKETS]; *pp != n; pp = &(*pp)->next_path)
-		;
-	*pp = n->next_path;
+	if (found_by_path(n->kind)) {
+		for (pp = &fs->by_path[hash_str(n->path) % NBUCKETS]; *pp != n;
+		     pp = &(*pp)->next_path)
+			;
+		*pp = n->next_path;
+	}
+	if (n->kind == N_SEGDIR) {
+		if (n->prev_seg)
+			n->prev_seg->next_seg = n->next_seg;
+		else
+			fs->segdirs = n->next_seg;
+		if (n->next_seg)
+			n->next_seg->prev_seg = n->prev_seg;
+	}
 	pthread_mutex_unlock(&fs->lock);
-	segment_put(&n->seg);
-	free(n->path);
-	free(n);
+	watch_remove(fs->watch, n->wd);
+	node_free(n);
 }
 
 /* ---- paths ---- */
@@ -237,13 +333,6 @@ static mode_t read_bits(mode_t m)
 	return m & 0444;
 }
 
-static int text_of(struct hf_fs *fs, struct node *n, struct textfile *t)
-{
-	if (n->kind == N_STATS)
-		return engine_stats_json(fs->engine, &t->data, &t->len);
-	return segment_info_json(n->seg, &t->data, &t->len);
-}
-
 static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
 {
 	char real[PATH_MAX];
@@ -277,28 +366,26 @@ static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
 		st->st_blocks = (blkcnt_t)((n->size + 511) / 512);
 		break;
 	case N_INFO:
-	case N_STATS: {
-		struct textfile t = {0};
-		if (n->kind == N_INFO)
+	case N_STATS:
+		if (n->kind == N_INFO) {
 			*st = n->src;
-		else {
+		} else {
 			st->st_uid = getuid();
 			st->st_gid = getgid();
-			clock_gettime(CLOCK_REALTIME, &st->st_mtim);
+			st->st_mtim = n->text_time;
 			st->st_ctim = st->st_atim = st->st_mtim;
 		}
-		ret = text_of(fs, n, &t);
-		if (ret < 0)
-			return ret;
 		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
-		st->st_size = (off_t)t.len;
+		st->st_size = (off_t)n->text_len;
 		st->st_blocks = 0;
-		free(t.data);
 		break;
 	}
-	}
-	st->st_ino = n->ino;
+	/*
+	 * Every lookup of a text file is a new node, yet one file to clients (cp compares the
+	 * inode of what it listed with what it opened): its number comes from its directory.
+	 */
+	st->st_ino = found_by_path(n->kind) ? n->ino : n->parent | TEXT_INO_BIT;
 	st->st_blksize = 65536;
 	return 0;
 }
@@ -397,13 +484,16 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
+	if (segment_stale(parent->seg)) {
+		fuse_reply_err(req, ESTALE); /* the kernel looks the whole path up again */
+		return;
+	}
 	if (strcmp(name, ".hfinfo") == 0) {
-		n = node_get(fs, path, N_INFO, parent->seg, 0, &parent->src);
-		if (!n) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		reply_entry(req, fs, n);
+		int ret = node_new_text(fs, path, N_INFO, parent->ino, parent->seg, &parent->src, &n);
+		if (ret < 0)
+			fuse_reply_err(req, -ret);
+		else
+			reply_entry(req, fs, n);
 		return;
 	}
 	slot = parse_frame_name(name, segment_ext(parent->seg));
@@ -411,7 +501,7 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	n = node_get(fs, path, N_FRAME, parent->seg, slot, &parent->src);
+	n = node_get(fs, path, N_FRAME, parent->ino, parent->seg, slot, &parent->src, NULL);
 	lw = malloc(sizeof(*lw));
 	if (!n || !lw) {
 		free(lw);
@@ -462,7 +552,7 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	n = node_get(fs, rel, N_SEGDIR, seg, 0, &st);
+	n = node_get(fs, rel, N_SEGDIR, parent->ino, seg, 0, &st, src);
 	segment_put(&seg);
 	if (!n) {
 		fuse_reply_err(req, ENOMEM);
@@ -498,9 +588,9 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (p->kind == N_ROOT && strcmp(name, ".hfstats") == 0) {
-		n = node_get(fs, rel, N_STATS, NULL, 0, NULL);
-		if (!n)
-			fuse_reply_err(req, ENOMEM);
+		int ret = node_new_text(fs, rel, N_STATS, p->ino, NULL, NULL, &n);
+		if (ret < 0)
+			fuse_reply_err(req, -ret);
 		else
 			reply_entry(req, fs, n);
 		return;
@@ -510,7 +600,7 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (lstat(real, &st) == 0) {
-		n = node_get(fs, rel, kind_of(st.st_mode), NULL, 0, NULL);
+		n = node_get(fs, rel, kind_of(st.st_mode), p->ino, NULL, 0, NULL, NULL);
 		if (!n)
 			fuse_reply_err(req, ENOMEM);
 		else
@@ -746,51 +836,16 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 
 /* ---- files ---- */
 
-struct open_wait {
-	fuse_req_t req;
-	struct hf_fs *fs;
-	struct node *node;
-	struct fuse_file_info fi;
-	int tries; /* waits that ended with the image gone again */
-};
-
-static void open_ready(void *arg, int err, uint64_t size)
-{
-	struct open_wait *ow = arg;
-	int fd;
-
-	if (err < 0) {
-		fuse_reply_err(ow->req, EIO);
-		free(ow);
-		return;
-	}
-	fd = segment_frame_open(ow->node->seg, ow->node->slot);
-	if (fd == -ENOENT && ow->tries++ < 3) {
-		/* evicted between the wait and the open: produce it again */
-		segment_frame_lost(ow->node->seg, ow->node->slot);
-		segment_frame_wait(ow->node->seg, ow->node->slot, open_ready, ow);
-		return;
-	}
-	if (fd < 0) {
-		fuse_reply_err(ow->req, EIO);
-		free(ow);
-		return;
-	}
-	ow->node->size = size;
-	ow->fi.fh = (uint64_t)fd;
-	ow->fi.keep_cache = 1;
-	engine_count_served(ow->fs->engine);
-	if (fuse_reply_open(ow->req, &ow->fi) != 0)
-		close(fd);
-	free(ow);
-}
-
+/*
+ * Open checks what the kernel leaves to us, then, where the kernel can open files on its
+ * own, says ENOSYS: the kernel then opens every file of this mount without a request,
+ * keeping its page cache between opens (this first open succeeds too). Older kernels get
+ * a stateless open: fh 0, pages kept for frames (immutable), dropped for mirrored files.
+ */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hf_fs *fs = fuse_req_userdata(req);
 	struct node *n = node_by_ino(fs, ino);
-	char real[PATH_MAX];
-	int fd;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
@@ -801,6 +856,119 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		return;
 	}
 	switch (n->kind) {
+	case N_ROOT:
+	case N_DIR:
+	case N_SEGDIR:
+		fuse_reply_err(req, EISDIR);
+		return;
+	case N_LINK:
+	case N_OTHER:
+		fuse_reply_err(req, EACCES);
+		return;
+	case N_FRAME:
+		if (segment_stale(n->seg)) {
+			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	if (atomic_load(&fs->no_open)) {
+		fuse_reply_err(req, ENOSYS);
+		return;
+	}
+	fi->fh = 0;
+	fi->keep_cache = n->kind != N_FILE;
+	fuse_reply_open(req, fi);
+}
+
+/* Replies size bytes at off of the file open as fd (zero-copy where the kernel can). */
+static void reply_from_fd(fuse_req_t req, int fd, size_t size, off_t off)
+{
+	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
+	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+	bv.buf[0].fd = fd;
+	bv.buf[0].pos = off;
+	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
+}
+
+static void read_frame_ready(void *arg, int err, uint64_t size);
+
+struct read_wait {
+	fuse_req_t req;
+	struct node *node;
+	size_t size;
+	off_t off;
+	int tries; /* waits that ended with the image gone again */
+};
+
+/*
+ * Replies from the frame's stored image. An image that is gone (evicted, or removed by
+ * hand, while the kernel still lists the file) is produced again: the same source frame
+ * and settings give the same bytes, so a reader in the middle of the file sees no seam.
+ */
+static void read_frame(struct read_wait *rw)
+{
+	int fd = segment_frame_open(rw->node->seg, rw->node->slot);
+	if (fd >= 0) {
+		reply_from_fd(rw->req, fd, rw->size, rw->off);
+		close(fd);
+	} else if (fd == -ENOENT && rw->tries++ < 3) {
+		segment_frame_lost(rw->node->seg, rw->node->slot);
+		segment_frame_wait(rw->node->seg, rw->node->slot, read_frame_ready, rw);
+		return;
+	} else {
+		fuse_reply_err(rw->req, EIO);
+	}
+	free(rw);
+}
+
+static void read_frame_ready(void *arg, int err, uint64_t size)
+{
+	struct read_wait *rw = arg;
+	(void)size;
+	if (err < 0) {
+		fuse_reply_err(rw->req, EIO);
+		free(rw);
+		return;
+	}
+	read_frame(rw);
+}
+
+static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+		    struct fuse_file_info *fi)
+{
+	struct hf_fs *fs = fuse_req_userdata(req);
+	struct node *n = node_by_ino(fs, ino);
+	char real[PATH_MAX];
+	int fd;
+
+	(void)fi;
+	if (!n) {
+		fuse_reply_err(req, ESTALE);
+		return;
+	}
+	switch (n->kind) {
+	case N_INFO:
+	case N_STATS: {
+		/* The node's text never changes; the node outlives every open of it. */
+		size_t len = (size_t)off >= n->text_len ? 0 : n->text_len - (size_t)off;
+		fuse_reply_buf(req, n->text + (len ? off : 0), len < size ? len : size);
+		return;
+	}
+	case N_FRAME: {
+		struct read_wait *rw = malloc(sizeof(*rw));
+		if (!rw) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		if (off == 0)
+			engine_count_served(fs->engine);
+		*rw = (struct read_wait){req, n, size, off, 0};
+		read_frame(rw);
+		return;
+	}
 	case N_FILE:
 		if (real_path(fs, n->path, real, sizeof(real)) < 0) {
 			fuse_reply_err(req, ENAMETOOLONG);
@@ -811,105 +979,12 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, errno);
 			return;
 		}
-		fi->fh = (uint64_t)fd;
-		if (fuse_reply_open(req, fi) != 0)
-			close(fd);
-		return;
-	case N_FRAME: {
-		struct open_wait *ow;
-		if (segment_stale(n->seg)) {
-			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
-			return;
-		}
-		ow = malloc(sizeof(*ow));
-		if (!ow) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		*ow = (struct open_wait){req, fs, n, *fi, 0};
-		segment_frame_wait(n->seg, n->slot, open_ready, ow);
-		return;
-	}
-	case N_INFO:
-	case N_STATS: {
-		struct textfile *t = calloc(1, sizeof(*t));
-		int ret = t ? text_of(fs, n, t) : -ENOMEM;
-		if (ret < 0) {
-			free(t);
-			fuse_reply_err(req, -ret);
-			return;
-		}
-		fi->fh = (uintptr_t)t;
-		fi->direct_io = 1;
-		HANDOFF_PUBLISH(t);
-		fuse_reply_open(req, fi);
-		return;
-	}
-	case N_ROOT:
-	case N_DIR:
-	case N_SEGDIR:
-		fuse_reply_err(req, EISDIR);
+		reply_from_fd(req, fd, size, off);
+		close(fd);
 		return;
 	default:
-		fuse_reply_err(req, EACCES);
+		fuse_reply_err(req, EISDIR);
 	}
-}
-
-static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-		    struct fuse_file_info *fi)
-{
-	struct hf_fs *fs = fuse_req_userdata(req);
-	struct node *n = node_by_ino(fs, ino);
-
-	if (!n) {
-		fuse_reply_err(req, ESTALE);
-		return;
-	}
-	if (n->kind == N_INFO || n->kind == N_STATS) {
-		/*
-		 * Reply from a copy: once the kernel has the reply, the reader may close the
-		 * file and RELEASE may free t on another thread while writev() is returning.
-		 */
-		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
-		size_t n_out;
-		char *copy;
-		HANDOFF_TAKE(t);
-		n_out = (size_t)off >= t->len ? 0 : t->len - (size_t)off;
-		if (n_out > size)
-			n_out = size;
-		copy = malloc(n_out ? n_out : 1);
-		if (!copy) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		memcpy(copy, t->data + off * (n_out > 0), n_out);
-		fuse_reply_buf(req, copy, n_out);
-		free(copy);
-		return;
-	}
-	{
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
-		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv.buf[0].fd = (int)fi->fh;
-		bv.buf[0].pos = off;
-		fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
-	}
-}
-
-static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
-{
-	struct hf_fs *fs = fuse_req_userdata(req);
-	struct node *n = node_by_ino(fs, ino);
-
-	if (n && (n->kind == N_INFO || n->kind == N_STATS)) {
-		struct textfile *t = (struct textfile *)(uintptr_t)fi->fh;
-		HANDOFF_TAKE(t);
-		free(t->data);
-		free(t);
-	} else {
-		close((int)fi->fh);
-	}
-	fuse_reply_err(req, 0);
 }
 
 static void op_statfs(fuse_req_t req, fuse_ino_t ino)
@@ -921,6 +996,60 @@ static void op_statfs(fuse_req_t req, fuse_ino_t ino)
 		return;
 	}
 	fuse_reply_statfs(req, &sv);
+}
+
+/* ---- source changes ---- */
+
+/*
+ * The source watch calls this: every segment directory whose video changed is dropped
+ * from the kernel's dentry cache, with its frames, so the next path walk looks it up
+ * again and gets the new source's segment (new inode numbers, no old pages). Nodes are
+ * collected under the lock and compared and dropped outside it: the kernel's invalidation
+ * can wait for requests that take the lock.
+ */
+static void check_sources(void *arg)
+{
+	struct hf_fs *fs = arg;
+	struct seen {
+		fuse_ino_t ino, parent;
+		struct segment *seg;
+		char *name;
+	} *v = NULL;
+	size_t n = 0, cap = 0;
+	struct node *d;
+
+	pthread_mutex_lock(&fs->lock);
+	for (d = fs->segdirs; d; d = d->next_seg)
+		cap += !d->dropped;
+	v = cap ? calloc(cap, sizeof(*v)) : NULL;
+	for (d = fs->segdirs; v && d && n < cap; d = d->next_seg) {
+		const char *slash = strrchr(d->path, '/');
+		if (d->dropped || !(v[n].name = strdup(slash ? slash + 1 : d->path)))
+			continue;
+		v[n].ino = d->ino;
+		v[n].parent = d->parent;
+		segment_get(d->seg);
+		v[n++].seg = d->seg;
+	}
+	pthread_mutex_unlock(&fs->lock);
+	for (size_t i = 0; i < n; i++) {
+		if (segment_stale(v[i].seg)) {
+			int ret = fuse_lowlevel_notify_inval_entry(fs->se, v[i].parent, v[i].name,
+								   strlen(v[i].name));
+			if (ret < 0 && ret != -ENOENT)
+				hf_log(HF_LOG_WARN, "cannot drop %s from the kernel's cache: %s",
+				       v[i].name, strerror(-ret));
+			pthread_mutex_lock(&fs->lock);
+			for (d = fs->segdirs; d && d->ino != v[i].ino; d = d->next_seg)
+				;
+			if (d)
+				d->dropped = true;
+			pthread_mutex_unlock(&fs->lock);
+		}
+		segment_put(&v[i].seg);
+		free(v[i].name);
+	}
+	free(v);
 }
 
 /* ---- everything that would write ---- */
@@ -976,6 +1105,9 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
+	struct hf_fs *fs = userdata;
+
+	atomic_store(&fs->no_open, (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -995,7 +1127,6 @@ static const struct fuse_lowlevel_ops hf_ops = {
 	.releasedir = op_releasedir,
 	.open = op_open,
 	.read = op_read,
-	.release = op_release,
 	.statfs = op_statfs,
 	.setattr = op_setattr,
 	.mknod = op_mknod,
@@ -1031,12 +1162,23 @@ int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **ou
 
 void fs_set_engine(struct hf_fs *fs, struct engine *e)
 {
+	int ret;
 	fs->engine = e;
+	ret = watch_start(check_sources, fs, WATCH_PERIOD_MS, &fs->watch);
+	if (ret < 0)
+		hf_log(HF_LOG_WARN, "cannot watch videos for changes (%s): a changed video is "
+		       "noticed only when its segment directory is opened", strerror(-ret));
+}
+
+void fs_stop(struct hf_fs *fs)
+{
+	watch_stop(&fs->watch);
 }
 
 struct fuse_session *fs_session_new(struct hf_fs *fs, struct fuse_args *args)
 {
-	return fuse_session_new(args, &hf_ops, sizeof(hf_ops), fs);
+	fs->se = fuse_session_new(args, &hf_ops, sizeof(hf_ops), fs);
+	return fs->se;
 }
 
 void fs_free(struct hf_fs **pfs)
@@ -1044,13 +1186,12 @@ void fs_free(struct hf_fs **pfs)
 	struct hf_fs *fs = pfs ? *pfs : NULL;
 	if (!fs)
 		return;
+	watch_stop(&fs->watch);
 	for (size_t b = 0; b < NBUCKETS; b++) {
 		struct node *n = fs->by_ino[b];
 		while (n) {
 			struct node *next = n->next_ino;
-			segment_put(&n->seg);
-			free(n->path);
-			free(n);
+			node_free(n);
 			n = next;
 		}
 	}

@@ -1,7 +1,8 @@
 /*
  * fs: the FUSE low-level adapter. Mirrors source_root read-only, adds segment
  * directories next to videos, .hfinfo in each and .hfstats at the root, and replies
- * to frame lookups and opens asynchronously when the engine has the image.
+ * to frame lookups asynchronously when the engine has the image. Files are opened by the
+ * kernel without a request where it can; a changed video is noticed and dropped.
  * No libav types here; all frame work goes through the engine.
  */
 #ifndef HF_FS_H
@@ -18,8 +19,14 @@ struct hf_fs;
 /* mountpoint must be absolute and canonical; it is hidden from the mirror. */
 int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **out);
 
-/* Attaches the engine (created after daemonizing, since it starts threads). */
+/*
+ * Attaches the engine and starts the source watch (after daemonizing: both start threads).
+ * Call after fs_session_new.
+ */
 void fs_set_engine(struct hf_fs *fs, struct engine *e);
+
+/* Stops the source watch; call when the session loop has ended, before the session goes. */
+void fs_stop(struct hf_fs *fs);
 
 /* The session for these args, with fs as its userdata. NULL on failure (libfuse says why). */
 struct fuse_session *fs_session_new(struct hf_fs *fs, struct fuse_args *args);

@@ -136,6 +136,9 @@ def small_max_size_stays_bounded_under_continuous_reads():
                         time.sleep(0.2)
                     check(size <= max_size, "round %d after %s: the store holds %d bytes, "
                           "max_size is %d" % (rnd, h.seg_name(*s), size, max_size))
+            # The kernel forgets the file's pages: the bytes come from the daemon, from
+            # the stored image or, evicted, from the frame produced again.
+            os.posix_fadvise(held.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             held.seek(0)
             check(held.read() == want_held, "an open frame file changed after eviction")
         finally:
@@ -233,6 +236,55 @@ def source_rewritten_or_touched_while_mounted_is_a_new_source():
             again = m.read_segment(seg)
             h.assert_frames_equal(h.decode_images(again), ref("fps24.mp4", "0", "1", "30"),
                                   "after touch")
+            check(m.stats()["images_encoded"] > enc, "a touched source was not read again")
+
+
+def wait_dropped(m, seg, ino, what):
+    """Waits (at most 5 s) until the mount has dropped the segment directory from the
+    kernel's cache: a fresh lookup gives it a new inode number."""
+    deadline = time.monotonic() + 5
+    while os.stat(m.path(seg)).st_ino == ino:
+        check(time.monotonic() < deadline, "%s: the segment was not dropped in 5 s" % what)
+        time.sleep(0.01)
+
+
+@test
+def changed_video_is_dropped_from_the_kernel_cache():
+    """Cached frame pages are served by the kernel without asking the daemon, so a change
+    must be noticed by the source watch (inotify), which drops the segment: frames read
+    again by path, without listing the directory first, show the new video."""
+    with h.tempdir() as srcroot:
+        clip = os.path.join(srcroot, "clip.mp4")
+        shutil.copyfile(h.fixture("cfr30.mp4"), clip)
+        seg = "clip.mp4@0+1@30"
+        frames = ("frame_00001.png", "frame_00005.png", "frame_00030.png")
+        with h.Mount(source_root=srcroot) as m:
+            def read_by_path():
+                out = []
+                for f in frames:
+                    with open(m.path(seg, f), "rb") as fh:
+                        out.append(fh.read())
+                return out
+            want = ref("cfr30.mp4", "0", "1", "30")
+            first = read_by_path()
+            h.assert_frames_equal(h.decode_images(first), [want[0], want[4], want[29]],
+                                  "before")
+            check(read_by_path() == first, "a cached re-read differs")
+            ino = os.stat(m.path(seg)).st_ino
+            with open(h.fixture("fps24.mp4"), "rb") as src, open(clip, "r+b") as dst:
+                dst.truncate(0)
+                shutil.copyfileobj(src, dst)
+            wait_dropped(m, seg, ino, "rewritten in place")
+            want = ref("fps24.mp4", "0", "1", "30")
+            h.assert_frames_equal(h.decode_images(read_by_path()), [want[0], want[4], want[29]],
+                                  "read by path after an in-place rewrite")
+            # Touched only: dropped again (a new source for stat identity), frames right.
+            ino = os.stat(m.path(seg)).st_ino
+            enc = m.stats()["images_encoded"]
+            os.utime(clip, ns=(time.time_ns(), time.time_ns() + 10**9))
+            wait_dropped(m, seg, ino, "touched")
+            h.assert_frames_equal(h.decode_images(read_by_path()), [want[0], want[4], want[29]],
+                                  "read by path after touch")
             check(m.stats()["images_encoded"] > enc, "a touched source was not read again")
 
 
