@@ -30,10 +30,15 @@
 
 #include "fs/log.h"
 #include "fs/segname.h"
+#include "fs/ahead.h"
 #include "fs/watch.h"
 
 /* How often videos are compared with their segments when inotify cannot see a change. */
 #define WATCH_PERIOD_MS 2000
+/* Stored images read from disk ahead of the one a reader starts. */
+#define READ_AHEAD_FRAMES 4
+/* Frame bytes stored into the kernel's page cache per notify (a pipe holds 1 MiB). */
+#define PUSH_PIECE (512u << 10)
 
 enum node_kind { N_ROOT, N_DIR, N_FILE, N_LINK, N_OTHER, N_SEGDIR, N_FRAME, N_INFO, N_STATS };
 
@@ -87,6 +92,7 @@ struct hf_fs {
 	struct node root;
 	struct fuse_session *se;
 	struct watch *watch;
+	struct ahead *ahead;
 	_Atomic bool no_open; /* the kernel opens files without asking */
 };
 
@@ -904,6 +910,30 @@ struct read_wait {
 };
 
 /*
+ * After the first read of a frame file, the rest of it is stored straight into the
+ * kernel's page cache for that file (FUSE notify_store, in pieces that fit a pipe): the
+ * reader finds its next pages there instead of sending a read per 128-256 KiB, each a
+ * round trip through the daemon. A piece the kernel has asked for meanwhile is simply
+ * written twice, with the same bytes. Any error just leaves the rest to ordinary reads.
+ */
+static void push_rest(struct fuse_session *se, struct node *n, int fd, uint64_t from)
+{
+	uint64_t size = n->size;
+	for (uint64_t off = from; off < size; off += PUSH_PIECE) {
+		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size - off < PUSH_PIECE ? size - off : PUSH_PIECE);
+		int ret;
+		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
+		bv.buf[0].fd = fd;
+		bv.buf[0].pos = (off_t)off;
+		ret = fuse_lowlevel_notify_store(se, n->ino, (off_t)off, &bv, 0);
+		if (ret < 0) {
+			hf_log(HF_LOG_DEBUG, "%s: pages not stored ahead: %s", n->path, strerror(-ret));
+			return;
+		}
+	}
+}
+
+/*
  * Replies from the frame's stored image. An image that is gone (evicted, or removed by
  * hand, while the kernel still lists the file) is produced again: the same source frame
  * and settings give the same bytes, so a reader in the middle of the file sees no seam.
@@ -912,7 +942,10 @@ static void read_frame(struct read_wait *rw)
 {
 	int fd = segment_frame_open(rw->node->seg, rw->node->slot);
 	if (fd >= 0) {
+		struct hf_fs *fs = fuse_req_userdata(rw->req);
 		reply_from_fd(rw->req, fd, rw->size, rw->off);
+		if (rw->off == 0)
+			push_rest(fs->se, rw->node, fd, rw->size);
 		close(fd);
 	} else if (fd == -ENOENT && rw->tries++ < 3) {
 		segment_frame_lost(rw->node->seg, rw->node->slot);
@@ -963,8 +996,10 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 			fuse_reply_err(req, ENOMEM);
 			return;
 		}
-		if (off == 0)
+		if (off == 0) {
 			engine_count_served(fs->engine);
+			ahead_note(fs->ahead, n->seg, n->slot); /* this frame and the next ones */
+		}
 		*rw = (struct read_wait){req, n, size, off, 0};
 		read_frame(rw);
 		return;
@@ -1113,6 +1148,8 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
+	/* Nothing is written: this only lets the kernel ask for up to 1 MiB per read. */
+	conn->max_write = 1 << 20;
 }
 
 static const struct fuse_lowlevel_ops hf_ops = {
@@ -1168,11 +1205,15 @@ void fs_set_engine(struct hf_fs *fs, struct engine *e)
 	if (ret < 0)
 		hf_log(HF_LOG_WARN, "cannot watch videos for changes (%s): a changed video is "
 		       "noticed only when its segment directory is opened", strerror(-ret));
+	ret = ahead_start(READ_AHEAD_FRAMES, &fs->ahead);
+	if (ret < 0)
+		hf_log(HF_LOG_WARN, "no read-ahead of stored frames: %s", strerror(-ret));
 }
 
 void fs_stop(struct hf_fs *fs)
 {
 	watch_stop(&fs->watch);
+	ahead_stop(&fs->ahead);
 }
 
 struct fuse_session *fs_session_new(struct hf_fs *fs, struct fuse_args *args)
@@ -1187,6 +1228,7 @@ void fs_free(struct hf_fs **pfs)
 	if (!fs)
 		return;
 	watch_stop(&fs->watch);
+	ahead_stop(&fs->ahead);
 	for (size_t b = 0; b < NBUCKETS; b++) {
 		struct node *n = fs->by_ino[b];
 		while (n) {
