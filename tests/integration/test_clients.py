@@ -173,6 +173,47 @@ def warm_remount_does_not_reencode():
 
 
 @test
+def reads_of_any_offset_size_and_order_agree():
+    """A frame's first read is answered by the daemon and the rest of the file is stored
+    into the kernel's cache ahead of the reader: tail-first, scattered, small, large and
+    mmap reads, on a warm remount (nothing cached) and after the kernel dropped the
+    pages, all give the bytes the first mount served."""
+    import mmap
+    seg = "cfr30.mp4@0+1@30"
+    with h.tempdir() as store:
+        with h.Mount(store=store) as m:
+            want = m.read_segment(seg)
+        with h.Mount(store=store) as m:
+            for k in (1, 2, 15, 30):
+                w = want[k - 1]
+                size = len(w)
+                path = m.path(seg, "frame_%05d.png" % k)
+                fd = os.open(path, os.O_RDONLY)
+                try:
+                    check(os.fstat(fd).st_size == size, "frame %d: size %d, served %d"
+                          % (k, os.fstat(fd).st_size, size))
+                    for off, n in ((size - 1000, 1000), (0, 4096), (size // 2, 100000),
+                                   (size - 1, 10), (size, 10), (12345, 1 << 20)):
+                        got = os.pread(fd, n, off)
+                        check(got == w[off:off + n], "frame %d: %d bytes at %d differ"
+                              % (k, n, off))
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                    chunks = []
+                    while True:
+                        b = os.read(fd, 4096 if k % 2 else 1 << 20)
+                        if not b:
+                            break
+                        chunks.append(b)
+                    check(b"".join(chunks) == w, "frame %d: sequential reads differ" % k)
+                    with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as mm:
+                        check(mm[:] == w, "frame %d: mmap differs" % k)
+                finally:
+                    os.close(fd)
+            with open(m.path(seg, "frame_00007.png"), "rb") as f:
+                check(f.read() == want[6], "frame 7 read whole differs")
+
+
+@test
 def node_renderer_reads_every_frame():
     seg = "vfr.mp4@0+6@30"
     n = len(h.model_slots(h.probe_frames(h.fixture("vfr.mp4")), "0", "6", "30"))
