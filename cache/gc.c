@@ -323,7 +323,8 @@ int census_take(struct store *st, struct census **out)
 		census_free(&c);
 		return ret;
 	}
-	qsort(c->units, c->nunits, sizeof(*c->units), by_last_use);
+	if (c->nunits > 1)
+		qsort(c->units, c->nunits, sizeof(*c->units), by_last_use);
 	*out = c;
 	return 0;
 }

@@ -158,6 +158,7 @@ struct engine {
 	/* eviction: a thread that keeps the store within max_size and min_free */
 	pthread_t evictor;
 	bool evictor_running;
+	bool stopped; /* engine_stop ran */
 	pthread_mutex_t evict_lock; /* guards evict_asked */
 	pthread_cond_t evict_cond;
 	pthread_mutex_t gc_lock;    /* one eviction pass at a time */
@@ -1981,11 +1982,11 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	return 0;
 }
 
-void engine_free(struct engine **pe)
+void engine_stop(struct engine *e)
 {
-	struct engine *e = pe ? *pe : NULL;
-	if (!e)
+	if (!e || e->stopped)
 		return;
+	e->stopped = true;
 	/* Ask every job to stop at its next frame, then wait for them. */
 	atomic_store(&e->stopping, true);
 	if (e->evictor_running) {
@@ -2004,6 +2005,29 @@ void engine_free(struct engine **pe)
 		pthread_cond_wait(&e->jobs_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 	extract_pool_stop();
+	/* Nothing runs any more: whoever still waits for a frame is told it failed. */
+	for (struct source *src = e->sources; src; src = src->next) {
+		for (;;) {
+			struct waiter *w;
+			pthread_mutex_lock(&src->lock);
+			w = src->waiters;
+			if (w)
+				src->waiters = w->next;
+			pthread_mutex_unlock(&src->lock);
+			if (!w)
+				break;
+			w->fn(w->arg, -EIO, 0);
+			free(w);
+		}
+	}
+}
+
+void engine_free(struct engine **pe)
+{
+	struct engine *e = pe ? *pe : NULL;
+	if (!e)
+		return;
+	engine_stop(e);
 	while (e->segments) {
 		struct segment *s = e->segments;
 		e->segments = s->next;
@@ -2012,12 +2036,6 @@ void engine_free(struct engine **pe)
 	while (e->sources) {
 		struct source *src = e->sources;
 		e->sources = src->next;
-		while (src->waiters) {
-			struct waiter *w = src->waiters;
-			src->waiters = w->next;
-			w->fn(w->arg, -EIO, 0);
-			free(w);
-		}
 		source_free(src);
 	}
 	while (e->content_ids) {

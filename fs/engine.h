@@ -28,7 +28,14 @@ struct segment;
 /* Creates the engine and starts the encoder pool. 0 or -errno. */
 int engine_new(const struct hf_conf *conf, struct store *store, struct engine **out);
 
-/* Stops every job (waiting for running decodes to end) and frees; accepts NULL. */
+/*
+ * Stops every job and thread (waiting for running decodes to end) and fails every frame
+ * wait still pending. Call while the FUSE session still exists: those threads and waits
+ * reply to requests. Accepts NULL; a second call does nothing.
+ */
+void engine_stop(struct engine *e);
+
+/* engine_stop, then frees; accepts NULL. */
 void engine_free(struct engine **e);
 
 /*

@@ -367,6 +367,7 @@ static int run(struct fuse_args *args, struct cli *cli)
 	ret = ret == 0 ? 0 : 1;
 out_unmount:
 	fs_stop(fs);
+	engine_stop(engine); /* its threads reply to requests, and use libfuse's per-thread pipes */
 	fuse_session_unmount(se);
 out_signals:
 	fuse_remove_signal_handlers(se);
