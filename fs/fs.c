@@ -906,7 +906,7 @@ struct read_wait {
 	struct node *node;
 	size_t size;
 	off_t off;
-	int tries; /* waits that ended with the image gone again */
+	int tries; /* waits that ended with the image gone again (then on an engine thread) */
 };
 
 /*
@@ -915,6 +915,11 @@ struct read_wait {
  * reader finds its next pages there instead of sending a read per 128-256 KiB, each a
  * round trip through the daemon. A piece the kernel has asked for meanwhile is simply
  * written twice, with the same bytes. Any error just leaves the rest to ordinary reads.
+ *
+ * The kernel stores a piece only once it holds its pages' locks, and a page asked for by
+ * a pending read stays locked until that read is answered. So this runs only on loop
+ * threads, never on an engine thread: the answer to such a read may have to wait for
+ * the engine (an evicted image produced again), which must never wait for a push.
  */
 static void push_rest(struct fuse_session *se, struct node *n, int fd, uint64_t from)
 {
@@ -944,7 +949,7 @@ static void read_frame(struct read_wait *rw)
 	if (fd >= 0) {
 		struct hf_fs *fs = fuse_req_userdata(rw->req);
 		reply_from_fd(rw->req, fd, rw->size, rw->off);
-		if (rw->off == 0)
+		if (rw->off == 0 && rw->tries == 0)
 			push_rest(fs->se, rw->node, fd, rw->size);
 		close(fd);
 	} else if (fd == -ENOENT && rw->tries++ < 3) {
@@ -985,9 +990,22 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	switch (n->kind) {
 	case N_INFO:
 	case N_STATS: {
-		/* The node's text never changes; the node outlives every open of it. */
+		/*
+		 * The node's text never changes, but reply from a copy: once the kernel has the
+		 * reply, the reader may close the file and the kernel may forget the node,
+		 * freeing the text on another thread while writev() is still returning.
+		 */
 		size_t len = (size_t)off >= n->text_len ? 0 : n->text_len - (size_t)off;
-		fuse_reply_buf(req, n->text + (len ? off : 0), len < size ? len : size);
+		char *copy;
+		len = len < size ? len : size;
+		copy = malloc(len ? len : 1);
+		if (!copy) {
+			fuse_reply_err(req, ENOMEM);
+			return;
+		}
+		memcpy(copy, n->text + (len ? off : 0), len);
+		fuse_reply_buf(req, copy, len);
+		free(copy);
 		return;
 	}
 	case N_FRAME: {
