@@ -67,7 +67,7 @@ struct node {
 #define TEXT_INO_BIT (1ull << 62) /* node numbers never get there */
 
 /*
- * Handles (directory lists, text snapshots) are made by one request and used by later
+ * Handles (directory lists) are made by one request and used by later
  * ones on other threads; the kernel orders those requests. ThreadSanitizer cannot see that
  * ordering through /dev/fuse, so TSan builds are told about it; elsewhere these are no-ops.
  */
@@ -114,15 +114,23 @@ static uint64_t hash_str(const char *s)
 
 /* ---- node table ---- */
 
+/* The node numbered ino other than the root, or NULL; fs->lock held. */
+static struct node *node_find_locked(struct hf_fs *fs, fuse_ino_t ino)
+{
+	struct node *n;
+	for (n = fs->by_ino[ino % NBUCKETS]; n; n = n->next_ino)
+		if (n->ino == ino)
+			break;
+	return n;
+}
+
 static struct node *node_by_ino(struct hf_fs *fs, fuse_ino_t ino)
 {
 	struct node *n;
 	if (ino == FUSE_ROOT_ID)
 		return &fs->root;
 	pthread_mutex_lock(&fs->lock);
-	for (n = fs->by_ino[ino % NBUCKETS]; n; n = n->next_ino)
-		if (n->ino == ino)
-			break;
+	n = node_find_locked(fs, ino);
 	pthread_mutex_unlock(&fs->lock);
 	return n;
 }
@@ -246,9 +254,7 @@ static void node_forget(struct hf_fs *fs, fuse_ino_t ino, uint64_t nlookup)
 	if (ino == FUSE_ROOT_ID)
 		return;
 	pthread_mutex_lock(&fs->lock);
-	for (n = fs->by_ino[ino % NBUCKETS]; n; n = n->next_ino)
-		if (n->ino == ino)
-			break;
+	n = node_find_locked(fs, ino);
 	if (!n || (n->nlookup -= nlookup > n->nlookup ? n->nlookup : nlookup) > 0) {
 		pthread_mutex_unlock(&fs->lock);
 		return;
@@ -890,12 +896,19 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* Replies size bytes at off of the file open as fd (zero-copy where the kernel can). */
-static void reply_from_fd(fuse_req_t req, int fd, size_t size, off_t off)
+/* size bytes at off of the file open as fd, for libfuse to splice. */
+static struct fuse_bufvec fd_bytes(int fd, size_t size, off_t off)
 {
 	struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size);
 	bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
 	bv.buf[0].fd = fd;
 	bv.buf[0].pos = off;
+	return bv;
+}
+
+static void reply_from_fd(fuse_req_t req, int fd, size_t size, off_t off)
+{
+	struct fuse_bufvec bv = fd_bytes(fd, size, off);
 	fuse_reply_data(req, &bv, FUSE_BUF_SPLICE_MOVE);
 }
 
@@ -925,12 +938,9 @@ static void push_rest(struct fuse_session *se, struct node *n, int fd, uint64_t 
 {
 	uint64_t size = n->size;
 	for (uint64_t off = from; off < size; off += PUSH_PIECE) {
-		struct fuse_bufvec bv = FUSE_BUFVEC_INIT(size - off < PUSH_PIECE ? size - off : PUSH_PIECE);
-		int ret;
-		bv.buf[0].flags = FUSE_BUF_IS_FD | FUSE_BUF_FD_SEEK;
-		bv.buf[0].fd = fd;
-		bv.buf[0].pos = (off_t)off;
-		ret = fuse_lowlevel_notify_store(se, n->ino, (off_t)off, &bv, 0);
+		struct fuse_bufvec bv =
+			fd_bytes(fd, size - off < PUSH_PIECE ? size - off : PUSH_PIECE, (off_t)off);
+		int ret = fuse_lowlevel_notify_store(se, n->ino, (off_t)off, &bv, 0);
 		if (ret < 0) {
 			hf_log(HF_LOG_DEBUG, "%s: pages not stored ahead: %s", n->path, strerror(-ret));
 			return;
@@ -1093,9 +1103,7 @@ static void check_sources(void *arg)
 				hf_log(HF_LOG_WARN, "cannot drop %s from the kernel's cache: %s",
 				       v[i].name, strerror(-ret));
 			pthread_mutex_lock(&fs->lock);
-			for (d = fs->segdirs; d && d->ino != v[i].ino; d = d->next_seg)
-				;
-			if (d)
+			if ((d = node_find_locked(fs, v[i].ino)))
 				d->dropped = true;
 			pthread_mutex_unlock(&fs->lock);
 		}
@@ -1245,8 +1253,7 @@ void fs_free(struct hf_fs **pfs)
 	struct hf_fs *fs = pfs ? *pfs : NULL;
 	if (!fs)
 		return;
-	watch_stop(&fs->watch);
-	ahead_stop(&fs->ahead);
+	fs_stop(fs);
 	for (size_t b = 0; b < NBUCKETS; b++) {
 		struct node *n = fs->by_ino[b];
 		while (n) {

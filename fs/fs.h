@@ -20,12 +20,15 @@ struct hf_fs;
 int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **out);
 
 /*
- * Attaches the engine and starts the source watch (after daemonizing: both start threads).
- * Call after fs_session_new.
+ * Attaches the engine and starts the source watch and the read-ahead of stored frames
+ * (after daemonizing: they start threads). Call after fs_session_new.
  */
 void fs_set_engine(struct hf_fs *fs, struct engine *e);
 
-/* Stops the source watch; call when the session loop has ended, before the session goes. */
+/*
+ * Stops the source watch and the read-ahead; call when the session loop has ended, before
+ * the session goes. A second call does nothing.
+ */
 void fs_stop(struct hf_fs *fs);
 
 /* The session for these args, with fs as its userdata. NULL on failure (libfuse says why). */

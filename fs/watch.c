@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
-#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,18 +29,16 @@ struct watch {
 	size_t n, cap;
 };
 
-/* Reads every queued event; true when there was one. */
-static bool drain(struct watch *w)
+/* Reads every queued event: which file does not matter, every segment is compared. */
+static void drain(struct watch *w)
 {
 	char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
-	bool any = false;
 	ssize_t len;
 
 	while ((len = read(w->ifd, buf, sizeof(buf))) > 0)
-		any = true;
+		;
 	if (len < 0 && errno != EAGAIN && errno != EINTR)
 		hf_log(HF_LOG_WARN, "source watch: %s", strerror(errno));
-	return any;
 }
 
 static void *watch_main(void *arg)
