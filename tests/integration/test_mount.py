@@ -34,6 +34,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -355,8 +356,25 @@ def inside_fstab(tmp):
     print("  fstab: mount MNT, mount -a, noauto lines, fuse PROGRAM#STORE; all unmounted")
 
 
+def private_fuse_device(tmp):
+    """A /dev/fuse that any user may open, in this mount namespace only: on some machines
+    the real node is 0600 (root only), and fusermount3 opens it as the mounting user. A
+    node of our own on a private tmpfs is bound over /dev/fuse; the machine's is untouched."""
+    real = os.stat("/dev/fuse")
+    nodes = os.path.join(tmp, "fuse-node")
+    os.mkdir(nodes)
+    sh(["mount", "-t", "tmpfs", "-o", "mode=755,size=64k", "hfit-fuse", nodes])
+    node = os.path.join(nodes, "fuse")
+    os.mknod(node, 0o600 | stat.S_IFCHR, real.st_rdev)
+    os.chmod(node, 0o666)
+    sh(["mount", "--bind", node, "/dev/fuse"])
+    check(stat.S_IMODE(os.stat("/dev/fuse").st_mode) == 0o666,
+          "the namespace's /dev/fuse is not 0666")
+
+
 def inside_fstab_user(tmp):
     private_basics(tmp)
+    private_fuse_device(tmp)
     nobody = pwd.getpwnam("nobody")
     as_nobody = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid,
                  "--clear-groups"]
