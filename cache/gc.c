@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -40,6 +41,7 @@ struct census {
 	struct gc_unit *units;
 	size_t nunits, units_cap;
 	struct census_totals totals;
+	const atomic_bool *cancel; /* stops the walk when set (the mount is going away) */
 };
 
 static int64_t ts_ns(const struct timespec *ts)
@@ -158,6 +160,10 @@ static int walk2(struct census *c, const char *top,
 			continue;
 		while (ret == 0 && (fe = readdir(sub))) {
 			struct stat sb;
+			if (c->cancel && atomic_load(c->cancel)) {
+				ret = -ECANCELED;
+				break;
+			}
 			char file[PATH_MAX];
 			if (fe->d_name[0] == '.' || fstatat(dirfd(sub), fe->d_name, &sb, 0) < 0 ||
 			    !S_ISREG(sb.st_mode))
@@ -303,7 +309,7 @@ static int by_last_use(const void *a, const void *b)
 	return strcmp(x->path, y->path);
 }
 
-int census_take(struct store *st, struct census **out)
+static int census_take_until(struct store *st, const atomic_bool *cancel, struct census **out)
 {
 	struct census *c = calloc(1, sizeof(*c));
 	int ret;
@@ -312,6 +318,7 @@ int census_take(struct store *st, struct census **out)
 	if (!c)
 		return -ENOMEM;
 	c->st = st;
+	c->cancel = cancel;
 	ret = walk2(c, "img", scan_image);
 	if (ret == 0)
 		ret = walk2(c, "seg", scan_manifest);
@@ -327,6 +334,11 @@ int census_take(struct store *st, struct census **out)
 		qsort(c->units, c->nunits, sizeof(*c->units), by_last_use);
 	*out = c;
 	return 0;
+}
+
+int census_take(struct store *st, struct census **out)
+{
+	return census_take_until(st, NULL, out);
 }
 
 void census_free(struct census **pc)
@@ -421,7 +433,7 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 	int ret;
 
 	memset(r, 0, sizeof(*r));
-	ret = census_take(st, &c);
+	ret = census_take_until(st, o->cancel, &c);
 	if (ret < 0)
 		return ret;
 	bytes = c->totals.bytes;

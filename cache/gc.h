@@ -16,6 +16,7 @@
 #ifndef HF_GC_H
 #define HF_GC_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -83,6 +84,8 @@ struct gc_opts {
 	/* After each unit removed (or, dry, that would be): bytes and images it freed. */
 	void (*removed)(void *arg, const struct gc_unit *u, uint64_t images, uint64_t bytes);
 	void *arg;
+	/* When set (may be NULL), the census stops and store_gc returns -ECANCELED at once. */
+	const atomic_bool *cancel;
 };
 
 struct gc_result {

@@ -29,15 +29,50 @@
 struct store {
 	char *dir;
 	bool fsync;
+	mode_t dir_mode, file_mode; /* 0700/0600, or 02770/0660 for a store a group shares */
+	bool shared;
+	gid_t gid; /* the sharing group */
 	char host[64];
 	_Atomic uint64_t seq;
 	_Atomic uint64_t images, bytes;
 };
 
-static int mkdir_p(const char *path, mode_t mode)
+static mode_t dir_mode_of(const struct store_opts *opts)
+{
+	return opts && opts->shared ? 02770 : 0700;
+}
+
+static bool rmdir_would_work(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	bool empty = d != NULL;
+
+	while (empty && (de = readdir(d)))
+		empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+	if (d)
+		closedir(d);
+	return empty;
+}
+
+/* mkdir, then the exact mode (the umask does not decide a store's modes). */
+static int make_dir(const char *path, mode_t mode, gid_t gid)
+{
+	if (mkdir(path, mode & 0777) < 0)
+		return errno == EEXIST ? 0 : -errno;
+	if (gid != (gid_t)-1 && chown(path, (uid_t)-1, gid) < 0)
+		return -errno;
+	if (chmod(path, mode) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Creates path and its missing parents with mode (and group gid unless -1). */
+static int mkdir_p(const char *path, mode_t mode, gid_t gid)
 {
 	char tmp[PATH_MAX];
 	size_t len = strlen(path);
+	int ret;
 
 	if (len >= sizeof(tmp))
 		return -ENAMETOOLONG;
@@ -46,13 +81,63 @@ static int mkdir_p(const char *path, mode_t mode)
 		if (*p != '/')
 			continue;
 		*p = 0;
-		if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-			return -errno;
+		ret = make_dir(tmp, mode, gid);
+		if (ret < 0)
+			return ret;
 		*p = '/';
 	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
+	return make_dir(tmp, mode, gid);
+}
+
+/* A new file of the store, created with its exact mode; the fd or -errno. */
+static int create_file(struct store *st, const char *path, int flags)
+{
+	int fd = open(path, flags | O_CREAT | O_CLOEXEC, st->file_mode);
+	if (fd >= 0 && st->shared) {
+		if (fchown(fd, (uid_t)-1, st->gid) < 0) {
+			/* not ours to change (another account created it): its mode stands */
+		}
+		fchmod(fd, st->file_mode); /* group write survives any umask */
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/* One entry of the store to its mode (and group); errors leave it as it was. */
+static void fix_mode(struct store *st, const char *path, bool is_dir)
+{
+	struct stat sb;
+	mode_t want = is_dir ? st->dir_mode : st->file_mode;
+
+	if (lstat(path, &sb) < 0 || (is_dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode)))
+		return;
+	if (st->shared && sb.st_gid != st->gid && lchown(path, (uid_t)-1, st->gid) < 0)
+		return;
+	if ((sb.st_mode & 07777) != want)
+		chmod(path, want);
+}
+
+/* A directory of the store and what is in it, depth levels down. */
+static void fix_tree(struct store *st, const char *dir, int depth)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	fix_mode(st, dir, true);
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		if (de->d_type == DT_DIR && depth > 0)
+			fix_tree(st, path, depth - 1);
+		else if (de->d_type == DT_REG || de->d_type == DT_UNKNOWN)
+			fix_mode(st, path, false);
+	}
+	closedir(d);
 }
 
 static int write_all(int fd, const void *data, size_t len)
@@ -99,9 +184,9 @@ static int atomic_write(struct store *st, const char *final, const void *data, s
 
 	snprintf(tmp, sizeof(tmp), "%s/tmp/%s.%ld.%" PRIu64, st->dir, st->host, (long)getpid(),
 		 atomic_fetch_add(&st->seq, 1));
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	fd = create_file(st, tmp, O_WRONLY | O_EXCL);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	ret = write_all(fd, data, len);
 	if (ret == 0 && st->fsync && fsync(fd) < 0)
 		ret = -errno;
@@ -115,7 +200,7 @@ static int atomic_write(struct store *st, const char *final, const void *data, s
 			snprintf(dir, sizeof(dir), "%s", final);
 			slash = strrchr(dir, '/');
 			*slash = 0;
-			ret = mkdir_p(dir, 0755);
+			ret = mkdir_p(dir, st->dir_mode, st->gid);
 			if (ret == 0 && rename(tmp, final) < 0)
 				ret = -errno;
 		}
@@ -170,12 +255,15 @@ out_close:
 /* Another machine's temp file this old is a leftover of a crash there (no write lasts a day). */
 #define FOREIGN_TMP_MAX_AGE_S (24 * 3600)
 
+/* A temp file of a dead writer; names that are not ours ("host.pid.seq") are left alone. */
 static bool writer_is_dead(const char *name, const char *host, time_t mtime)
 {
 	char h[64];
 	long pid;
-	if (sscanf(name, "%63[^.].%ld.", h, &pid) != 2)
-		return true;
+	unsigned long long seq;
+	int end = 0;
+	if (sscanf(name, "%63[^.].%ld.%llu%n", h, &pid, &seq, &end) != 3 || name[end] || pid <= 0)
+		return false;
 	if (strcmp(h, host) != 0)
 		return time(NULL) - mtime > FOREIGN_TMP_MAX_AGE_S;
 	return kill((pid_t)pid, 0) < 0 && errno == ESRCH;
@@ -244,10 +332,55 @@ static void count_images(struct store *st)
 	st->bytes = bytes;
 }
 
+static const char *const subdirs[] = {"tmp", "img", "seg", "idx", "lock"};
+
+/*
+ * Nothing in dir but (empty) directories a store is made of: a new directory, or a store
+ * whose creation stopped before its marker was written.
+ */
+static int dir_is_blank(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int ret = 1;
+
+	if (!d)
+		return -errno;
+	while (ret == 1 && (de = readdir(d))) {
+		char sub[PATH_MAX];
+		bool ours = false;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++)
+			ours |= strcmp(de->d_name, subdirs[i]) == 0;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, de->d_name);
+		ret = ours && rmdir_would_work(sub) ? 1 : 0;
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Tightens an existing store to the modes it should have: every directory and file. */
+static void tighten(struct store *st)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+
+	snprintf(path, sizeof(path), "%s/" STORE_MARKER, st->dir);
+	if (stat(st->dir, &sb) == 0 && (sb.st_mode & 07777) == st->dir_mode &&
+	    stat(path, &sb) == 0 && (sb.st_mode & 07777) == st->file_mode)
+		return; /* done before: everything since was made with these modes */
+	fix_mode(st, st->dir, true);
+	fix_mode(st, path, false);
+	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]); i++) {
+		snprintf(path, sizeof(path), "%s/%s", st->dir, subdirs[i]);
+		fix_tree(st, path, 2);
+	}
+}
+
 int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
 	       size_t errlen)
 {
-	static const char *const subdirs[] = {"img", "seg", "idx", "tmp", "lock"};
 	char path[PATH_MAX];
 	struct store *st;
 	void *marker = NULL;
@@ -270,7 +403,9 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 			return -ENOENT;
 		}
 	}
-	ret = opts && opts->existing ? 0 : mkdir_p(dir, 0755);
+	ret = opts && opts->existing
+		      ? 0
+		      : mkdir_p(dir, dir_mode_of(opts), opts && opts->shared ? opts->gid : (gid_t)-1);
 	if (ret < 0) {
 		snprintf(err, errlen, "store directory %s cannot be created: %s", dir, strerror(-ret));
 		return ret;
@@ -298,6 +433,13 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 			return -EINVAL;
 		}
 	} else if (ret == -ENOENT) {
+		/* Only its own: a directory holding anything else is never adopted. */
+		if (dir_is_blank(dir) != 1) {
+			snprintf(err, errlen,
+				 "%s is not empty and is not an hfmount store (it has no %s file); give an empty or new directory",
+				 dir, STORE_MARKER);
+			return -ENOTEMPTY;
+		}
 		new_store = true;
 	} else {
 		snprintf(err, errlen, "%s cannot be read: %s", path, strerror(-ret));
@@ -308,6 +450,10 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 		return -ENOMEM;
 	st->dir = strdup(dir);
 	st->fsync = opts && opts->fsync;
+	st->shared = opts && opts->shared;
+	st->gid = st->shared ? opts->gid : (gid_t)-1;
+	st->dir_mode = dir_mode_of(opts);
+	st->file_mode = st->shared ? 0660 : 0600;
 	if (!st->dir) {
 		free(st);
 		return -ENOMEM;
@@ -319,7 +465,7 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 	for (size_t i = 0; i < sizeof(subdirs) / sizeof(subdirs[0]) && !(opts && opts->existing);
 	     i++) {
 		snprintf(path, sizeof(path), "%s/%s", dir, subdirs[i]);
-		ret = mkdir_p(path, 0755);
+		ret = mkdir_p(path, st->dir_mode, st->gid);
 		if (ret < 0) {
 			snprintf(err, errlen, "%s cannot be created: %s", path, strerror(-ret));
 			store_close(&st);
@@ -338,8 +484,11 @@ int store_open(const char *dir, const struct store_opts *opts, struct store **ou
 			return ret;
 		}
 	}
-	if (!(opts && opts->existing))
+	if (!(opts && opts->existing)) {
+		if (!new_store)
+			tighten(st);
 		clean_tmp(st);
+	}
 	count_images(st);
 	*out = st;
 	return 0;
@@ -379,7 +528,19 @@ int store_image_size(struct store *st, const struct hf_key *k, const char *ext, 
 	return 0;
 }
 
-int store_image_open(struct store *st, const struct hf_key *k, const char *ext)
+/* The first bytes every image of this format starts with. */
+static bool image_header_ok(int fd, const char *ext)
+{
+	static const unsigned char png[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	static const unsigned char jpg[3] = {0xff, 0xd8, 0xff};
+	unsigned char head[8];
+	const unsigned char *want = strcmp(ext, "jpg") == 0 ? jpg : png;
+	size_t n = strcmp(ext, "jpg") == 0 ? sizeof(jpg) : sizeof(png);
+
+	return pread(fd, head, n, 0) == (ssize_t)n && memcmp(head, want, n) == 0;
+}
+
+int store_image_open(struct store *st, const struct hf_key *k, const char *ext, uint64_t size)
 {
 	char path[PATH_MAX];
 	struct stat sb;
@@ -390,6 +551,12 @@ int store_image_open(struct store *st, const struct hf_key *k, const char *ext)
 		return -errno;
 	if (fstat(fd, &sb) < 0 || sb.st_size == 0) {
 		close(fd);
+		return -ENOENT;
+	}
+	if ((size && (uint64_t)sb.st_size != size) || !image_header_ok(fd, ext)) {
+		/* Damaged from outside: never served; removed so that it is produced again. */
+		close(fd);
+		unlink(path);
 		return -ENOENT;
 	}
 	return fd;
@@ -738,9 +905,9 @@ int store_lease_try(struct store *st, const struct hf_key *k)
 
 	key_hex(k, hex);
 	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
-	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	fd = create_file(st, path, O_RDWR);
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int ret = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
 		close(fd);
@@ -780,7 +947,7 @@ void store_watch_add(struct store_watch *w, const struct hf_key *k)
 	if (!w || w->fd < 0 || w->added[k->b[0]])
 		return;
 	snprintf(path, sizeof(path), "%s/img/%02x", w->st->dir, k->b[0]);
-	mkdir_p(path, 0755);
+	mkdir_p(path, w->st->dir_mode, w->st->gid);
 	if (inotify_add_watch(w->fd, path, IN_MOVED_TO | IN_CLOSE_WRITE) >= 0)
 		w->added[k->b[0]] = 1;
 }

@@ -8,6 +8,10 @@
  *   STORE/idx/<key>.idx          source frame indexes, named by source identity
  *   STORE/tmp/                   files being written (host.pid.seq), renamed when complete
  *
+ * Private: directories 0700, files 0600 (02770/0660 with the group of a shared store),
+ * whatever the umask; an existing store is tightened to these modes at open. A
+ * directory that holds anything else and no marker is refused: only its own.
+ *
  * Every file appears under its final name only complete (write to tmp/, optional
  * fsync, rename). A manifest is written only after the images it names. Leftover
  * temp files of dead writers are removed at open. All functions are thread-safe and
@@ -19,6 +23,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "cache/key.h"
 
@@ -27,6 +32,8 @@ struct store;
 struct store_opts {
 	bool fsync;    /* fsync files and their directory before and after rename */
 	bool existing; /* fail unless dir already holds a store; create nothing, clean nothing */
+	bool shared;   /* a group shares it: directories 02770, files 0660, group gid */
+	gid_t gid;
 };
 
 /* What a segment manifest records: enough to list and read it without the video. */
@@ -43,7 +50,8 @@ struct manifest {
 
 /*
  * Opens (creating if missing) the store at dir. Fails with a sentence in err when the
- * directory cannot be created or written, or holds another schema.
+ * directory cannot be created or written, holds another schema, or is not empty and
+ * not a store (-ENOTEMPTY; nothing in it is touched).
  */
 int store_open(const char *dir, const struct store_opts *opts, struct store **out, char *err,
 	       size_t errlen);
@@ -57,8 +65,12 @@ void store_close(struct store **st);
 /* Size of a stored image, -ENOENT if absent. Does not open the file. */
 int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size);
 
-/* Opens a stored image read-only; returns the fd or -ENOENT. */
-int store_image_open(struct store *st, const struct hf_key *k, const char *ext);
+/*
+ * Opens a stored image read-only; returns the fd or -ENOENT. An image that is not `size`
+ * bytes (0: any size) or does not start as its format does is damaged: it is removed,
+ * never served, and -ENOENT says to produce it again.
+ */
+int store_image_open(struct store *st, const struct hf_key *k, const char *ext, uint64_t size);
 
 /* Stores an image atomically. Storing an existing key is a no-op. 0, -ENOSPC, -EIO... */
 int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <math.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -29,6 +30,7 @@ enum conf_kind {
 	KIND_ENUM,    /* an enum stored as int; names[] indexed by value */
 	KIND_PATH,    /* char[PATH_MAX], absolute */
 	KIND_SECONDS, /* double >= 0 */
+	KIND_GROUP,   /* char[HF_GROUP_MAX]: an existing group's name or number, "" for none */
 };
 
 struct conf_key {
@@ -65,6 +67,7 @@ static const struct conf_key conf_keys[] = {
 	{"store", "min_free", KIND_SIZE, FIELD(min_free), 0, 0, NULL},
 	{"store", "identity", KIND_ENUM, FIELD(identity), 0, 0, identity_names},
 	{"store", "fsync", KIND_BOOL, FIELD(fsync), 0, 0, NULL},
+	{"store", "group", KIND_GROUP, FIELD(store_group), 0, 0, NULL},
 	{"decode", "threads", KIND_INT, FIELD(threads), 0, 256, NULL},
 	{"decode", "eager", KIND_BOOL, FIELD(eager), 0, 0, NULL},
 	{"decode", "png_level", KIND_INT, FIELD(png_level), 0, 9, NULL},
@@ -295,6 +298,39 @@ int conf_parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* "none" or "" clears it; otherwise an existing group by name or number. */
+static int parse_group(const char *s, char *out)
+{
+	if (!*s || strcmp(s, "none") == 0) {
+		out[0] = '\0';
+		return 0;
+	}
+	if (strlen(s) >= HF_GROUP_MAX || conf_group_id(s, NULL) < 0)
+		return -EINVAL;
+	strcpy(out, s);
+	return 0;
+}
+
+int conf_group_id(const char *group, gid_t *gid)
+{
+	struct group *gr = getgrnam(group);
+	char *end;
+	unsigned long v;
+
+	if (!gr) {
+		errno = 0;
+		v = strtoul(group, &end, 10);
+		if (*group < '0' || *group > '9' || *end || errno || v > (gid_t)-2)
+			return -ENOENT;
+		if (gid) /* a number needs no entry in the group database */
+			*gid = (gid_t)v;
+		return 0;
+	}
+	if (gid)
+		*gid = gr->gr_gid;
+	return 0;
+}
+
 /* Writes "one of: a, b, c" for an enum's names. */
 static void list_names(const char *const *names, char *buf, size_t len)
 {
@@ -336,6 +372,9 @@ static void describe(const struct conf_key *k, char *buf, size_t len)
 		break;
 	case KIND_SECONDS:
 		snprintf(buf, len, "expected a number of seconds >= 0 such as 86400 or 0.5");
+		break;
+	case KIND_GROUP:
+		snprintf(buf, len, "expected the name or number of an existing group, or none");
 		break;
 	}
 }
@@ -379,6 +418,9 @@ static int parse_value(struct hf_conf *c, const struct conf_key *k, const char *
 			break;
 		case KIND_SECONDS:
 			ret = parse_seconds(buf, field);
+			break;
+		case KIND_GROUP:
+			ret = parse_group(buf, field);
 			break;
 		}
 	}

@@ -19,6 +19,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <sys/types.h>
+
+#define HF_GROUP_MAX 64
+
 enum hf_identity { HF_IDENTITY_STAT, HF_IDENTITY_CONTENT };
 enum hf_png_filter { HF_PNG_FILTER_NONE, HF_PNG_FILTER_SUB, HF_PNG_FILTER_UP, HF_PNG_FILTER_AVG,
 		     HF_PNG_FILTER_PAETH, HF_PNG_FILTER_ALL };
@@ -33,6 +37,7 @@ struct hf_conf {
 	uint64_t min_free;       /* bytes; default 1G */
 	enum hf_identity identity; /* default stat */
 	bool fsync;              /* fsync images and manifests before rename; default off */
+	char store_group[HF_GROUP_MAX]; /* group sharing the store, "" = private; default "" */
 	/* [decode] */
 	int threads;             /* encoder threads, 0 = one per core; default 0 */
 	bool eager;              /* extract a whole segment once touched; default true */
@@ -91,6 +96,9 @@ int conf_default_path(char *buf, size_t len);
 
 /* Parses "10G", "512M", "1048576", "1.5G" (powers of 1024; K M G T). 0 or -EINVAL. */
 int conf_parse_size(const char *s, uint64_t *out);
+
+/* The gid of a group given by name (that exists) or number (gid may be NULL); -ENOENT. */
+int conf_group_id(const char *group, gid_t *gid);
 
 /* Short names of the enums, as written in the INI file ("up", "rle", "stat", "info"). */
 const char *conf_png_filter_name(enum hf_png_filter f);

@@ -5,6 +5,8 @@
  */
 #include "decode/extract.h"
 
+#include "decode/input_i.h"
+
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -186,6 +188,10 @@ static void process_task(struct task *t)
 	uint64_t t0 = now_ns();
 	int ret;
 
+	if (job->cancel && atomic_load(job->cancel)) {
+		job->done(job->arg, t->index, -ECANCELED, NULL, "stopped");
+		return;
+	}
 	ret = conv_prepare(c, t->frame, t->run->dst_fmt);
 	if (ret < 0) {
 		job->done(job->arg, t->index, ret, NULL, "out of memory converting a frame");
@@ -341,20 +347,21 @@ static void decoder_close(struct decoder *d)
 	av_frame_free(&d->frame);
 	av_packet_free(&d->pkt);
 	avcodec_free_context(&d->dec);
-	avformat_close_input(&d->fmt);
+	input_close(&d->fmt);
 }
 
-static int decoder_open(struct decoder *d, const char *path, const struct source_index *idx,
-			char *why, size_t whylen)
+static int decoder_open(struct decoder *d, int fd, const struct source_index *idx, char *why,
+			size_t whylen)
 {
 	const AVCodec *codec;
+	char err[256];
 	int ret;
 
 	memset(d, 0, sizeof(*d));
-	ret = avformat_open_input(&d->fmt, path, NULL, NULL);
+	ret = input_open(fd, "the source", &d->fmt, err, sizeof(err));
 	if (ret < 0) {
 		snprintf(why, whylen, "the source could not be opened again for decoding");
-		return ret == AVERROR(ENOENT) ? -ENOENT : -EIO;
+		return ret;
 	}
 	/* The container header is enough for codec parameters in the usual formats. */
 	if (idx->stream >= (int)d->fmt->nb_streams ||
@@ -580,7 +587,7 @@ int extract_run(const struct extract_job *job)
 	uint64_t t0 = now_ns();
 	int ret;
 
-	ret = decoder_open(&d, job->path, job->idx, why, sizeof(why));
+	ret = decoder_open(&d, job->fd, job->idx, why, sizeof(why));
 	add_ns(job->stats, job->stats ? &job->stats->open_ns : NULL, t0);
 	if (ret < 0) {
 		if (job->damaged)

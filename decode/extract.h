@@ -32,7 +32,7 @@ struct extract_stats {
 enum extract_visit { EXTRACT_SKIP, EXTRACT_ENCODE, EXTRACT_ENCODE_NOW, EXTRACT_STOP };
 
 struct extract_job {
-	const char *path;
+	int fd; /* the source, a regular file (the caller keeps it open during the run) */
 	const struct source_index *idx;
 	struct image_opts opts;
 	size_t first; /* decode from the keyframe before this frame; frames before it are not visited */
@@ -45,6 +45,11 @@ struct extract_job {
 	void (*damaged)(void *arg, size_t frame, int err, const char *why);
 	void *arg;
 	struct extract_stats *stats; /* may be NULL */
+	/*
+	 * May be NULL. Once set, queued frames are not encoded: done() gets -ECANCELED for
+	 * them (the frame was not produced and nothing is wrong with the source).
+	 */
+	const atomic_bool *cancel;
 };
 
 /* Starts the encoder pool with `threads` workers (0 = one per core). 0 or -errno. */

@@ -5,6 +5,8 @@
  */
 #include "decode/source.h"
 
+#include "decode/input_i.h"
+
 #include <errno.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -250,7 +252,8 @@ static int64_t declared_end(const AVFormatContext *fmt, const AVStream *st)
 	return AV_NOPTS_VALUE;
 }
 
-int source_index_build(const char *path, struct source_index **out, char *err, size_t errlen)
+int source_index_build(int fd, const char *path, struct source_index **out, char *err,
+		       size_t errlen)
 {
 	AVFormatContext *fmt = NULL;
 	struct source_index *idx = NULL;
@@ -261,13 +264,9 @@ int source_index_build(const char *path, struct source_index **out, char *err, s
 	int ret, si;
 
 	*out = NULL;
-	ret = avformat_open_input(&fmt, path, NULL, NULL);
-	if (ret < 0) {
-		char why[128];
-		av_strerror(ret, why, sizeof(why));
-		snprintf(err, errlen, "%s is not a video this build can read (%s)", name, why);
-		return ret == AVERROR(ENOMEM) ? -ENOMEM : -EIO;
-	}
+	ret = input_open(fd, name, &fmt, err, errlen);
+	if (ret < 0)
+		return ret;
 	ret = avformat_find_stream_info(fmt, NULL);
 	if (ret < 0) {
 		snprintf(err, errlen, "%s could not be probed as a video", name);
@@ -336,7 +335,7 @@ int source_index_build(const char *path, struct source_index **out, char *err, s
 out_close:
 	free(e);
 	source_index_free(&idx);
-	avformat_close_input(&fmt);
+	input_close(&fmt);
 	return ret;
 }
 

@@ -45,10 +45,13 @@ struct source_index {
 };
 
 /*
- * Opens path and builds its index. 0, or a negative errno with one sentence in err
- * naming the file (e.g. "clip.mp4 has no video stream"). *out is owned by the caller.
+ * Builds the index of the regular file open as fd (read through pread, nothing else is
+ * opened; path names it in messages). 0, or a negative errno with one sentence in err
+ * naming the file (e.g. "clip.mp4 has no video stream"; -EPERM for a playlist or other
+ * format that would read other files). *out is owned by the caller.
  */
-int source_index_build(const char *path, struct source_index **out, char *err, size_t errlen);
+int source_index_build(int fd, const char *path, struct source_index **out, char *err,
+		       size_t errlen);
 
 /* Frees an index; accepts NULL and clears the caller's pointer. */
 void source_index_free(struct source_index **idx);

@@ -68,6 +68,7 @@ struct source {
 	struct engine *e;
 	char *path;      /* the first path it was asked for under: names it in logs */
 	char *open_path; /* the path it was last asked for under: decodes open it (src->lock) */
+	struct stat file; /* what a caller opened at open_path: decodes open only that (src->lock) */
 	char *identity;
 	char fmt[96]; /* image_opts_canon */
 	struct image_opts opts;
@@ -103,6 +104,7 @@ struct segment {
 	char *name;   /* canonical directory name */
 	char *canon;  /* canonical values, e.g. "1.5+2@30" */
 	char *path;   /* source path */
+	struct stat file; /* what the last caller opened at path (engine lock) */
 	char *identity;
 	struct segname sn;
 	int64_t count;
@@ -153,7 +155,8 @@ struct engine {
 	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
 	_Atomic uint64_t segments_known, store_errors, adopted;
 	atomic_bool stopping;
-	char store_error[256];
+	char store_error[256]; /* why the last write failed (engine lock) */
+	atomic_bool store_failing; /* the last write failed: .hfstats shows store_error */
 
 	/* eviction: a thread that keeps the store within max_size and min_free */
 	pthread_t evictor;
@@ -195,6 +198,31 @@ static struct image_opts opts_for(const struct engine *e, const struct segname *
 	};
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/*
+ * Opens path again for reading, as the daemon, but only if it is still the very file a
+ * caller opened (want: same device, inode, size and mtime) and a regular file: a path
+ * swapped since for a link to another file, a FIFO or a device is never read (-ESTALE).
+ * Non-blocking, so nothing a user put there can hold the thread.
+ */
+static int source_file_open(const char *path, const struct stat *want)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !same_file(&st, want)) {
+		close(fd);
+		return -ESTALE;
+	}
+	return fd;
+}
+
 /*
  * identity = content: the SHA-256 of the file's bytes, computed once per (device, inode,
  * size, mtime) and remembered in memory and in the store, so a copy hits the same frames.
@@ -228,10 +256,10 @@ static int content_identity(struct engine *e, const char *path, const struct sta
 		memcpy(hex, blob, HF_KEY_HEXLEN);
 		hex[HF_KEY_HEXLEN] = 0;
 	} else {
-		fd = open(path, O_RDONLY | O_CLOEXEC);
+		fd = source_file_open(path, sb);
 		if (fd < 0) {
 			free(blob);
-			return -errno;
+			return fd;
 		}
 		ret = key_file(fd, &h);
 		close(fd);
@@ -255,17 +283,23 @@ static int content_identity(struct engine *e, const char *path, const struct sta
 	return asprintf(out, "sha256:%s", hex) < 0 ? -ENOMEM : 0;
 }
 
-/* Who a source is: (path, size, mtime) by default, or its content. A changed file is new. */
-static int source_identity(struct engine *e, const char *path, char **out)
+/*
+ * Who a source is: (path, size, mtime) by default, or its content. A changed file is new.
+ * sb is what the caller found at path (NULL: stat it here).
+ */
+static int source_identity(struct engine *e, const char *path, const struct stat *sb, char **out)
 {
-	struct stat sb;
+	struct stat own;
 	char *id;
-	if (stat(path, &sb) < 0)
-		return -errno;
+	if (!sb) {
+		if (stat(path, &own) < 0)
+			return -errno;
+		sb = &own;
+	}
 	if (e->conf.identity == HF_IDENTITY_CONTENT)
-		return content_identity(e, path, &sb, out);
-	if (asprintf(&id, "stat:%s:%lld:%lld.%09ld", path, (long long)sb.st_size,
-		     (long long)sb.st_mtim.tv_sec, sb.st_mtim.tv_nsec) < 0)
+		return content_identity(e, path, sb, out);
+	if (asprintf(&id, "stat:%s:%lld:%lld.%09ld", path, (long long)sb->st_size,
+		     (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec) < 0)
 		return -ENOMEM;
 	*out = id;
 	return 0;
@@ -285,7 +319,15 @@ static void build_index(struct engine *e, struct source *src)
 		if (ret == 0)
 			return;
 	}
-	ret = source_index_build(src->path, &src->idx, src->error, sizeof(src->error));
+	ret = source_file_open(src->open_path, &src->file);
+	if (ret >= 0) {
+		int fd = ret;
+		ret = source_index_build(fd, src->path, &src->idx, src->error, sizeof(src->error));
+		close(fd);
+	} else {
+		snprintf(src->error, sizeof(src->error), "%s changed while it was being opened",
+			 source_name(src->path));
+	}
 	if (ret < 0) {
 		src->err = ret;
 		hf_log(HF_LOG_WARN, "%s: %s", src->path, src->error);
@@ -298,8 +340,8 @@ static void build_index(struct engine *e, struct source *src)
 }
 
 /* Finds or creates the source; indexes it once, others wait for the builder. */
-static struct source *source_get(struct engine *e, const char *path, const char *identity,
-				 const struct image_opts *opts)
+static struct source *source_get(struct engine *e, const char *path, const struct stat *file,
+				 const char *identity, const struct image_opts *opts)
 {
 	char fmt[96];
 	struct source *src;
@@ -320,7 +362,10 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 			if (p) {
 				free(src->open_path);
 				src->open_path = p;
+				src->file = *file;
 			}
+		} else {
+			src->file = *file;
 		}
 		pthread_mutex_unlock(&src->lock);
 		return src;
@@ -337,6 +382,7 @@ static struct source *source_get(struct engine *e, const char *path, const char 
 		return NULL;
 	}
 	src->e = e;
+	src->file = *file;
 	src->opts = *opts;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
@@ -558,13 +604,18 @@ static int store_frame(struct source *src, size_t frame, const struct image_buf 
 	atomic_fetch_add(&e->write_ns, now_ns() - t0);
 	if (err < 0) {
 		atomic_fetch_add(&e->store_errors, 1);
+		pthread_mutex_lock(&e->lock);
 		snprintf(e->store_error, sizeof(e->store_error), "images cannot be written to %s: %s",
 			 store_dir(e->store), strerror(-err));
+		atomic_store(&e->store_failing, true);
+		pthread_mutex_unlock(&e->lock);
 		hf_log(HF_LOG_ERROR, "%s: frame %zu: cannot store image in %s: %s", src->path,
 		       frame + 1, store_dir(e->store), strerror(-err));
 		return err;
 	}
 	atomic_fetch_add(&e->images_encoded, 1);
+	if (atomic_load(&e->store_failing))
+		atomic_store(&e->store_failing, false); /* errors of the store are current */
 	store_usage(e->store, &images, &bytes);
 	if (e->conf.max_size && bytes > e->conf.max_size)
 		evictor_ask(e);
@@ -599,13 +650,15 @@ static void job_done(void *arg, size_t frame, int err, const struct image_buf *i
 
 	if (decoded) {
 		err = store_frame(src, frame, img);
-	} else {
+	} else if (err != -ECANCELED) {
 		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
 	}
 	pthread_mutex_lock(&src->lock);
 	if (frame == j->first)
 		job_not_urgent_locked(j);
-	if (decoded && err == 0) {
+	if (err == -ECANCELED) {
+		release_locked(src, frame, &w); /* not produced; nothing is wrong with it */
+	} else if (decoded && err == 0) {
 		src->store_error[0] = 0;
 		mark_done_locked(src, frame, img->len, &w);
 	} else if (decoded) {
@@ -772,7 +825,7 @@ static void *job_main(void *arg)
 	struct source *src = j->src;
 	struct engine *e = src->e;
 	struct extract_job xj = {
-		.path = NULL, /* below, under the lock */
+		.fd = -1, /* below */
 		.idx = src->idx,
 		.opts = src->opts,
 		.first = j->first,
@@ -781,22 +834,28 @@ static void *job_main(void *arg)
 		.damaged = job_damaged,
 		.arg = j,
 		.stats = &e->xs,
+		.cancel = &e->stopping,
 	};
 	struct wake w = {0};
+	struct stat file;
 	char *path;
 	bool failed;
 	size_t first;
 
 	pthread_mutex_lock(&src->lock);
 	path = strdup(src->open_path);
+	file = src->file;
 	pthread_mutex_unlock(&src->lock);
-	xj.path = path ? path : src->path;
+	/* -1 when it changed or went: the run then reports the source as not openable */
+	xj.fd = path ? source_file_open(path, &file) : -ENOMEM;
+	free(path);
 	if (wait_for_lease(j, &first)) {
 		xj.first = first;
 		extract_run(&xj);
 		lease_drop(src);
 	}
-	free(path);
+	if (xj.fd >= 0)
+		close(xj.fd);
 
 	pthread_mutex_lock(&src->lock);
 	/* Frames it still owns were never decoded: they cannot be produced. */
@@ -933,7 +992,7 @@ void segment_put(struct segment **ps)
 bool segment_stale(struct segment *s)
 {
 	char *identity = NULL;
-	bool stale = source_identity(s->e, s->path, &identity) < 0 ||
+	bool stale = source_identity(s->e, s->path, NULL, &identity) < 0 ||
 		     strcmp(identity, s->identity) != 0;
 	free(identity);
 	return stale;
@@ -1011,6 +1070,19 @@ static void seg_error(struct segment *s, const char *fmt, ...)
 	s->state = SEG_ERROR;
 }
 
+static const char *file_kind(mode_t m)
+{
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m) || S_ISBLK(m))
+		return "a device";
+	return "a special file";
+}
+
 static void fmt_seconds_ms(int64_t ms, char *buf, size_t len)
 {
 	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
@@ -1059,8 +1131,8 @@ static int seg_fill_cold(struct segment *s)
 	return seg_plan(s);
 }
 
-int engine_segment(struct engine *e, const char *path, const struct segname *sn,
-		   struct segment **out)
+int engine_segment(struct engine *e, const char *path, const struct stat *file,
+		   const struct segname *sn, struct segment **out)
 {
 	struct image_opts opts = opts_for(e, sn);
 	char fmt[96], canon[256], name[1024];
@@ -1071,7 +1143,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	int ret;
 
 	*out = NULL;
-	ret = source_identity(e, path, &identity);
+	ret = source_identity(e, path, file, &identity);
 	if (ret < 0)
 		return ret;
 	image_opts_canon(&opts, fmt, sizeof(fmt));
@@ -1090,6 +1162,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 			break;
 	if (s) {
 		s->refs++;
+		s->file = *file;
 		pthread_mutex_unlock(&e->lock);
 		free(identity);
 		*out = s;
@@ -1106,6 +1179,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 	s->refs = 1;
 	s->key = key;
 	s->sn = *sn;
+	s->file = *file;
 	s->identity = identity;
 	s->path = strdup(path);
 	s->canon = strdup(vals);
@@ -1117,8 +1191,11 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 		return ret < 0 ? -ENOENT : -ENOMEM;
 	}
 
-	if (store_manifest_get(e->store, path, &key, &man) == 0 &&
-	    strcmp(man->identity, identity) == 0 && man->count > 0) {
+	if (!S_ISREG(file->st_mode)) {
+		seg_error(s, "%s is %s, not a regular file; hfmount decodes only regular files",
+			  source_name(path), file_kind(file->st_mode));
+	} else if (store_manifest_get(e->store, path, &key, &man) == 0 &&
+		   strcmp(man->identity, identity) == 0 && man->count > 0) {
 		s->man = man;
 		s->count = man->count;
 		s->data_slots = man->count;
@@ -1127,7 +1204,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 		s->state = SEG_COMPLETE;
 	} else {
 		manifest_free(&man);
-		s->src = source_get(e, path, identity, &opts);
+		s->src = source_get(e, path, file, identity, &opts);
 		if (!s->src) {
 			seg_free(s);
 			return -ENOMEM;
@@ -1147,6 +1224,7 @@ int engine_segment(struct engine *e, const char *path, const struct segname *sn,
 				break;
 		if (other) {
 			other->refs++;
+			other->file = *file;
 			pthread_mutex_unlock(&e->lock);
 			seg_free(s);
 			*out = other;
@@ -1168,9 +1246,13 @@ static int seg_go_cold(struct segment *s)
 	struct engine *e = s->e;
 	struct image_opts opts = opts_for(e, &s->sn);
 	struct source *src;
+	struct stat file;
 	int ret = 0;
 
-	src = source_get(e, s->path, s->identity, &opts);
+	pthread_mutex_lock(&e->lock);
+	file = s->file;
+	pthread_mutex_unlock(&e->lock);
+	src = source_get(e, s->path, &file, s->identity, &opts);
 	if (!src)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->lock);
@@ -1454,16 +1536,21 @@ out_start:
 int segment_frame_open(struct segment *s, int64_t slot)
 {
 	struct hf_key k;
+	uint64_t size;
 	size_t f = 0;
 
 	if (slot < 0 || slot >= s->count)
 		return -ENOENT;
 	if (s->man && !s->src)
-		return store_image_open(s->e->store, &s->man->image[slot], s->ext);
+		return store_image_open(s->e->store, &s->man->image[slot], s->ext,
+					s->man->size[slot]);
 	if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
 		return -EIO;
 	image_key(s->src, f, &k);
-	return store_image_open(s->e->store, &k, s->ext);
+	pthread_mutex_lock(&s->src->lock);
+	size = s->src->fs[f].state == F_DONE ? s->src->fs[f].size : 0;
+	pthread_mutex_unlock(&s->src->lock);
+	return store_image_open(s->e->store, &k, s->ext, size);
 }
 
 void segment_frame_lost(struct segment *s, int64_t slot)
@@ -1594,6 +1681,7 @@ static void engine_evict(struct engine *e, uint64_t want_free)
 		.pins = gc_pins,
 		.removed = gc_removed,
 		.arg = e,
+		.cancel = &e->stopping,
 	};
 	struct gc_result r;
 	uint64_t images, bytes;
@@ -1608,6 +1696,8 @@ static void engine_evict(struct engine *e, uint64_t want_free)
 	pthread_mutex_lock(&e->gc_lock);
 	ret = store_gc(e->store, &o, &r);
 	pthread_mutex_unlock(&e->gc_lock);
+	if (ret == -ECANCELED)
+		return; /* the mount is going away */
 	if (ret < 0) {
 		hf_log(HF_LOG_ERROR, "cannot read the store %s to evict: %s", store_dir(e->store),
 		       strerror(-ret));
@@ -1839,6 +1929,7 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	size_t ext_len = 0;
 	FILE *f, *xf = open_memstream(&ext, &ext_len);
 	uint64_t images, bytes;
+	char store_error[256];
 	int active;
 
 	if (!xf)
@@ -1876,8 +1967,12 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		atomic_load(&e->evicted_images), atomic_load(&e->evicted_bytes),
 		atomic_load(&e->kept_in_use));
 	fprintf(f, ",\n  \"store_error\": ");
-	if (atomic_load(&e->store_errors))
-		json_str(f, e->store_error);
+	pthread_mutex_lock(&e->lock);
+	snprintf(store_error, sizeof(store_error), "%s",
+		 atomic_load(&e->store_failing) ? e->store_error : "");
+	pthread_mutex_unlock(&e->lock);
+	if (store_error[0])
+		json_str(f, store_error);
 	else
 		fprintf(f, "null");
 	fprintf(f, ",\n  \"extractions\": %s", ext);
@@ -1922,7 +2017,7 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	struct name_set ns = {0};
 	char *identity = NULL;
 
-	if (source_identity(e, src, &identity) < 0)
+	if (source_identity(e, src, NULL, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
 	for (struct segment *s = e->segments; s; s = s->next) {
@@ -1974,6 +2069,14 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	if (ret < 0) {
 		free(e);
 		return ret;
+	}
+	if (conf->min_free) {
+		uint64_t free_bytes = store_free_bytes(store);
+		if (free_bytes != UINT64_MAX && free_bytes < conf->min_free)
+			hf_log(HF_LOG_WARN,
+			       "the disk of store %s has %" PRIu64 " MiB free, below min_free (%" PRIu64
+			       " MiB): the store will be kept as empty as it can be (every segment not in use is evicted) until the disk has room; free space or lower min_free",
+			       store_dir(store), free_bytes >> 20, conf->min_free >> 20);
 	}
 	e->evictor_running = pthread_create(&e->evictor, NULL, evictor_main, e) == 0;
 	if (!e->evictor_running)

@@ -17,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "cache/store.h"
 #include "conf/conf.h"
@@ -39,14 +40,16 @@ void engine_stop(struct engine *e);
 void engine_free(struct engine **e);
 
 /*
- * Finds or creates the segment `sn` of the video at absolute path src (which the caller
- * has checked exists and may be read). Blocks while a cold source is indexed. A source
- * that cannot be decoded or a start past its end still gives a segment, with count 0 and
- * an error sentence. Returns 0 with a reference in *out, -ENOENT when the numbers are out
- * of range, or another -errno.
+ * Finds or creates the segment `sn` of the video at absolute path src. file is what the
+ * caller found there, opened with its own rights (the check that it may be read): the
+ * engine decodes only that very file (device, inode, size, mtime), and a file that is not
+ * regular gives an error segment without being opened. Blocks while a cold source is
+ * indexed. A source that cannot be decoded or a start past its end still gives a
+ * segment, with count 0 and an error sentence. Returns 0 with a reference in *out,
+ * -ENOENT when the numbers are out of range, or another -errno.
  */
-int engine_segment(struct engine *e, const char *src, const struct segname *sn,
-		   struct segment **out);
+int engine_segment(struct engine *e, const char *src, const struct stat *file,
+		   const struct segname *sn, struct segment **out);
 
 /* Takes / drops a reference. segment_put accepts NULL and clears the pointer. */
 void segment_get(struct segment *s);

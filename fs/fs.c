@@ -28,6 +28,7 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include "fs/caller.h"
 #include "fs/log.h"
 #include "fs/segname.h"
 #include "fs/ahead.h"
@@ -56,6 +57,7 @@ struct node {
 	fuse_ino_t parent;
 	int wd;
 	bool dropped; /* the kernel was told to drop its entry */
+	_Atomic bool per_caller; /* not every user may open its video: each path walk asks again */
 	struct node *next_seg, *prev_seg;
 	/* N_INFO, N_STATS: the text as of the lookup (every lookup makes a new node) */
 	char *text;
@@ -379,15 +381,20 @@ static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
 		break;
 	case N_INFO:
 	case N_STATS:
+		/*
+		 * .hfinfo is readable by whoever may read its video; .hfstats names paths of
+		 * every user's extractions, so only the mount's owner (and root) reads it.
+		 */
 		if (n->kind == N_INFO) {
 			*st = n->src;
+			st->st_mode = S_IFREG | read_bits(n->src.st_mode);
 		} else {
 			st->st_uid = getuid();
 			st->st_gid = getgid();
 			st->st_mtim = n->text_time;
 			st->st_ctim = st->st_atim = st->st_mtim;
+			st->st_mode = S_IFREG | 0400;
 		}
-		st->st_mode = S_IFREG | 0444;
 		st->st_nlink = 1;
 		st->st_size = (off_t)n->text_len;
 		st->st_blocks = 0;
@@ -415,31 +422,18 @@ static void reply_entry(fuse_req_t req, struct hf_fs *fs, struct node *n)
 	}
 	e.ino = n->ino;
 	e.attr_timeout = e.entry_timeout = timeout_for(fs, n->kind);
+	/*
+	 * The kernel checks only mode bits on a cached entry: a segment of a video that not
+	 * every user may open is looked up (and checked as the caller) on every path walk.
+	 */
+	if (n->per_caller)
+		e.entry_timeout = 0;
 	node_ref(fs, n);
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(fs, n->ino, 1);
 }
 
 /* ---- lookup ---- */
-
-static bool caller_may_read(fuse_req_t req, const struct stat *st)
-{
-	const struct fuse_ctx *ctx = fuse_req_ctx(req);
-	gid_t groups[64];
-	int ng;
-
-	if (ctx->uid == 0)
-		return true;
-	if (ctx->uid == st->st_uid)
-		return st->st_mode & S_IRUSR;
-	if (ctx->gid == st->st_gid)
-		return st->st_mode & S_IRGRP;
-	ng = fuse_req_getgroups(req, 64, groups);
-	for (int i = 0; i < ng && i < 64; i++)
-		if (groups[i] == st->st_gid)
-			return st->st_mode & S_IRGRP;
-	return st->st_mode & S_IROTH;
-}
 
 /* Parses "frame_00007.png": the slot (0-based) or -1. Exactly %05d, no spare zeros. */
 static int64_t parse_frame_name(const char *name, const char *ext)
@@ -532,6 +526,7 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 	struct stat st;
 	struct segment *seg = NULL;
 	struct node *n;
+	bool to_all;
 	int ret;
 
 	if (segname_parse(name, &sn) < 0 || sn.name_len > NAME_MAX) {
@@ -547,19 +542,17 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	if (is_mountpoint(fs, src) || stat(src, &st) < 0) {
-		fuse_reply_err(req, is_mountpoint(fs, src) ? ENOENT : errno);
-		return;
-	}
-	if (!S_ISREG(st.st_mode)) {
+	if (is_mountpoint(fs, src)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (!caller_may_read(req, &st)) {
-		fuse_reply_err(req, EACCES);
+	/* As the caller: the whole path counts, and what they could not open is not read. */
+	ret = caller_check_source(req, src, &st, &to_all);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = engine_segment(fs->engine, src, &sn, &seg);
+	ret = engine_segment(fs->engine, src, &st, &sn, &seg);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -570,6 +563,7 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
+	n->per_caller = !to_all;
 	reply_entry(req, fs, n);
 }
 
@@ -1215,6 +1209,7 @@ int fs_new(const struct hf_conf *conf, const char *mountpoint, struct hf_fs **ou
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&fs->lock, NULL);
+	caller_init();
 	fs->next_ino = FUSE_ROOT_ID + 1;
 	fs->root.ino = FUSE_ROOT_ID;
 	fs->root.path = "";

@@ -330,6 +330,13 @@ static int run(struct fuse_args *args, struct cli *cli)
 		goto out_fs;
 	}
 	so.fsync = conf.fsync;
+	if (conf.store_group[0]) {
+		so.shared = true;
+		if (conf_group_id(conf.store_group, &so.gid) < 0) {
+			fprintf(stderr, "hfmount: store group %s does not exist\n", conf.store_group);
+			goto out_session;
+		}
+	}
 	if (store_open(storedir, &so, &store, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hfmount: %s\n", err);
 		goto out_session;

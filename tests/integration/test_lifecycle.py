@@ -205,7 +205,27 @@ def full_store_keeps_serving_and_says_why():
                                               [ref(*b)[k - 1]], "stored frame %d" % k)
                 os.unlink(filler)
                 check_read(m, *b, what="after space was freed")
+                st, info = m.stats(), m.info(segb)
+                check(st["store_error"] is None and not info.get("error"),
+                      "the store accepts writes again, yet .hfstats says %r and .hfinfo %r"
+                      % (st["store_error"], info.get("error")))
                 check_read(m, *a, what="the evicted segment again")
+        finally:
+            subprocess.run(["umount", "-l", fsdir])
+
+
+@test
+def a_store_below_min_free_at_mount_says_it_will_be_kept_empty():
+    with h.tempdir() as d:
+        fsdir = os.path.join(d, "fs")
+        os.mkdir(fsdir)
+        h.run(["mount", "-t", "tmpfs", "-o", "size=8m", "hfit-tmpfs", fsdir])
+        try:
+            with h.Mount(store=os.path.join(fsdir, "store"), opts=["min_free=64M"]) as m:
+                check_read(m, "cfr30.mp4", "0", "0.2", "30", what="below min_free")
+                log = m.log_text()
+            check("kept as empty as it can be" in log and "min_free" in log,
+                  "no warning that the store will be kept empty: %s" % log)
         finally:
             subprocess.run(["umount", "-l", fsdir])
 

@@ -695,6 +695,43 @@ def debug_flag_prints_fuse_requests_and_stays_in_foreground():
             check(want in text, "hfmount -d output has no %r: %s" % (want, text[-1500:]))
 
 
+def exit_delay(m):
+    """Seconds from fusermount3 -u returning to the daemon's exit."""
+    proc = m.proc
+    p = subprocess.run(["fusermount3", "-u", m.mnt], stderr=subprocess.PIPE, timeout=30)
+    check(p.returncode == 0, "fusermount3 -u: %r" % p.stderr)
+    t = time.monotonic()
+    rc = proc.wait(30)
+    took = time.monotonic() - t
+    check(rc == 0, "hfmount exited %d" % rc)
+    return took
+
+
+@test
+def daemon_exits_promptly_after_unmount():
+    # Idle after reads; with an extraction in progress (1080p frames queued for encoding);
+    # right after one completed (the evictor, watch and read-ahead threads all running).
+    worst = []
+    for scenario in ("idle", "extracting", "just completed"):
+        for _ in range(3):
+            with h.Mount() as m:
+                seg = "bt709_1080p.mp4@0+1@30" if scenario != "idle" else SEG
+                with open(m.path(seg, "frame_00001.png"), "rb") as f:
+                    f.read()
+                if scenario == "just completed":
+                    m.wait_info(seg, lambda i: i.get("state") == "complete")
+                elif scenario == "idle":
+                    m.wait_info(seg, lambda i: i.get("state") == "complete")
+                    time.sleep(0.3)
+                took = exit_delay(m)
+                m.proc = None
+                m.log.close()
+                worst.append((took, scenario))
+    print("  exit after unmount: " + ", ".join("%s %.3f s" % (w, t) for t, w in worst))
+    t, scenario = max(worst)
+    check(t <= 0.5, "the daemon took %.2f s to exit after unmount (%s)" % (t, scenario))
+
+
 def inside(name, kw):
     global _prefix
     _prefix = kw.pop("prefix")

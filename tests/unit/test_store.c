@@ -4,9 +4,12 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cache/store.h"
+
+#define PNG13 "\x89PNG\r\n\x1a\n12345"
 #include "hftest.h"
 
 static char dir[] = "/tmp/hfstoreXXXXXX";
@@ -45,32 +48,65 @@ int main(void)
 
 	if (!CHECK(mkdtemp(dir) != NULL))
 		return hftest_done();
-	/* a dead writer's temp file is removed at open; an unparsable name too */
-	snprintf(path, sizeof(path), "%s/tmp", dir);
-	mkdir(path, 0755);
+	/* a dead writer's temp file is removed at open; a name that is not hfmount's is not */
+	CHECK_EQ_INT(store_open(dir, &so, &st, err, sizeof(err)), 0);
+	store_close(&st);
+	{
+		char host[64] = "";
+		pid_t dead = fork();
+		if (dead == 0)
+			_exit(0);
+		waitpid(dead, NULL, 0);
+		gethostname(host, sizeof(host) - 1);
+		for (char *p = host; *p; p++)
+			if (*p == '.' || *p == '/')
+				*p = '_';
+		snprintf(path, sizeof(path), "%s/tmp/%s.%d.7", dir, host, (int)dead);
+		close(open(path, O_CREAT | O_WRONLY, 0644));
+	}
 	snprintf(path, sizeof(path), "%s/tmp/garbage", dir);
 	close(open(path, O_CREAT | O_WRONLY, 0644));
 	CHECK_EQ_INT(store_open(dir, &so, &st, err, sizeof(err)), 0);
-	CHECK_EQ_INT(count_files("tmp"), 0);
+	CHECK_EQ_INT(count_files("tmp"), 1);
+	CHECK_EQ_INT(unlink(path), 0);
+	/* private: 0700 directories, 0600 files */
+	{
+		struct stat sb;
+		CHECK(stat(dir, &sb) == 0 && (sb.st_mode & 07777) == 0700);
+		snprintf(path, sizeof(path), "%s/hfmount-store", dir);
+		CHECK(stat(path, &sb) == 0 && (sb.st_mode & 07777) == 0600);
+	}
 
 	key_string("t", "one", &k1);
 	key_string("t", "two", &k2);
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
-	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0);
-	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0); /* idempotent */
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0); /* idempotent */
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), 0);
-	CHECK_EQ_INT(size, 5);
+	CHECK_EQ_INT(size, 13);
 	store_usage(st, &images, &bytes);
 	CHECK_EQ_INT(images, 1);
-	CHECK_EQ_INT(bytes, 5);
-	fd = store_image_open(st, &k1, "png");
+	CHECK_EQ_INT(bytes, 13);
+	fd = store_image_open(st, &k1, "png", 13);
 	CHECK(fd >= 0);
 	if (fd >= 0) {
-		char b[8] = {0};
-		CHECK_EQ_INT(read(fd, b, sizeof(b)), 5);
-		CHECK_EQ_STR(b, "12345");
+		char b[16] = {0};
+		CHECK_EQ_INT(read(fd, b, sizeof(b)), 13);
+		CHECK_EQ_STR(b + 8, "12345");
 		close(fd);
 	}
+	/* checked: the wrong size or the wrong header is damage, removed and never served */
+	CHECK_EQ_INT(store_image_open(st, &k1, "png", 54374), -ENOENT);
+	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0);
+	CHECK_EQ_INT(store_image_open(st, &k1, "png", 0), -ENOENT);
+	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
+	CHECK_EQ_INT(store_image_put(st, &k1, "jpg", "\xff\xd8\xff\xe0", 4), 0);
+	fd = store_image_open(st, &k1, "jpg", 4);
+	CHECK(fd >= 0);
+	if (fd >= 0)
+		close(fd);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0);
 	CHECK_EQ_INT(count_files("tmp"), 0);
 
 	/* manifests: written only when every image exists, never with zero frames */
@@ -83,7 +119,7 @@ int main(void)
 	m.height = 240;
 	strcpy(m.ext, "png");
 	m.image = (struct hf_key[]){k1, k2};
-	m.size = (uint64_t[]){5, 3};
+	m.size = (uint64_t[]){13, 3};
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -ENOENT); /* k2 missing */
 	CHECK_EQ_INT(store_image_put(st, &k2, "png", "abc", 3), 0);
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), 0);

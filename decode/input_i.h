@@ -1,0 +1,28 @@
+/*
+ * input (internal to decode/): a demuxer over one descriptor and nothing else.
+ *
+ * libavformat reads the file through an I/O context of ours (pread on the descriptor):
+ * no protocol is available to it (file, http, ...), every attempt of a demuxer to open
+ * another file or URL is refused, and demuxers whose job is to read other files
+ * (playlists, manifests, concat lists, image sequences, network descriptions) are refused
+ * before they run. A source can therefore never make the daemon read a file the caller
+ * did not open.
+ */
+#ifndef HF_INPUT_I_H
+#define HF_INPUT_I_H
+
+#include <libavformat/avformat.h>
+#include <stddef.h>
+
+/*
+ * Opens a demuxer on fd (a regular file; dup'ed, the caller keeps its own), name only
+ * for messages and the format probe's extension hint. 0, or a negative errno with one
+ * sentence naming the file in err: -EPERM for a refused demuxer, -EIO for anything libav
+ * cannot read. *out is closed with input_close().
+ */
+int input_open(int fd, const char *name, AVFormatContext **out, char *err, size_t errlen);
+
+/* Closes the demuxer, its I/O context and descriptor; accepts NULL, clears *fmt. */
+void input_close(AVFormatContext **fmt);
+
+#endif
