@@ -1,8 +1,12 @@
 /*
  * gc: the census of real temporary stores (segments, partials, unnamed images, damaged
- * manifests, missing images, per-unit and own bytes, LRU order) and eviction (bounds,
- * shared images, pins, the keep callback and in-use window, dry runs, want_free,
- * min_free, usage counters), plus opening an existing store.
+ * manifests, missing images, per-unit, own and manifest bytes, LRU order) and eviction
+ * (bounds, which manifests count toward, shared images, pins, the keep callback and
+ * in-use window, dry runs, want_free, min_free, usage counters), plus opening an
+ * existing store.
+ *
+ * Manifest sizes depend on the manifest format, so byte figures and bounds are written
+ * as image bytes plus the sizes of the manifest files the fixture wrote (from stat).
  *
  * Last use is set with explicit mtimes (store_manifest_touch, utimensat), never by
  * sleeping. Every store lives in its own mkdtemp directory, removed at the end.
@@ -124,6 +128,7 @@ static void put_seg(struct fixture *f, struct seg *s, const char *name, const st
 		    int n, bool partial, int64_t when_s)
 {
 	uint64_t size[16] = {0};
+	int64_t first[16];
 	struct manifest m = {0};
 
 	s->name = name;
@@ -141,6 +146,10 @@ static void put_seg(struct fixture *f, struct seg *s, const char *name, const st
 	snprintf(m.ext, sizeof(m.ext), EXT);
 	m.image = (struct hf_key *)im;
 	m.size = size;
+	m.nimages = (size_t)n;
+	m.first = first;
+	for (int i = 0; i < n && i < 16; i++)
+		first[i] = i; /* one slot per image */
 	if (partial)
 		CHECK_EQ_INT(store_partial_put(f->st, &s->key, &m), 0);
 	else
@@ -166,6 +175,23 @@ static bool seg_exists(struct fixture *f, const struct seg *s, const char *suffi
 	char path[512];
 	seg_path(f, s, suffix, path, sizeof(path));
 	return access(path, F_OK) == 0;
+}
+
+/* A file's size from stat (0, and a failed check, when there is none). */
+static uint64_t file_bytes(const char *path)
+{
+	struct stat sb;
+	if (!CHECK_EQ_INT(stat(path, &sb), 0))
+		return 0;
+	return (uint64_t)sb.st_size;
+}
+
+/* The bytes of a segment's manifest ("seg") or partial ("pending"): they count toward max_size. */
+static uint64_t seg_bytes(struct fixture *f, const struct seg *s, const char *suffix)
+{
+	char path[512];
+	seg_path(f, s, suffix, path, sizeof(path));
+	return file_bytes(path);
 }
 
 /* Writes garbage under a complete manifest's name, last used at when_s; its path into buf. */
@@ -243,6 +269,28 @@ static char *listing(const char *dir)
 	return out;
 }
 
+/* ---- the bytes of every manifest file in a store, found by walking it ---- */
+
+static uint64_t manifests_sum;
+
+static int manifest_add(const char *path, const struct stat *sb, int type, struct FTW *ftw)
+{
+	const char *dot = strrchr(path + ftw->base, '.');
+	if (type == FTW_F && dot && (strcmp(dot, ".seg") == 0 || strcmp(dot, ".pending") == 0))
+		manifests_sum += (uint64_t)sb->st_size;
+	return 0;
+}
+
+/* Bytes of all manifests under STORE/seg: complete, partial and damaged. */
+static uint64_t manifests_on_disk(struct fixture *f)
+{
+	char dir[128];
+	snprintf(dir, sizeof(dir), "%s/seg", f->dir);
+	manifests_sum = 0;
+	CHECK_EQ_INT(nftw(dir, manifest_add, 16, FTW_PHYS), 0);
+	return manifests_sum;
+}
+
 /* ---- what the removed callback reports ---- */
 
 struct removals {
@@ -317,6 +365,7 @@ static void test_census(void)
 	char damaged[512], upath[512];
 	const struct gc_unit *ua, *ub, *up, *um, *uu = NULL, *ud = NULL;
 	struct image_sum is = {0};
+	uint64_t ma, mb, mp, mm, md;
 
 	if (!fix_open(&f))
 		goto out;
@@ -342,6 +391,12 @@ static void test_census(void)
 	CHECK(seg_exists(&f, &a, "seg"));
 	CHECK(!seg_exists(&f, &p, "seg"));
 	CHECK(seg_exists(&f, &p, "pending")); /* store_partial_put's suffix */
+	ma = seg_bytes(&f, &a, "seg");
+	mb = seg_bytes(&f, &b, "seg");
+	mp = seg_bytes(&f, &p, "pending");
+	mm = seg_bytes(&f, &m, "seg");
+	md = file_bytes(damaged);
+	CHECK(ma > 0 && mb > 0 && mp > 0 && mm > 0 && md > 0);
 
 	/* touching a segment that has neither manifest nor partial */
 	{
@@ -355,13 +410,16 @@ static void test_census(void)
 		goto out;
 	census_totals(c, &t);
 	CHECK_EQ_INT(t.images, 7); /* a1 a2 shared b1 p1 unnamed m1 */
-	CHECK_EQ_INT(t.bytes, 100 + 200 + 300 + 400 + 500 + 600 + 700);
+	CHECK_EQ_INT(t.bytes, 100 + 200 + 300 + 400 + 500 + 600 + 700); /* images alone */
 	CHECK_EQ_INT(t.unnamed_images, 1);
 	CHECK_EQ_INT(t.unnamed_bytes, 600);
 	CHECK_EQ_INT(t.segments, 3);
 	CHECK_EQ_INT(t.partials, 1);
 	CHECK_EQ_INT(t.damaged, 1);
 	CHECK_EQ_INT(t.missing, 1); /* m2; a partial's unproduced p2 is not missing */
+	/* every manifest file counts: complete, partial and damaged */
+	CHECK_EQ_INT(t.manifest_bytes, ma + mb + mp + mm + md);
+	CHECK_EQ_INT(t.manifest_bytes, manifests_on_disk(&f));
 
 	/* one unit per manifest (damaged too) and per unnamed image */
 	CHECK_EQ_INT(census_units(c), 6);
@@ -399,12 +457,14 @@ static void test_census(void)
 	CHECK_EQ_INT(ua->bytes, 600);
 	CHECK_EQ_INT(ua->own_images, 2); /* shared is b's too */
 	CHECK_EQ_INT(ua->own_bytes, 300);
+	CHECK_EQ_INT(ua->manifest_bytes, ma); /* not in bytes, which are its images' */
 
 	CHECK_EQ_INT(ub->kind, GC_SEGMENT);
 	CHECK_EQ_INT(ub->images, 2);
 	CHECK_EQ_INT(ub->bytes, 700);
 	CHECK_EQ_INT(ub->own_images, 1);
 	CHECK_EQ_INT(ub->own_bytes, 400);
+	CHECK_EQ_INT(ub->manifest_bytes, mb);
 
 	CHECK_EQ_INT(up->kind, GC_PARTIAL);
 	CHECK(memcmp(&up->key, &p.key, sizeof(p.key)) == 0);
@@ -412,11 +472,13 @@ static void test_census(void)
 	CHECK_EQ_INT(up->bytes, 500);
 	CHECK_EQ_INT(up->own_images, 1);
 	CHECK_EQ_INT(up->own_bytes, 500);
+	CHECK_EQ_INT(up->manifest_bytes, mp);
 
 	CHECK_EQ_INT(um->images, 1); /* m2 is missing */
 	CHECK_EQ_INT(um->bytes, 700);
 	CHECK_EQ_INT(um->own_images, 1);
 	CHECK_EQ_INT(um->own_bytes, 700);
+	CHECK_EQ_INT(um->manifest_bytes, mm);
 
 	CHECK(memcmp(&uu->key, &u, sizeof(u)) == 0);
 	CHECK_EQ_STR(uu->path, upath);
@@ -425,10 +487,12 @@ static void test_census(void)
 	CHECK_EQ_INT(uu->bytes, 600);
 	CHECK_EQ_INT(uu->own_images, 1);
 	CHECK_EQ_INT(uu->own_bytes, 600);
+	CHECK_EQ_INT(uu->manifest_bytes, 0); /* an unnamed image has no manifest */
 
 	CHECK_EQ_STR(ud->path, damaged);
 	CHECK(ud->m == NULL);
 	CHECK_EQ_INT(ud->images, 0);
+	CHECK_EQ_INT(ud->manifest_bytes, md); /* unparsable, but its bytes are stored */
 
 	/* every stored image once, with the size a complete manifest records for it */
 	is.a1 = a1;
@@ -503,24 +567,27 @@ static void test_gc_within_bounds(void)
 	struct removals rec = {0};
 	struct gc_opts o = {.max_size = 10000, .removed = record_removed, .arg = &rec};
 	char *before = NULL, *after = NULL;
+	uint64_t man = 0; /* the three manifests */
 
 	if (!fix_open(&f))
 		goto out;
 	put_chain(&f, s, im, names, (const int[]){1, 2, 3}, 3);
+	for (int i = 0; i < 3; i++)
+		man += seg_bytes(&f, &s[i], "seg");
 	before = listing(f.dir);
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	after = listing(f.dir);
 	CHECK(!r.over);
 	CHECK(r.within);
-	CHECK_EQ_INT(r.bytes_before, 3000);
-	CHECK_EQ_INT(r.bytes_after, 3000);
+	CHECK_EQ_INT(r.bytes_before, 3000 + man);
+	CHECK_EQ_INT(r.bytes_after, 3000 + man);
 	CHECK_EQ_INT(r.units_removed, 0);
 	CHECK_EQ_INT(r.images_removed, 0);
 	CHECK_EQ_INT(rec.n, 0);
 	CHECK_EQ_STR(after, before);
 
-	/* exactly at max_size is within; no bound at all is never over */
-	o.max_size = 3000;
+	/* exactly at max_size (images and manifests) is within; no bound at all is never over */
+	o.max_size = 3000 + man;
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK(!r.over);
 	CHECK(r.within);
@@ -548,25 +615,33 @@ static void test_gc_lru(void)
 	struct hf_key im[5];
 	struct gc_result r;
 	struct removals rec = {0};
-	struct gc_opts o = {.max_size = 4000, .removed = record_removed, .arg = &rec};
+	struct gc_opts o = {.removed = record_removed, .arg = &rec};
 	struct census *c = NULL;
 	struct census_totals t;
-	uint64_t images, bytes;
+	uint64_t images, bytes, m[5], man = 0;
 	char path[512], want[700];
 
 	if (!fix_open(&f))
 		goto out;
 	put_chain(&f, s, im, names, when, 5);
+	for (int i = 0; i < 5; i++)
+		man += m[i] = seg_bytes(&f, &s[i], "seg");
+	/*
+	 * 5000 + man > 4000 + man: down to 90% of that (3600 + 0.9 man) takes the two least
+	 * recently used, l1 and l3, each with its manifest: l1 alone leaves 4000 + man - m1.
+	 */
+	o.max_size = 4000 + man;
+	CHECK(4000 + man - m[1] > o.max_size - o.max_size / 10);
+	CHECK(3000 + m[0] + m[2] + m[4] <= o.max_size - o.max_size / 10);
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK(r.over);
 	CHECK(r.within);
-	/* 5000 > 4000: down to 90% (3600) takes the two least recently used, l1 and l3 */
-	CHECK_EQ_INT(r.bytes_before, 5000);
-	CHECK_EQ_INT(r.bytes_after, 3000);
+	CHECK_EQ_INT(r.bytes_before, 5000 + man);
+	CHECK_EQ_INT(r.bytes_after, 3000 + m[0] + m[2] + m[4]);
 	CHECK_EQ_INT(r.units_removed, 2);
 	CHECK_EQ_INT(r.segments_removed, 2);
 	CHECK_EQ_INT(r.images_removed, 2);
-	CHECK_EQ_INT(r.bytes_removed, 2000);
+	CHECK_EQ_INT(r.bytes_removed, 2000 + m[1] + m[3]);
 	CHECK_EQ_INT(r.kept_in_use, 0);
 	for (int i = 0; i < 5; i++) {
 		bool gone = i == 1 || i == 3;
@@ -575,10 +650,12 @@ static void test_gc_lru(void)
 	}
 	if (CHECK_EQ_INT(rec.n, 2)) {
 		seg_path(&f, &s[1], "seg", path, sizeof(path));
-		snprintf(want, sizeof(want), "%d l1 %s 1 1000", GC_SEGMENT, path);
+		snprintf(want, sizeof(want), "%d l1 %s 1 %llu", GC_SEGMENT, path,
+			 (unsigned long long)(1000 + m[1]));
 		CHECK_EQ_STR(rec.line[0], want);
 		seg_path(&f, &s[3], "seg", path, sizeof(path));
-		snprintf(want, sizeof(want), "%d l3 %s 1 1000", GC_SEGMENT, path);
+		snprintf(want, sizeof(want), "%d l3 %s 1 %llu", GC_SEGMENT, path,
+			 (unsigned long long)(1000 + m[3]));
 		CHECK_EQ_STR(rec.line[1], want);
 	}
 
@@ -588,8 +665,9 @@ static void test_gc_lru(void)
 		census_totals(c, &t);
 		CHECK_EQ_INT(t.images, 3);
 		CHECK_EQ_INT(t.bytes, 3000);
+		CHECK_EQ_INT(t.manifest_bytes, m[0] + m[2] + m[4]);
 		CHECK_EQ_INT(images, t.images);
-		CHECK_EQ_INT(bytes, t.bytes);
+		CHECK_EQ_INT(bytes, t.bytes + t.manifest_bytes);
 		CHECK_EQ_INT(census_units(c), 3);
 	}
 out:
@@ -604,7 +682,8 @@ static void test_gc_shared_images(void)
 	struct seg a, b;
 	struct gc_result r;
 	struct removals rec = {0};
-	struct gc_opts o = {.max_size = 2500, .removed = record_removed, .arg = &rec};
+	struct gc_opts o = {.removed = record_removed, .arg = &rec};
+	uint64_t ma, mb;
 
 	if (!fix_open(&f))
 		goto out;
@@ -613,14 +692,22 @@ static void test_gc_shared_images(void)
 	put_image(&f, "z", 1000, &z);
 	put_seg(&f, &a, "a", (struct hf_key[]){x, y}, 2, false, T0);	 /* older */
 	put_seg(&f, &b, "b", (struct hf_key[]){y, z}, 2, false, T0 + 5); /* newer, kept */
+	ma = seg_bytes(&f, &a, "seg");
+	mb = seg_bytes(&f, &b, "seg");
 
-	/* 3000 > 2500: a goes, with x; y stays because b, which is kept, names it */
+	/*
+	 * 3000 + ma + mb > 2500 + ma + mb: a goes, with x and its manifest; y stays because b,
+	 * which is kept (2000 + mb is below 90% of the bound), names it
+	 */
+	o.max_size = 2500 + ma + mb;
+	CHECK(2000 + mb <= o.max_size - o.max_size / 10);
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK(r.over);
 	CHECK(r.within);
 	CHECK_EQ_INT(r.units_removed, 1);
 	CHECK_EQ_INT(r.images_removed, 1);
-	CHECK_EQ_INT(r.bytes_after, 2000);
+	CHECK_EQ_INT(r.bytes_removed, 1000 + ma);
+	CHECK_EQ_INT(r.bytes_after, 2000 + mb);
 	CHECK(!seg_exists(&f, &a, "seg"));
 	CHECK(!image_exists(&f, &x));
 	CHECK(image_exists(&f, &y));
@@ -628,7 +715,7 @@ static void test_gc_shared_images(void)
 	CHECK(seg_exists(&f, &b, "seg"));
 	CHECK_EQ_INT(rec.n, 1);
 	CHECK_EQ_INT(rec.images, 1);
-	CHECK_EQ_INT(rec.bytes, 1000);
+	CHECK_EQ_INT(rec.bytes, 1000 + ma);
 
 	/* once b goes too, y goes with it */
 	o.max_size = 500;
@@ -642,8 +729,96 @@ static void test_gc_shared_images(void)
 	CHECK(!image_exists(&f, &z));
 	CHECK_EQ_INT(rec.n, 2);
 	CHECK_EQ_INT(rec.images, 3);
-	CHECK_EQ_INT(rec.bytes, 3000);
+	CHECK_EQ_INT(rec.bytes, 3000 + ma + mb);
 out:
+	fix_close(&f);
+}
+
+/*
+ * Manifests count toward max_size: a store whose images alone are within the bound and
+ * whose images and manifests are not is over it, and evicted; a segment whose image a
+ * kept segment names still frees its manifest's bytes.
+ */
+static void test_gc_manifests_count(void)
+{
+	static const char *names[] = {"c0", "c1", "c2"};
+	struct fixture f;
+	struct seg s[3], a, b;
+	struct hf_key im[3], x;
+	struct gc_result r;
+	struct removals rec = {0};
+	struct gc_opts o = {.removed = record_removed, .arg = &rec};
+	struct census *c = NULL;
+	struct census_totals t;
+	uint64_t m[3], man = 0, ma, mb, images, bytes;
+
+	if (!fix_open(&f))
+		goto out;
+	put_chain(&f, s, im, names, (const int[]){1, 2, 3}, 3);
+	for (int i = 0; i < 3; i++)
+		man += m[i] = seg_bytes(&f, &s[i], "seg");
+	if (!CHECK_EQ_INT(census_take(f.st, &c), 0))
+		goto out;
+	census_totals(c, &t);
+	CHECK_EQ_INT(t.bytes, 3000);
+	CHECK_EQ_INT(t.manifest_bytes, man);
+	CHECK_EQ_INT(t.manifest_bytes, manifests_on_disk(&f));
+	census_free(&c);
+
+	/* 3000 bytes of images are within 2999 + man; with their manifests they are not */
+	o.max_size = 3000 + man - 1;
+	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
+	CHECK(r.over);
+	CHECK(r.within);
+	CHECK_EQ_INT(r.bytes_before, 3000 + man);
+	/* the least recently used, c0, goes: 2000 + m1 + m2 is below 90% of the bound */
+	CHECK_EQ_INT(r.units_removed, 1);
+	CHECK_EQ_INT(r.segments_removed, 1);
+	CHECK_EQ_INT(r.images_removed, 1);
+	CHECK_EQ_INT(r.bytes_removed, 1000 + m[0]);
+	CHECK_EQ_INT(r.bytes_after, 2000 + m[1] + m[2]);
+	CHECK_EQ_INT(rec.n, 1);
+	CHECK_EQ_INT(rec.bytes, 1000 + m[0]);
+	CHECK(!seg_exists(&f, &s[0], "seg"));
+	CHECK(!image_exists(&f, &im[0]));
+	for (int i = 1; i < 3; i++) {
+		CHECK(seg_exists(&f, &s[i], "seg"));
+		CHECK(image_exists(&f, &im[i]));
+	}
+	CHECK_EQ_INT(manifests_on_disk(&f), m[1] + m[2]);
+	store_usage(f.st, &images, &bytes);
+	CHECK_EQ_INT(images, 2);
+	CHECK_EQ_INT(bytes, 2000 + m[1] + m[2]);
+	fix_close(&f);
+
+	/* two manifests of one image, over the bound by a manifest: the older one goes alone */
+	if (!fix_open(&f))
+		goto out;
+	put_image(&f, "x", 100, &x);
+	put_seg(&f, &a, "a", &x, 1, false, T0);	    /* older */
+	put_seg(&f, &b, "b", &x, 1, false, T0 + 1); /* newer, kept */
+	ma = seg_bytes(&f, &a, "seg");
+	mb = seg_bytes(&f, &b, "seg");
+	o.max_size = 100 + ma + mb - 1;
+	CHECK(100 + mb <= o.max_size - o.max_size / 10);
+	memset(&rec, 0, sizeof(rec));
+	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
+	CHECK(r.over);
+	CHECK(r.within);
+	CHECK_EQ_INT(r.bytes_before, 100 + ma + mb);
+	CHECK_EQ_INT(r.units_removed, 1);
+	CHECK_EQ_INT(r.segments_removed, 1);
+	CHECK_EQ_INT(r.images_removed, 0); /* b still names x */
+	CHECK_EQ_INT(r.bytes_removed, ma);
+	CHECK_EQ_INT(r.bytes_after, 100 + mb);
+	CHECK_EQ_INT(rec.n, 1);
+	CHECK_EQ_INT(rec.images, 0);
+	CHECK_EQ_INT(rec.bytes, ma);
+	CHECK(!seg_exists(&f, &a, "seg"));
+	CHECK(seg_exists(&f, &b, "seg"));
+	CHECK(image_exists(&f, &x));
+out:
+	census_free(&c);
 	fix_close(&f);
 }
 
@@ -734,6 +909,7 @@ static void test_gc_keep_and_window(void)
 	struct gc_opts o = {
 	    .max_size = 1, .in_use_ns = 3600 * NS, .keep = keep_by_name, .arg = &asked};
 	char path[512];
+	uint64_t kept_manifests;
 
 	if (!fix_open(&f))
 		goto out;
@@ -745,6 +921,7 @@ static void test_gc_keep_and_window(void)
 	put_seg(&f, &win, "window", &iw, 1, false, now - 60); /* used a minute ago */
 	put_seg(&f, &go, "go", &ig, 1, false, now - 60);      /* too, but the caller lets it go */
 	put_seg(&f, &old, "old", &io, 1, false, T0 + 1);      /* old: the window lets it go */
+	kept_manifests = seg_bytes(&f, &keep, "seg") + seg_bytes(&f, &win, "seg");
 
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK_EQ_INT(asked, 4);
@@ -752,7 +929,7 @@ static void test_gc_keep_and_window(void)
 	CHECK(!r.within);
 	CHECK_EQ_INT(r.kept_in_use, 2);
 	CHECK_EQ_INT(r.units_removed, 2);
-	CHECK_EQ_INT(r.bytes_after, 2000);
+	CHECK_EQ_INT(r.bytes_after, 2000 + kept_manifests);
 	CHECK(seg_exists(&f, &keep, "seg"));
 	CHECK(image_exists(&f, &ik));
 	CHECK(seg_exists(&f, &win, "seg"));
@@ -816,14 +993,21 @@ static void test_gc_dry_run(void)
 	struct seg s[4];
 	struct gc_result dry, real;
 	struct removals rd = {0}, rr = {0};
-	/* 21000 bytes; max 13000 -> down to 11700 */
-	struct gc_opts o = {.max_size = 13000, .dry_run = true, .removed = record_removed};
+	/* 21000 bytes and 5 manifests; max 13000 + the manifests -> down to 90% of that */
+	struct gc_opts o = {.dry_run = true, .removed = record_removed};
 	char damaged[512], *before = NULL, *after = NULL;
-	uint64_t images0, bytes0, images, bytes;
+	uint64_t images0, bytes0, images, bytes, man[4], md, gone;
 
 	if (!fix_open(&f))
 		goto out;
 	put_mixed(&f, im, s, damaged, sizeof(damaged));
+	for (int i = 0; i < 4; i++)
+		man[i] = seg_bytes(&f, &s[i], i == 2 ? "pending" : "seg");
+	md = file_bytes(damaged);
+	gone = md + man[0] + man[1] + man[2]; /* the manifests of the units that go */
+	o.max_size = 13000 + gone + man[3];
+	CHECK(15000 + man[2] + man[3] > o.max_size - o.max_size / 10);
+	CHECK(11000 + man[3] <= o.max_size - o.max_size / 10);
 	store_usage(f.st, &images0, &bytes0);
 	before = listing(f.dir);
 	o.arg = &rd;
@@ -836,20 +1020,21 @@ static void test_gc_dry_run(void)
 	CHECK_EQ_INT(bytes, bytes0);
 	CHECK(dry.over);
 	CHECK(dry.within);
-	CHECK_EQ_INT(dry.bytes_before, 21000);
+	CHECK_EQ_INT(dry.bytes_before, 21000 + gone + man[3]);
 	/*
-	 * damaged (last use unknown, no bytes), a (frees m0 = 1000; m1 is b's too), b (m1 +
-	 * m2 = 5000): 15000 > 11700, so the partial goes too, with m3: 11000. The unnamed
-	 * m4 and the newest segment c stay.
+	 * Each with its manifest: damaged (last use unknown, no images), a (frees m0 = 1000;
+	 * m1 is b's too), b (m1 + m2 = 5000): 15000 + the partial's and c's manifests is still
+	 * above 90% of the bound, so the partial goes too, with m3: 11000 + c's manifest. The
+	 * unnamed m4 and the newest segment c stay.
 	 */
 	CHECK_EQ_INT(dry.units_removed, 4);
 	CHECK_EQ_INT(dry.segments_removed, 2);
 	CHECK_EQ_INT(dry.images_removed, 4);
-	CHECK_EQ_INT(dry.bytes_removed, 10000);
-	CHECK_EQ_INT(dry.bytes_after, 11000);
+	CHECK_EQ_INT(dry.bytes_removed, 10000 + gone);
+	CHECK_EQ_INT(dry.bytes_after, 11000 + man[3]);
 	CHECK_EQ_INT(rd.n, 4);
 	CHECK_EQ_INT(rd.images, 4);
-	CHECK_EQ_INT(rd.bytes, 10000);
+	CHECK_EQ_INT(rd.bytes, 10000 + gone);
 
 	o.dry_run = false;
 	o.arg = &rr;
@@ -874,7 +1059,7 @@ static void test_gc_dry_run(void)
 	CHECK(image_exists(&f, &im[5]));
 	store_usage(f.st, &images, &bytes);
 	CHECK_EQ_INT(images, 2);
-	CHECK_EQ_INT(bytes, 11000); /* m4 + m5 */
+	CHECK_EQ_INT(bytes, 11000 + man[3]); /* m4 + m5, and c's manifest */
 out:
 	free(before);
 	free(after);
@@ -1023,9 +1208,9 @@ static void test_gc_usage(void)
 	store_close(&g.st);
 	store_usage(f.st, &images, &bytes);
 	CHECK_EQ_INT(images, 1);
-	CHECK_EQ_INT(bytes, 1000);
+	CHECK_EQ_INT(bytes, 1000 + seg_bytes(&f, &a, "seg")); /* x and the manifest it wrote */
 
-	/* 3000 > 2000: down to 1800, oldest first (all were last used at T0) */
+	/* 3000 + a's manifest > 2000: down to 1800, oldest first (all were last used at T0) */
 	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
 	CHECK(r.over);
 	CHECK(r.within);
@@ -1033,7 +1218,7 @@ static void test_gc_usage(void)
 	if (CHECK_EQ_INT(census_take(f.st, &c), 0)) {
 		census_totals(c, &t);
 		CHECK_EQ_INT(images, t.images);
-		CHECK_EQ_INT(bytes, t.bytes);
+		CHECK_EQ_INT(bytes, t.bytes + t.manifest_bytes);
 		CHECK_EQ_INT(bytes, r.bytes_after);
 	}
 	census_free(&c);
@@ -1049,7 +1234,7 @@ static void test_gc_usage(void)
 		census_totals(c, &t);
 		CHECK(t.images > 0);
 		CHECK_EQ_INT(images, t.images);
-		CHECK_EQ_INT(bytes, t.bytes);
+		CHECK_EQ_INT(bytes, t.bytes + t.manifest_bytes);
 	}
 out:
 	census_free(&c);
@@ -1147,6 +1332,7 @@ int main(void)
 	test_gc_within_bounds();
 	test_gc_lru();
 	test_gc_shared_images();
+	test_gc_manifests_count();
 	test_gc_pins();
 	test_gc_keep_and_window();
 	test_gc_dry_run();
