@@ -227,6 +227,8 @@ static int scan_manifest(struct census *c, const char *path, const char *name,
 	}
 	u->key = k;
 	u->m = m;
+	u->manifest_bytes = (uint64_t)sb->st_size;
+	c->totals.manifest_bytes += u->manifest_bytes;
 	if (kind == GC_SEGMENT)
 		c->totals.segments++;
 	else if (kind == GC_PARTIAL)
@@ -241,7 +243,7 @@ static int count_refs(struct census *c)
 {
 	for (size_t i = 0; i < c->nunits; i++) {
 		struct gc_unit *u = &c->units[i];
-		for (int64_t s = 0; u->m && s < u->m->count; s++) {
+		for (size_t s = 0; u->m && s < u->m->nimages; s++) {
 			struct image *im = tab_get(c, &u->m->image[s], true);
 			if (!im)
 				return -ENOMEM;
@@ -261,7 +263,7 @@ static int count_refs(struct census *c)
 		c->tab[i].stamp = 0;
 	for (size_t i = 0; i < c->nunits; i++) {
 		struct gc_unit *u = &c->units[i];
-		for (int64_t s = 0; u->m && s < u->m->count; s++) {
+		for (size_t s = 0; u->m && s < u->m->nimages; s++) {
 			struct image *im = tab_get(c, &u->m->image[s], false);
 			if (im->stamp == i + 1 || !im->stored)
 				continue;
@@ -436,7 +438,7 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 	ret = census_take_until(st, o->cancel, &c);
 	if (ret < 0)
 		return ret;
-	bytes = c->totals.bytes;
+	bytes = c->totals.bytes + c->totals.manifest_bytes; /* manifests count toward max_size */
 	images = c->totals.images;
 	avail = o->min_free ? store_free_bytes(st) : UINT64_MAX;
 	r->bytes_before = bytes;
@@ -476,7 +478,8 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 		} else {
 			if (!o->dry_run && unlink(u->path) < 0 && errno != ENOENT)
 				continue;
-			for (int64_t s = 0; u->m && s < u->m->count; s++) {
+			freed += u->manifest_bytes;
+			for (size_t s = 0; u->m && s < u->m->nimages; s++) {
 				struct image *im = tab_get(c, &u->m->image[s], false);
 				if (!im || im->stamp == i + 1)
 					continue;

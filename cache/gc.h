@@ -37,6 +37,7 @@ struct gc_unit {
 	struct manifest *m;  /* GC_SEGMENT and GC_PARTIAL */
 	uint64_t images, bytes;          /* distinct images it names that are stored, their bytes */
 	uint64_t own_images, own_bytes;  /* of those, the ones no other manifest names */
+	uint64_t manifest_bytes;         /* the manifest file itself */
 };
 
 struct census;
@@ -54,6 +55,7 @@ struct census_totals {
 	uint64_t unnamed_images, unnamed_bytes; /* images no manifest names */
 	uint64_t segments, partials, damaged;
 	uint64_t missing; /* images manifests name that are not stored */
+	uint64_t manifest_bytes; /* complete, partial and damaged manifests: they count too */
 };
 void census_totals(const struct census *c, struct census_totals *t);
 

@@ -24,7 +24,9 @@
 #include <unistd.h>
 
 #define STORE_MARKER "hfmount-store"
-#define MANIFEST_MAGIC "hfmount-manifest 1"
+#define MANIFEST_MAGIC_V1 "hfmount-manifest 1" /* one line per slot; still read */
+#define MANIFEST_MAGIC "hfmount-manifest 2"    /* one line per image, with its first slot */
+#define MANIFEST_MAX_SLOTS 100000000
 
 struct store {
 	char *dir;
@@ -298,21 +300,21 @@ int store_clean(struct store *st)
 	return clean_tmp(st);
 }
 
-static void count_images(struct store *st)
+/* Files in the two-level directory top (img/ or seg/): count and bytes. */
+static void count_files(struct store *st, const char *top_name, uint64_t *n, uint64_t *bytes)
 {
 	char path[PATH_MAX];
 	DIR *top, *sub;
 	struct dirent *de, *fe;
-	uint64_t n = 0, bytes = 0;
 
-	snprintf(path, sizeof(path), "%s/img", st->dir);
+	snprintf(path, sizeof(path), "%s/%s", st->dir, top_name);
 	top = opendir(path);
 	if (!top)
 		return;
 	while ((de = readdir(top))) {
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "%s/img/%s", st->dir, de->d_name);
+		snprintf(path, sizeof(path), "%s/%s/%s", st->dir, top_name, de->d_name);
 		sub = opendir(path);
 		if (!sub)
 			continue;
@@ -320,14 +322,23 @@ static void count_images(struct store *st)
 			struct stat sb;
 			if (fe->d_name[0] == '.')
 				continue;
-			if (fstatat(dirfd(sub), fe->d_name, &sb, 0) == 0) {
-				n++;
-				bytes += (uint64_t)sb.st_size;
+			if (fstatat(dirfd(sub), fe->d_name, &sb, 0) == 0 && S_ISREG(sb.st_mode)) {
+				(*n)++;
+				*bytes += (uint64_t)sb.st_size;
 			}
 		}
 		closedir(sub);
 	}
 	closedir(top);
+}
+
+/* Images, and the bytes of images and manifests (both count toward max_size). */
+static void count_images(struct store *st)
+{
+	uint64_t n = 0, bytes = 0, manifests = 0;
+
+	count_files(st, "img", &n, &bytes);
+	count_files(st, "seg", &manifests, &bytes);
 	st->images = n;
 	st->bytes = bytes;
 }
@@ -654,6 +665,18 @@ static char *unescape(const char *s)
 	return out;
 }
 
+/* Slots and runs agree: count > 0, first[0] == 0, first slots ascending below count. */
+static bool manifest_valid(const struct manifest *m)
+{
+	if (m->count <= 0 || m->count > MANIFEST_MAX_SLOTS || m->nimages == 0 ||
+	    m->nimages > (uint64_t)m->count || m->first[0] != 0)
+		return false;
+	for (size_t i = 1; i < m->nimages; i++)
+		if (m->first[i] <= m->first[i - 1] || m->first[i] >= m->count)
+			return false;
+	return true;
+}
+
 static int manifest_write(struct store *st, const struct hf_key *segkey, const struct manifest *m,
 			  const char *suffix)
 {
@@ -672,11 +695,11 @@ static int manifest_write(struct store *st, const struct hf_key *segkey, const s
 	put_escaped(f, m->source);
 	fprintf(f, "identity ");
 	put_escaped(f, m->identity);
-	fprintf(f, "count %" PRId64 "\nwidth %d\nheight %d\next %s\n", m->count, m->width,
-		m->height, m->ext);
-	for (int64_t i = 0; i < m->count; i++) {
+	fprintf(f, "count %" PRId64 "\nwidth %d\nheight %d\next %s\nimages %zu\n", m->count,
+		m->width, m->height, m->ext, m->nimages);
+	for (size_t i = 0; i < m->nimages; i++) {
 		key_hex(&m->image[i], hex);
-		fprintf(f, "%s %" PRIu64 "\n", hex, m->size[i]);
+		fprintf(f, "%s %" PRIu64 " %" PRId64 "\n", hex, m->size[i], m->first[i]);
 	}
 	fprintf(f, "end\n");
 	if (fclose(f) != 0) {
@@ -685,6 +708,8 @@ static int manifest_write(struct store *st, const struct hf_key *segkey, const s
 	}
 	seg_path(st, m->source, segkey, suffix, path, sizeof(path));
 	ret = atomic_write(st, path, text, len);
+	if (ret == 0)
+		atomic_fetch_add(&st->bytes, len); /* manifests count toward max_size too */
 	free(text);
 	return ret;
 }
@@ -694,9 +719,9 @@ int store_manifest_put(struct store *st, const struct hf_key *segkey, const stru
 	char path[PATH_MAX];
 	int ret;
 
-	if (m->count <= 0)
+	if (!manifest_valid(m))
 		return -EINVAL;
-	for (int64_t i = 0; i < m->count; i++) {
+	for (size_t i = 0; i < m->nimages; i++) {
 		uint64_t size = 0;
 		if (store_image_size(st, &m->image[i], m->ext, &size) < 0 || size != m->size[i])
 			return -ENOENT;
@@ -711,7 +736,7 @@ int store_manifest_put(struct store *st, const struct hf_key *segkey, const stru
 
 int store_partial_put(struct store *st, const struct hf_key *segkey, const struct manifest *m)
 {
-	if (m->count <= 0)
+	if (!manifest_valid(m))
 		return -EINVAL;
 	return manifest_write(st, segkey, m, "pending");
 }
@@ -740,8 +765,22 @@ void manifest_free(struct manifest **pm)
 	free(m->identity);
 	free(m->image);
 	free(m->size);
+	free(m->first);
 	free(m);
 	*pm = NULL;
+}
+
+size_t manifest_image_of(const struct manifest *m, int64_t slot)
+{
+	size_t lo = 0, hi = m->nimages; /* the last i with first[i] <= slot */
+	while (hi - lo > 1) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (m->first[mid] <= slot)
+			lo = mid;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
 static char *next_line(char **cur)
@@ -766,18 +805,94 @@ static char *field(char **cur, const char *name)
 	return line + n + 1;
 }
 
+static int manifest_alloc(struct manifest *m, size_t n)
+{
+	m->image = malloc(n * sizeof(*m->image));
+	m->size = malloc(n * sizeof(*m->size));
+	m->first = malloc(n * sizeof(*m->first));
+	return m->image && m->size && m->first ? 0 : -ENOMEM;
+}
+
+/* "HEX SIZE" or, with first, "HEX SIZE FIRST": one key line. */
+static bool parse_key_line(const char *line, struct hf_key *k, uint64_t *size, int64_t *first)
+{
+	char tail;
+	if (!line || strlen(line) < HF_KEY_HEXLEN + 2 || line[HF_KEY_HEXLEN] != ' ' ||
+	    key_from_hex(line, k) < 0 || line[HF_KEY_HEXLEN + 1] < '0' || line[HF_KEY_HEXLEN + 1] > '9')
+		return false;
+	if (first)
+		return sscanf(line + HF_KEY_HEXLEN + 1, "%" SCNu64 " %" SCNd64 "%c", size, first,
+			      &tail) == 2;
+	return sscanf(line + HF_KEY_HEXLEN + 1, "%" SCNu64 "%c", size, &tail) == 1;
+}
+
+/* Schema 1: a line per slot; consecutive slots of one image become one run. */
+static int parse_slots_v1(struct manifest *m, char **cur)
+{
+	size_t cap = 16;
+	if (manifest_alloc(m, cap) < 0)
+		return -ENOMEM;
+	for (int64_t i = 0; i < m->count; i++) {
+		struct hf_key k;
+		uint64_t size;
+		if (!parse_key_line(next_line(cur), &k, &size, NULL))
+			return -EINVAL;
+		if (m->nimages && memcmp(&k, &m->image[m->nimages - 1], sizeof(k)) == 0)
+			continue;
+		if (m->nimages == cap) {
+			struct manifest grown = *m;
+			cap *= 2;
+			grown.image = realloc(m->image, cap * sizeof(*m->image));
+			if (grown.image)
+				m->image = grown.image;
+			grown.size = realloc(m->size, cap * sizeof(*m->size));
+			if (grown.size)
+				m->size = grown.size;
+			grown.first = realloc(m->first, cap * sizeof(*m->first));
+			if (grown.first)
+				m->first = grown.first;
+			if (!grown.image || !grown.size || !grown.first)
+				return -ENOMEM;
+		}
+		m->image[m->nimages] = k;
+		m->size[m->nimages] = size;
+		m->first[m->nimages++] = i;
+	}
+	return 0;
+}
+
+/* Schema 2: "images N", then N lines "HEX SIZE FIRST", first slots ascending from 0. */
+static int parse_images(struct manifest *m, char **cur)
+{
+	char *v = field(cur, "images");
+	unsigned long long n;
+	char tail;
+
+	if (!v || sscanf(v, "%llu%c", &n, &tail) != 1 || n == 0 || n > (uint64_t)m->count)
+		return -EINVAL;
+	if (manifest_alloc(m, (size_t)n) < 0)
+		return -ENOMEM;
+	m->nimages = (size_t)n;
+	for (size_t i = 0; i < m->nimages; i++)
+		if (!parse_key_line(next_line(cur), &m->image[i], &m->size[i], &m->first[i]))
+			return -EINVAL;
+	return manifest_valid(m) ? 0 : -EINVAL;
+}
+
 /* Parses a manifest; header_only stops after the identity line. */
 static int parse_manifest_text(char *text, bool header_only, struct manifest **out)
 {
 	struct manifest *m = calloc(1, sizeof(*m));
 	char *cur = text, *v, *line;
 	int ret = -EINVAL;
+	bool v1;
 
 	if (!m)
 		return -ENOMEM;
 	line = next_line(&cur);
-	if (!line || strcmp(line, MANIFEST_MAGIC) != 0)
+	if (!line || (strcmp(line, MANIFEST_MAGIC) != 0 && strcmp(line, MANIFEST_MAGIC_V1) != 0))
 		goto out_free;
+	v1 = strcmp(line, MANIFEST_MAGIC_V1) == 0;
 	if (!(v = field(&cur, "segment")) || !(m->segment = unescape(v)))
 		goto out_free;
 	if (!(v = field(&cur, "source")) || !(m->source = unescape(v)))
@@ -789,7 +904,7 @@ static int parse_manifest_text(char *text, bool header_only, struct manifest **o
 		return 0;
 	}
 	if (!(v = field(&cur, "count")) || sscanf(v, "%" SCNd64, &m->count) != 1 || m->count <= 0 ||
-	    m->count > 100000000)
+	    m->count > MANIFEST_MAX_SLOTS)
 		goto out_free;
 	if (!(v = field(&cur, "width")) || sscanf(v, "%d", &m->width) != 1)
 		goto out_free;
@@ -798,19 +913,10 @@ static int parse_manifest_text(char *text, bool header_only, struct manifest **o
 	if (!(v = field(&cur, "ext")) || strlen(v) >= sizeof(m->ext))
 		goto out_free;
 	strcpy(m->ext, v);
-	m->image = malloc((size_t)m->count * sizeof(*m->image));
-	m->size = malloc((size_t)m->count * sizeof(*m->size));
-	if (!m->image || !m->size) {
-		ret = -ENOMEM;
+	ret = v1 ? parse_slots_v1(m, &cur) : parse_images(m, &cur);
+	if (ret < 0)
 		goto out_free;
-	}
-	for (int64_t i = 0; i < m->count; i++) {
-		line = next_line(&cur);
-		if (!line || strlen(line) < HF_KEY_HEXLEN + 2 || line[HF_KEY_HEXLEN] != ' ' ||
-		    key_from_hex(line, &m->image[i]) < 0 ||
-		    sscanf(line + HF_KEY_HEXLEN + 1, "%" SCNu64, &m->size[i]) != 1)
-			goto out_free;
-	}
+	ret = -EINVAL;
 	line = next_line(&cur);
 	if (!line || strcmp(line, "end") != 0)
 		goto out_free;

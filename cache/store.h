@@ -36,7 +36,12 @@ struct store_opts {
 	gid_t gid;
 };
 
-/* What a segment manifest records: enough to list and read it without the video. */
+/*
+ * What a segment manifest records: enough to list and read it without the video. It
+ * grows with the distinct images a segment shows, not with its slots: slots map to
+ * images in runs (a source frame fills consecutive slots), image i filling slots
+ * first[i] .. first[i + 1] - 1 (the last one up to count - 1).
+ */
 struct manifest {
 	char *segment;  /* canonical directory name, e.g. "clip.mp4@1.5+2@30" */
 	char *source;   /* absolute source path */
@@ -44,9 +49,14 @@ struct manifest {
 	int64_t count;  /* number of slots, > 0 */
 	int width, height;
 	char ext[8];          /* "png" or "jpg" */
-	struct hf_key *image; /* count keys, one per slot */
-	uint64_t *size;       /* count image sizes in bytes */
+	size_t nimages;       /* distinct images, in slot order, >= 1 */
+	struct hf_key *image; /* nimages keys */
+	uint64_t *size;       /* nimages image sizes in bytes (0 in a partial manifest) */
+	int64_t *first;       /* nimages first slots: first[0] == 0, ascending, < count */
 };
+
+/* The index into m->image of the image slot shows (0 <= slot < m->count). */
+size_t manifest_image_of(const struct manifest *m, int64_t slot);
 
 /*
  * Opens (creating if missing) the store at dir. Fails with a sentence in err when the

@@ -119,6 +119,7 @@ struct segment {
 	enum seg_state state;
 	bool started;
 	size_t *needed;   /* distinct source frames shown, ascending */
+	int64_t *first_slot; /* the first slot showing each of them */
 	size_t nneeded;
 	size_t remaining; /* needed frames not done */
 	struct segment *src_next;
@@ -967,6 +968,7 @@ static void seg_free(struct segment *s)
 {
 	manifest_free(&s->man);
 	free(s->needed);
+	free(s->first_slot);
 	free(s->name);
 	free(s->canon);
 	free(s->path);
@@ -1024,37 +1026,76 @@ static int slot_frame(const struct segment *s, int64_t slot, size_t *frame)
 	return 0;
 }
 
-/* Computes the distinct frames a cold segment shows, and where a truncated file's data ends. */
+/*
+ * Computes the distinct frames a cold segment shows and the first slot of each, and where
+ * a truncated file's data ends. It costs O(distinct frames x log slots), never a step per
+ * slot: from a slot showing frame f, the next frame shown is found by bisecting for the
+ * first slot whose time reaches frame f + 1.
+ */
 static int seg_plan(struct segment *s)
 {
 	const struct source_index *idx = s->src->idx;
-	size_t *v;
-	size_t n = 0;
+	struct slot_frames fr = source_index_frames(idx);
+	size_t *v = NULL, n = 0, cap = 0, f = 0;
+	int64_t *first = NULL, k = 0, last, limit;
+	int ret;
 
 	s->data_slots = s->count;
 	if (idx->data_end < idx->end) {
-		struct slot_frames fr = source_index_frames(idx);
+		struct slot_frames cut = fr;
 		int64_t ds;
-		fr.end = idx->data_end;
-		ds = slots_count(&fr, s->sn.start, s->sn.dur, s->sn.fps);
+		cut.end = idx->data_end;
+		ds = slots_count(&cut, s->sn.start, s->sn.dur, s->sn.fps);
 		if (ds < 0)
 			return (int)ds;
 		s->data_slots = ds < s->count ? ds : s->count;
 	}
-	v = malloc((size_t)(s->data_slots > 0 ? s->data_slots : 1) * sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (int64_t k = 0; k < s->data_slots; k++) {
-		size_t f = 0;
-		int ret = slot_frame(s, k, &f);
-		if (ret < 0) {
-			free(v);
-			return ret;
+	last = s->data_slots - 1;
+	ret = last < 0 ? 0 : slot_frame(s, 0, &f);
+	while (ret == 0 && last >= 0) {
+		int64_t lo, hi;
+		if (n == cap) {
+			size_t ncap = cap ? cap * 2 : 64;
+			size_t *nv = realloc(v, ncap * sizeof(*nv));
+			int64_t *nf = nv ? realloc(first, ncap * sizeof(*nf)) : NULL;
+			if (nv)
+				v = nv;
+			if (nf)
+				first = nf;
+			if (!nv || !nf) {
+				ret = -ENOMEM;
+				break;
+			}
+			cap = ncap;
 		}
-		if (n == 0 || v[n - 1] != f)
-			v[n++] = f;
+		v[n] = f;
+		first[n++] = k;
+		if (f + 1 >= idx->n || k == last)
+			break;
+		ret = slots_limit_ticks(&fr, s->sn.start, s->sn.fps, last, &limit);
+		if (ret < 0 || limit < idx->pts[f + 1])
+			break; /* no later slot reaches the next frame */
+		for (lo = k + 1, hi = last; lo < hi;) {
+			int64_t mid = lo + (hi - lo) / 2;
+			ret = slots_limit_ticks(&fr, s->sn.start, s->sn.fps, mid, &limit);
+			if (ret < 0)
+				break;
+			if (limit >= idx->pts[f + 1])
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		k = lo;
+		if (ret == 0)
+			ret = slot_frame(s, k, &f);
+	}
+	if (ret < 0) {
+		free(v);
+		free(first);
+		return ret;
 	}
 	s->needed = v;
+	s->first_slot = first;
 	s->nneeded = n;
 	return 0;
 }
@@ -1391,19 +1432,22 @@ static int seg_manifest(struct segment *s, bool complete, struct manifest *m)
 		.height = s->height,
 	};
 	snprintf(m->ext, sizeof(m->ext), "%s", s->ext);
-	if (m->count <= 0)
+	while (m->nimages < s->nneeded && s->first_slot[m->nimages] < m->count)
+		m->nimages++;
+	if (m->count <= 0 || m->nimages == 0)
 		return -EINVAL;
-	m->image = malloc((size_t)m->count * sizeof(*m->image));
-	m->size = calloc((size_t)m->count, sizeof(*m->size));
-	if (!m->image || !m->size)
+	m->image = malloc(m->nimages * sizeof(*m->image));
+	m->size = calloc(m->nimages, sizeof(*m->size));
+	m->first = malloc(m->nimages * sizeof(*m->first));
+	if (!m->image || !m->size || !m->first)
 		return -ENOMEM;
 	pthread_mutex_lock(&src->lock);
-	for (int64_t k = 0; k < m->count; k++) {
-		size_t f = 0;
-		slot_frame(s, k, &f);
-		image_key(src, f, &m->image[k]);
+	for (size_t i = 0; i < m->nimages; i++) {
+		size_t f = s->needed[i];
+		image_key(src, f, &m->image[i]);
+		m->first[i] = s->first_slot[i];
 		if (complete)
-			m->size[k] = src->fs[f].size;
+			m->size[i] = src->fs[f].size;
 	}
 	pthread_mutex_unlock(&src->lock);
 	return 0;
@@ -1426,6 +1470,7 @@ static void seg_store_manifest(struct segment *s, bool complete)
 		       strerror(-ret));
 	free(m.image);
 	free(m.size);
+	free(m.first);
 }
 
 void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg)
@@ -1446,8 +1491,9 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	seg_touch(s, false);
 	if (s->man && !s->src) {
 		uint64_t size;
-		if (store_image_size(e->store, &s->man->image[slot], s->ext, &size) == 0 &&
-		    size == s->man->size[slot]) {
+		size_t i = manifest_image_of(s->man, slot);
+		if (store_image_size(e->store, &s->man->image[i], s->ext, &size) == 0 &&
+		    size == s->man->size[i]) {
 			atomic_fetch_add(&e->cache_hits, 1);
 			fn(arg, 0, size);
 			return;
@@ -1541,9 +1587,10 @@ int segment_frame_open(struct segment *s, int64_t slot)
 
 	if (slot < 0 || slot >= s->count)
 		return -ENOENT;
-	if (s->man && !s->src)
-		return store_image_open(s->e->store, &s->man->image[slot], s->ext,
-					s->man->size[slot]);
+	if (s->man && !s->src) {
+		size_t i = manifest_image_of(s->man, slot);
+		return store_image_open(s->e->store, &s->man->image[i], s->ext, s->man->size[i]);
+	}
 	if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
 		return -EIO;
 	image_key(s->src, f, &k);
@@ -1768,15 +1815,19 @@ static const char *state_name(enum seg_state st)
 	return names[st];
 }
 
-/* Slots of the segment whose image is stored. Under src->lock. */
+/* The slots the i-th needed frame fills: first_slot[i] up to this (exclusive). */
+static int64_t seg_run_end(const struct segment *s, size_t i)
+{
+	return i + 1 < s->nneeded ? s->first_slot[i + 1] : s->data_slots;
+}
+
+/* Slots of the segment whose image is stored, a run at a time. Under src->lock. */
 static int64_t seg_slots_done_locked(const struct segment *s)
 {
 	int64_t done = 0;
-	for (int64_t k = 0; k < s->data_slots; k++) {
-		size_t fr = 0;
-		if (slot_frame(s, k, &fr) == 0 && s->src->fs[fr].state == F_DONE)
-			done++;
-	}
+	for (size_t i = 0; i < s->nneeded; i++)
+		if (s->src->fs[s->needed[i]].state == F_DONE)
+			done += seg_run_end(s, i) - s->first_slot[i];
 	return done;
 }
 
@@ -1799,13 +1850,9 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 		if (state == SEG_ERROR || (src->damaged_at != SIZE_MAX && s->nneeded > 0 &&
 					   s->needed[s->nneeded - 1] >= src->damaged_at)) {
 			int64_t bad_slot = -1;
-			for (int64_t k = 0; k < s->data_slots; k++) {
-				size_t fr = 0;
-				if (slot_frame(s, k, &fr) == 0 && src->fs[fr].state == F_FAILED) {
-					bad_slot = k;
-					break;
-				}
-			}
+			for (size_t i = 0; i < s->nneeded && bad_slot < 0; i++)
+				if (src->fs[s->needed[i]].state == F_FAILED)
+					bad_slot = s->first_slot[i];
 			if (bad_slot >= 0)
 				snprintf(error, sizeof(error),
 					 "frames from frame_%05" PRId64 ".%s on cannot be read: %s",

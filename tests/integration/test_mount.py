@@ -711,7 +711,7 @@ def exit_delay(m):
 def daemon_exits_promptly_after_unmount():
     # Idle after reads; with an extraction in progress (1080p frames queued for encoding);
     # right after one completed (the evictor, watch and read-ahead threads all running).
-    worst = []
+    worst, sanitized = [], False
     for scenario in ("idle", "extracting", "just completed"):
         for _ in range(3):
             with h.Mount() as m:
@@ -723,13 +723,18 @@ def daemon_exits_promptly_after_unmount():
                 elif scenario == "idle":
                     m.wait_info(seg, lambda i: i.get("state") == "complete")
                     time.sleep(0.3)
+                # An unoptimized sanitizer build encodes a 1080p frame several times slower.
+                sanitized = sanitized or any(lib in open("/proc/%d/maps" % m.proc.pid).read()
+                                             for lib in ("libasan", "libtsan"))
                 took = exit_delay(m)
                 m.proc = None
                 m.log.close()
                 worst.append((took, scenario))
     print("  exit after unmount: " + ", ".join("%s %.3f s" % (w, t) for t, w in worst))
     t, scenario = max(worst)
-    check(t <= 0.5, "the daemon took %.2f s to exit after unmount (%s)" % (t, scenario))
+    bound = 2.0 if sanitized else 0.5
+    check(t <= bound, "the daemon took %.2f s to exit after unmount (%s; bound %.1f s%s)"
+          % (t, scenario, bound, ", a sanitizer build" if sanitized else ""))
 
 
 def inside(name, kw):

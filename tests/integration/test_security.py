@@ -358,5 +358,58 @@ def damaged_images_are_produced_again_never_served():
             check(os.path.getsize(victim) == len(blobs[7]), "the damaged image was not replaced")
 
 
+def vm_hwm_kb(pid):
+    for ln in open("/proc/%d/status" % pid):
+        if ln.startswith("VmHWM:"):
+            return int(ln.split()[1])
+    return 0
+
+
+def frame_at(frames, start, fps, k):
+    """SPEC 4's choice for one slot (as hftest.model_slots, without walking every slot)."""
+    from bisect import bisect_right
+    return max(bisect_right(frames.times(), h.q(start) + h.Fraction(k) / h.q(fps)) - 1, 0)
+
+
+@test
+def ten_million_slots_cost_what_their_frames_cost():
+    # 10^7 slots over a 4 s, 120-frame video: plans, manifests and memory follow the 120
+    # frames it shows, not the slots (any user could ask for this with one stat).
+    src = h.fixture("cfr30.mp4")
+    seg = "cfr30.mp4@0+4@2500000"
+    frames = h.probe_frames(src)
+    ref = h.ref_all(src)
+    with h.tempdir() as tmp:
+        store = os.path.join(tmp, "store")
+        with h.Mount(store=store) as m:
+            base = vm_hwm_kb(m.proc.pid)
+            t = time.monotonic()
+            size = os.stat(m.path(seg, "frame_00001.png")).st_size
+            took = time.monotonic() - t
+            check(size > 0, "frame 1 has size 0")
+            info = m.wait_info(seg, lambda i: i.get("state") == "complete", timeout=120)
+            check(info["count"] == 10 ** 7, "count %r" % info.get("count"))
+            grew = vm_hwm_kb(m.proc.pid) - base
+            mans = [os.path.getsize(p) for p, d in store_files(store) if p.endswith(".seg")]
+            st = m.stats()
+            print("  stat of frame 1: %.2f s; peak RSS grew %d kB; manifest %r bytes; %d images"
+                  % (took, grew, mans, st["images_encoded"]))
+            check(grew < 64 * 1024, "the daemon grew by %d kB for one segment" % grew)
+            check(len(mans) == 1 and mans[0] < 64 * 1024, "manifests: %r bytes" % mans)
+            check(st["images_encoded"] <= len(frames.pts), "%d images for %d frames"
+                  % (st["images_encoded"], len(frames.pts)))
+            picks = [0, 1, 83333, 2500000, 5000001, 10 ** 7 - 1]
+            for k in picks:
+                blob = open(m.path(seg, "frame_%05d.png" % (k + 1)), "rb").read()
+                h.assert_frames_equal(h.decode_images([blob]), [ref[frame_at(frames, 0, 2500000, k)]],
+                                      "slot %d" % k)
+        with h.Mount(store=store) as m:  # warm: served from the manifest's runs
+            for k in picks:
+                blob = open(m.path(seg, "frame_%05d.png" % (k + 1)), "rb").read()
+                h.assert_frames_equal(h.decode_images([blob]), [ref[frame_at(frames, 0, 2500000, k)]],
+                                      "warm slot %d" % k)
+            check(m.stats()["images_encoded"] == 0, "a warm segment encoded images")
+
+
 if __name__ == "__main__":
     h.main()

@@ -120,6 +120,8 @@ int main(void)
 	strcpy(m.ext, "png");
 	m.image = (struct hf_key[]){k1, k2};
 	m.size = (uint64_t[]){13, 3};
+	m.first = (int64_t[]){0, 1};
+	m.nimages = 2;
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -ENOENT); /* k2 missing */
 	CHECK_EQ_INT(store_image_put(st, &k2, "png", "abc", 3), 0);
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), 0);
@@ -140,6 +142,63 @@ int main(void)
 	CHECK_EQ_STR(name, ""); /* a changed source does not list old segments */
 	m.count = 0;
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -EINVAL);
+
+	/*
+	 * A manifest grows with its images, not its slots: 10^7 slots over two images is two
+	 * lines; slots map to images by runs. Runs that disagree with the count are refused.
+	 */
+	{
+		struct stat sb;
+		char mp[1024], hexp[HF_KEY_HEXLEN + 1], hexs[HF_KEY_HEXLEN + 1];
+		struct hf_key pk, big;
+		key_string("t", "big", &big);
+		m.count = 10000000;
+		m.first = (int64_t[]){0, 9999999};
+		CHECK_EQ_INT(store_manifest_put(st, &big, &m), 0);
+		key_string("path", m.source, &pk);
+		key_hex(&pk, hexp);
+		key_hex(&big, hexs);
+		snprintf(mp, sizeof(mp), "%s/seg/%.32s/%s.seg", dir, hexp, hexs);
+		CHECK(stat(mp, &sb) == 0 && sb.st_size < 1000);
+		CHECK_EQ_INT(store_manifest_get(st, m.source, &big, &got), 0);
+		if (CHECK(got != NULL)) {
+			CHECK_EQ_INT(got->count, 10000000);
+			CHECK_EQ_INT(got->nimages, 2);
+			CHECK_EQ_INT(manifest_image_of(got, 0), 0);
+			CHECK_EQ_INT(manifest_image_of(got, 9999998), 0);
+			CHECK_EQ_INT(manifest_image_of(got, 9999999), 1);
+			manifest_free(&got);
+		}
+		m.first = (int64_t[]){0, 10000000}; /* past the last slot */
+		CHECK_EQ_INT(store_manifest_put(st, &big, &m), -EINVAL);
+		m.first = (int64_t[]){1, 2}; /* slot 0 shows nothing */
+		CHECK_EQ_INT(store_manifest_put(st, &big, &m), -EINVAL);
+		m.first = (int64_t[]){0, 1};
+		m.count = 2;
+		/* schema 1 (a line per slot) is still read, as runs */
+		{
+			FILE *f = fopen(mp, "w");
+			char h1[HF_KEY_HEXLEN + 1], h2[HF_KEY_HEXLEN + 1];
+			key_hex(&k1, h1);
+			key_hex(&k2, h2);
+			fprintf(f,
+				"hfmount-manifest 1\nsegment a\nsource %s\nidentity x\ncount 4\n"
+				"width 2\nheight 2\next png\n%s 13\n%s 13\n%s 13\n%s 3\nend\n",
+				m.source, h1, h1, h1, h2);
+			fclose(f);
+		}
+		CHECK_EQ_INT(store_manifest_get(st, m.source, &big, &got), 0);
+		if (CHECK(got != NULL)) {
+			CHECK_EQ_INT(got->count, 4);
+			CHECK_EQ_INT(got->nimages, 2);
+			CHECK_EQ_INT(got->first[1], 3);
+			CHECK_EQ_INT(manifest_image_of(got, 2), 0);
+			CHECK_EQ_INT(manifest_image_of(got, 3), 1);
+			CHECK_EQ_INT(got->size[1], 3);
+			manifest_free(&got);
+		}
+		unlink(mp);
+	}
 
 	/* a damaged manifest is not a hit */
 	{
