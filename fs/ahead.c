@@ -8,9 +8,12 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define QUEUE 16
+/* Seconds without a request after which the last segment's reference is dropped. */
+#define IDLE_S 2
 
 struct ahead {
 	int depth;
@@ -61,8 +64,17 @@ static void *ahead_main(void *arg)
 	pthread_mutex_lock(&a->lock);
 	for (;;) {
 		struct req r;
-		while (!a->stop && a->n == 0)
-			pthread_cond_wait(&a->cond, &a->lock);
+		while (!a->stop && a->n == 0) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_sec += IDLE_S;
+			if (pthread_cond_timedwait(&a->cond, &a->lock, &ts) == ETIMEDOUT && a->last) {
+				/* no reader for a while: the segment may be freed (engine_sweep) */
+				pthread_mutex_unlock(&a->lock);
+				segment_put(&a->last);
+				pthread_mutex_lock(&a->lock);
+			}
+		}
 		if (a->stop)
 			break;
 		r = a->q[a->head];

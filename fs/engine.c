@@ -72,7 +72,8 @@ struct source {
 	char *identity;
 	char fmt[96]; /* image_opts_canon */
 	struct image_opts opts;
-	struct source *next; /* engine hash chain; sources live as long as the engine */
+	struct source *next; /* engine hash chain */
+	int users; /* segments attached to it and jobs running on it (engine lock): at 0 it may go */
 
 	/* set once by the builder, then read-only */
 	bool ready;
@@ -146,8 +147,12 @@ struct engine {
 	pthread_cond_t built;
 	pthread_cond_t jobs_done;
 	int running_jobs;
-	struct source *sources;
-	struct segment *segments;
+	/* hash tables (engine lock): sources by (identity, format), segments by key */
+	struct source **sources;
+	size_t nsources, sources_cap;
+	struct segment **segments;
+	size_t nsegments, segments_cap;
+	_Atomic uint64_t sources_freed, segments_freed;
 	uint64_t t0_ns;
 
 	struct extract_stats xs;
@@ -183,6 +188,97 @@ static int64_t real_ns(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * NS + ts.tv_nsec;
+}
+
+/* ---- the two hash tables (engine lock) ---- */
+
+static uint64_t str_hash(const char *a, const char *b)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (; *a; a++)
+		h = (h ^ (unsigned char)*a) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (; *b; b++)
+		h = (h ^ (unsigned char)*b) * 1099511628211ull;
+	return h;
+}
+
+static size_t seg_bucket(const struct engine *e, const struct hf_key *k)
+{
+	uint64_t h;
+	memcpy(&h, k->b, sizeof(h)); /* SHA-256 bytes are already uniform */
+	return (size_t)h & (e->segments_cap - 1);
+}
+
+static size_t src_bucket(const struct engine *e, const char *identity, const char *fmt)
+{
+	return (size_t)str_hash(identity, fmt) & (e->sources_cap - 1);
+}
+
+/* Doubles a table once it holds twice as many entries as buckets. */
+static void grow_segments(struct engine *e)
+{
+	size_t cap = e->segments_cap * 2;
+	struct segment **t;
+
+	if (e->nsegments < 2 * e->segments_cap || !(t = calloc(cap, sizeof(*t))))
+		return;
+	for (size_t b = 0; b < e->segments_cap; b++)
+		while (e->segments[b]) {
+			struct segment *s = e->segments[b];
+			uint64_t h;
+			e->segments[b] = s->next;
+			memcpy(&h, s->key.b, sizeof(h));
+			s->next = t[h & (cap - 1)];
+			t[h & (cap - 1)] = s;
+		}
+	free(e->segments);
+	e->segments = t;
+	e->segments_cap = cap;
+}
+
+static void grow_sources(struct engine *e)
+{
+	size_t cap = e->sources_cap * 2;
+	struct source **t;
+
+	if (e->nsources < 2 * e->sources_cap || !(t = calloc(cap, sizeof(*t))))
+		return;
+	for (size_t b = 0; b < e->sources_cap; b++)
+		while (e->sources[b]) {
+			struct source *src = e->sources[b];
+			size_t nb = (size_t)str_hash(src->identity, src->fmt) & (cap - 1);
+			e->sources[b] = src->next;
+			src->next = t[nb];
+			t[nb] = src;
+		}
+	free(e->sources);
+	e->sources = t;
+	e->sources_cap = cap;
+}
+
+#define FOR_EACH_SEGMENT(e, s)                                      \
+	for (size_t seg_b_ = 0; seg_b_ < (e)->segments_cap; seg_b_++) \
+		for (struct segment *s = (e)->segments[seg_b_]; s; s = s->next)
+#define FOR_EACH_SOURCE(e, src)                                    \
+	for (size_t src_b_ = 0; src_b_ < (e)->sources_cap; src_b_++) \
+		for (struct source *src = (e)->sources[src_b_]; src; src = src->next)
+
+static struct segment *seg_find_locked(struct engine *e, const struct hf_key *key,
+				       const char *path)
+{
+	for (struct segment *s = e->segments[seg_bucket(e, key)]; s; s = s->next)
+		if (memcmp(&s->key, key, sizeof(*key)) == 0 && (!path || strcmp(s->path, path) == 0))
+			return s;
+	return NULL;
+}
+
+/* Drops a use of a source taken by source_get (a segment, or a job). */
+static void source_put(struct engine *e, struct source *src)
+{
+	pthread_mutex_lock(&e->lock);
+	src->users--;
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* ---- sources ---- */
@@ -349,10 +445,11 @@ static struct source *source_get(struct engine *e, const char *path, const struc
 
 	image_opts_canon(opts, fmt, sizeof(fmt));
 	pthread_mutex_lock(&e->lock);
-	for (src = e->sources; src; src = src->next)
+	for (src = e->sources[src_bucket(e, identity, fmt)]; src; src = src->next)
 		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0)
 			break;
 	if (src) {
+		src->users++; /* the caller's, before anyone may free it */
 		while (!src->ready)
 			pthread_cond_wait(&e->built, &e->lock);
 		pthread_mutex_unlock(&e->lock);
@@ -388,10 +485,16 @@ static struct source *source_get(struct engine *e, const char *path, const struc
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
 	src->lease_fd = -1;
+	src->users = 1; /* the caller's */
 	pthread_mutex_init(&src->lock, NULL);
 	pthread_cond_init(&src->unpaused, NULL);
-	src->next = e->sources;
-	e->sources = src;
+	grow_sources(e);
+	{
+		size_t b = src_bucket(e, identity, fmt);
+		src->next = e->sources[b];
+		e->sources[b] = src;
+	}
+	e->nsources++;
 	pthread_mutex_unlock(&e->lock);
 
 	build_index(e, src);
@@ -883,6 +986,7 @@ static void *job_main(void *arg)
 
 	pthread_mutex_lock(&e->lock);
 	e->running_jobs--;
+	src->users--; /* the last use of src here */
 	pthread_cond_broadcast(&e->jobs_done);
 	pthread_mutex_unlock(&e->lock);
 	return NULL;
@@ -910,6 +1014,7 @@ static void job_start(struct job *j)
 
 	pthread_mutex_lock(&e->lock);
 	e->running_jobs++;
+	j->src->users++; /* the job's thread uses the source to its very end */
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->extractions_started, 1);
 	pthread_attr_init(&attr);
@@ -926,6 +1031,7 @@ static void job_start(struct job *j)
 		pthread_mutex_unlock(&j->src->lock);
 		pthread_mutex_lock(&e->lock);
 		e->running_jobs--;
+		j->src->users--;
 		pthread_cond_broadcast(&e->jobs_done);
 		pthread_mutex_unlock(&e->lock);
 		free(j);
@@ -966,6 +1072,8 @@ static struct job *split_far_locked(struct source *src, size_t frame)
 
 static void seg_free(struct segment *s)
 {
+	if (s->src)
+		source_put(s->e, s->src);
 	manifest_free(&s->man);
 	free(s->needed);
 	free(s->first_slot);
@@ -976,7 +1084,11 @@ static void seg_free(struct segment *s)
 	free(s);
 }
 
-/* Segments live as long as the engine; references document who uses one. */
+/*
+ * References: the table's, each node of the filesystem's, the read-ahead's, and the
+ * source's list while it tracks an extraction. When only the table's (and the list's,
+ * once the extraction is over) are left, the sweep frees the segment (engine_sweep).
+ */
 void segment_get(struct segment *s)
 {
 	atomic_fetch_add(&s->refs, 1);
@@ -1198,9 +1310,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	key_segment(identity, vals, fmt, &key);
 
 	pthread_mutex_lock(&e->lock);
-	for (s = e->segments; s; s = s->next)
-		if (memcmp(&s->key, &key, sizeof(key)) == 0 && strcmp(s->path, path) == 0)
-			break;
+	s = seg_find_locked(e, &key, path);
 	if (s) {
 		s->refs++;
 		s->file = *file;
@@ -1252,17 +1362,14 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		}
 		ret = seg_fill_cold(s);
 		if (ret < 0) {
-			seg_free(s); /* the source keeps its table reference */
+			seg_free(s);
 			return ret;
 		}
 	}
 
 	pthread_mutex_lock(&e->lock);
 	{
-		struct segment *other;
-		for (other = e->segments; other; other = other->next)
-			if (memcmp(&other->key, &key, sizeof(key)) == 0 && strcmp(other->path, path) == 0)
-				break;
+		struct segment *other = seg_find_locked(e, &key, path);
 		if (other) {
 			other->refs++;
 			other->file = *file;
@@ -1272,8 +1379,13 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 			return 0;
 		}
 	}
-	s->next = e->segments;
-	e->segments = s;
+	grow_segments(e);
+	{
+		size_t b = seg_bucket(e, &key);
+		s->next = e->segments[b];
+		e->segments[b] = s;
+	}
+	e->nsegments++;
 	s->refs++; /* the table's */
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->segments_known, 1);
@@ -1297,23 +1409,22 @@ static int seg_go_cold(struct segment *s)
 	if (!src)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->lock);
-	if (s->src) {
+	if (s->src) { /* another reader was first */
+		src->users--;
 		pthread_mutex_unlock(&e->lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&e->lock);
 	pthread_mutex_lock(&src->lock);
-	if (!s->src) {
-		s->src = src;
-		if (src->idx) {
-			ret = seg_plan(s);
-		} else {
-			snprintf(s->error, sizeof(s->error), "%s", src->error);
-			ret = -EIO;
-		}
-		s->state = SEG_LISTED;
+	s->src = src; /* under both locks: the sweep reads it under the engine's */
+	if (src->idx) {
+		ret = seg_plan(s);
+	} else {
+		snprintf(s->error, sizeof(s->error), "%s", src->error);
+		ret = -EIO;
 	}
+	s->state = SEG_LISTED;
 	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&e->lock);
 	return ret;
 }
 
@@ -1658,9 +1769,7 @@ static enum gc_keep gc_keep_unit(void *arg, const struct gc_unit *u)
 	if (u->kind != GC_SEGMENT && u->kind != GC_PARTIAL)
 		return GC_ASK_WINDOW;
 	pthread_mutex_lock(&e->lock);
-	for (s = e->segments; s; s = s->next)
-		if (memcmp(&s->key, &u->key, sizeof(u->key)) == 0)
-			break;
+	s = seg_find_locked(e, &u->key, NULL);
 	if (s) {
 		bool extracting = false;
 		if (s->src) {
@@ -1684,7 +1793,7 @@ static void gc_pins(void *arg, void (*add)(void *set, const struct hf_key *k), v
 	struct engine *e = arg;
 
 	pthread_mutex_lock(&e->lock);
-	for (struct segment *s = e->segments; s; s = s->next) {
+	FOR_EACH_SEGMENT(e, s) {
 		struct source *src = s->src;
 		if (!src || !src->idx)
 			continue;
@@ -1768,6 +1877,104 @@ static void evictor_ask(struct engine *e)
 	pthread_mutex_unlock(&e->evict_lock);
 }
 
+/* ---- releasing what nobody uses ---- */
+
+/*
+ * A segment nobody uses: the table holds the only reference, or the table and its
+ * source's list of tracked segments once its extraction is over (no open file or kernel
+ * reference, no reader, no extraction). Under the engine lock, so no new reference can
+ * be taken meanwhile (every other one comes from a holder, or from the table under this
+ * lock); takes its source's lock.
+ */
+static bool seg_idle_locked(struct segment *s)
+{
+	int refs = atomic_load(&s->refs);
+	struct source *src;
+	bool idle;
+
+	if (refs > 2)
+		return false;
+	src = s->src; /* written under the engine lock */
+	if (!src)
+		return refs == 1;
+	pthread_mutex_lock(&src->lock);
+	idle = refs == 1 + (int)s->on_src_list && s->state != SEG_EXTRACTING;
+	if (idle && s->on_src_list) {
+		for (struct segment **pp = &src->segs; *pp; pp = &(*pp)->src_next)
+			if (*pp == s) {
+				*pp = s->src_next;
+				break;
+			}
+		s->on_src_list = false;
+	}
+	pthread_mutex_unlock(&src->lock);
+	return idle;
+}
+
+/* A source no segment and no job uses, with nobody waiting and no lease held. */
+static bool src_idle_locked(struct source *src)
+{
+	bool idle;
+	if (src->users > 0 || !src->ready)
+		return false;
+	pthread_mutex_lock(&src->lock);
+	idle = !src->jobs && !src->waiters && !src->segs && src->lease_refs == 0;
+	pthread_mutex_unlock(&src->lock);
+	return idle;
+}
+
+/*
+ * Frees the segments and sources nobody uses, so a daemon that served a million segments
+ * is as small as a new one. What is stored stays: a segment looked up again is served
+ * from its manifest, a source indexed again from its stored index.
+ */
+static void engine_sweep(struct engine *e)
+{
+	struct segment *dead = NULL;
+	struct source *gone = NULL;
+
+	pthread_mutex_lock(&e->lock);
+	for (size_t b = 0; b < e->segments_cap; b++)
+		for (struct segment **pp = &e->segments[b]; *pp;) {
+			struct segment *s = *pp;
+			if (!seg_idle_locked(s)) {
+				pp = &s->next;
+				continue;
+			}
+			*pp = s->next;
+			s->next = dead;
+			dead = s;
+			e->nsegments--;
+		}
+	pthread_mutex_unlock(&e->lock);
+	while (dead) {
+		struct segment *s = dead;
+		dead = s->next;
+		seg_free(s); /* drops its use of the source */
+		atomic_fetch_add(&e->segments_freed, 1);
+	}
+	pthread_mutex_lock(&e->lock);
+	for (size_t b = 0; b < e->sources_cap; b++)
+		for (struct source **pp = &e->sources[b]; *pp;) {
+			struct source *src = *pp;
+			if (!src_idle_locked(src)) {
+				pp = &src->next;
+				continue;
+			}
+			*pp = src->next;
+			src->next = gone;
+			gone = src;
+			e->nsources--;
+		}
+	pthread_mutex_unlock(&e->lock);
+	while (gone) {
+		struct source *src = gone;
+		gone = src->next;
+		source_free(src);
+		atomic_fetch_add(&e->sources_freed, 1);
+	}
+}
+
 /* Checks the bounds every EVICT_CHECK_NS (other processes write too) and when asked. */
 static void *evictor_main(void *arg)
 {
@@ -1786,6 +1993,7 @@ static void *evictor_main(void *arg)
 			break;
 		pthread_mutex_unlock(&e->evict_lock);
 		engine_evict(e, 0);
+		engine_sweep(e);
 		pthread_mutex_lock(&e->evict_lock);
 	}
 	pthread_mutex_unlock(&e->evict_lock);
@@ -1940,7 +2148,7 @@ static int stats_extractions(struct engine *e, FILE *f)
 
 	fprintf(f, "[");
 	pthread_mutex_lock(&e->lock);
-	for (struct segment *s = e->segments; s; s = s->next) {
+	FOR_EACH_SEGMENT(e, s) {
 		struct source *src = s->src;
 		int64_t done = 0;
 		uint64_t t0;
@@ -2004,6 +2212,13 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
 		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
 		atomic_load(&e->store_errors), atomic_load(&e->adopted));
+	pthread_mutex_lock(&e->lock);
+	fprintf(f,
+		",\n  \"segments_in_memory\": %zu,\n  \"sources_in_memory\": %zu"
+		",\n  \"segments_freed\": %" PRIu64 ",\n  \"sources_freed\": %" PRIu64,
+		e->nsegments, e->nsources, atomic_load(&e->segments_freed),
+		atomic_load(&e->sources_freed));
+	pthread_mutex_unlock(&e->lock);
 	fprintf(f,
 		",\n  \"store_max_size\": %" PRIu64 ",\n  \"store_min_free\": %" PRIu64
 		",\n  \"store_free_bytes\": %" PRIu64 ",\n  \"store_over_bounds\": %s"
@@ -2067,7 +2282,7 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	if (source_identity(e, src, NULL, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
-	for (struct segment *s = e->segments; s; s = s->next) {
+	FOR_EACH_SEGMENT(e, s) {
 		bool started = false;
 		if (s->src) {
 			pthread_mutex_lock(&s->src->lock);
@@ -2099,6 +2314,15 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	e->conf = *conf;
 	e->store = store;
 	e->t0_ns = now_ns();
+	e->segments_cap = e->sources_cap = 256;
+	e->segments = calloc(e->segments_cap, sizeof(*e->segments));
+	e->sources = calloc(e->sources_cap, sizeof(*e->sources));
+	if (!e->segments || !e->sources) {
+		free(e->segments);
+		free(e->sources);
+		free(e);
+		return -ENOMEM;
+	}
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->built, NULL);
 	pthread_cond_init(&e->jobs_done, NULL);
@@ -2114,6 +2338,8 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
+		free(e->segments);
+		free(e->sources);
 		free(e);
 		return ret;
 	}
@@ -2144,7 +2370,7 @@ void engine_stop(struct engine *e)
 		pthread_join(e->evictor, NULL);
 	}
 	pthread_mutex_lock(&e->lock);
-	for (struct source *src = e->sources; src; src = src->next) {
+	FOR_EACH_SOURCE(e, src) {
 		pthread_mutex_lock(&src->lock);
 		for (struct job *j = src->jobs; j; j = j->next)
 			j->last = 0;
@@ -2156,7 +2382,7 @@ void engine_stop(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	extract_pool_stop();
 	/* Nothing runs any more: whoever still waits for a frame is told it failed. */
-	for (struct source *src = e->sources; src; src = src->next) {
+	FOR_EACH_SOURCE(e, src) {
 		for (;;) {
 			struct waiter *w;
 			pthread_mutex_lock(&src->lock);
@@ -2178,16 +2404,20 @@ void engine_free(struct engine **pe)
 	if (!e)
 		return;
 	engine_stop(e);
-	while (e->segments) {
-		struct segment *s = e->segments;
-		e->segments = s->next;
-		seg_free(s);
-	}
-	while (e->sources) {
-		struct source *src = e->sources;
-		e->sources = src->next;
-		source_free(src);
-	}
+	for (size_t b = 0; b < e->segments_cap; b++)
+		while (e->segments[b]) {
+			struct segment *s = e->segments[b];
+			e->segments[b] = s->next;
+			seg_free(s);
+		}
+	for (size_t b = 0; b < e->sources_cap; b++)
+		while (e->sources[b]) {
+			struct source *src = e->sources[b];
+			e->sources[b] = src->next;
+			source_free(src);
+		}
+	free(e->segments);
+	free(e->sources);
 	while (e->content_ids) {
 		struct content_id *c = e->content_ids;
 		e->content_ids = c->next;
