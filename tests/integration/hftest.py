@@ -19,6 +19,7 @@ Pieces:
     decode_images(...)       decode PNG/JPEG bytes read from the mount with the ffmpeg CLI
     assert_frames_equal(...) raw pixel comparison with a useful failure message
     Mount                    context manager: temp store + mountpoint, always unmounted
+    tree_state(dir)          every entry's mode, size and mtime (to prove nothing was touched)
     test / main              a tiny test runner printing "N passed, M failed"
 """
 
@@ -801,6 +802,17 @@ class Mount:
                                      % (seg, n, st.st_size, len(data)))
             blobs.append(data)
         return blobs
+
+
+def tree_state(d):
+    """Every entry below d with its mode, size and mtime (lstat): what "untouched" means."""
+    out = {}
+    for base, dirs, files in os.walk(d):
+        for n in dirs + files:
+            p = os.path.join(base, n)
+            st = os.lstat(p)
+            out[os.path.relpath(p, d)] = (st.st_mode, st.st_size, st.st_mtime_ns)
+    return out
 
 
 def tempdir(prefix="hfit-"):

@@ -23,23 +23,12 @@ def clean_env(extra=None, config_home=None):
     return env
 
 
-def snapshot(d):
-    """Every path under d with its size and mtime (to prove nothing was touched)."""
-    out = {}
-    for dirpath, dirs, files in os.walk(d):
-        for n in dirs + files:
-            p = os.path.join(dirpath, n)
-            st = os.lstat(p)
-            out[os.path.relpath(p, d)] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
 def must_fail(args, what, mnt, env=None, store=None, mention=None, in_use=False,
               one_line=True):
     """Runs hfmount -f ARGS expecting a one-line error and exit 2 with nothing mounted.
     in_use: mnt is already a mount that must survive (a stray second mount stacked on it
     is removed with one fusermount3 -u)."""
-    before = snapshot(store) if store and os.path.isdir(store) else None
+    before = h.tree_state(store) if store and os.path.isdir(store) else None
     p = subprocess.Popen([h.HFMOUNT_BIN, "-f"] + args, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=env or clean_env())
     try:
@@ -62,7 +51,7 @@ def must_fail(args, what, mnt, env=None, store=None, mention=None, in_use=False,
               % (what, lines[0], mention))
     print("  %s -> exit 2: %s" % (what, lines[0]))
     if before is not None:
-        check(snapshot(store) == before, "%s: the store was touched" % what)
+        check(h.tree_state(store) == before, "%s: the store was touched" % what)
     return lines[0]
 
 

@@ -67,16 +67,6 @@ def hfctl(*args, check_rc=None):
     return p
 
 
-def snapshot(d):
-    out = {}
-    for dirpath, _, files in os.walk(d):
-        for f in files:
-            p = os.path.join(dirpath, f)
-            st = os.stat(p)
-            out[os.path.relpath(p, d)] = (st.st_size, st.st_mtime_ns)
-    return out
-
-
 @test
 def kill9_at_several_points_keeps_every_complete_image():
     name, S, D, F = "bt709_1080p.mp4", "0", "1", "30"
@@ -398,7 +388,7 @@ def hfctl_ls_gc_verify_on_a_store():
             check_read(m, "cfr30.mp4", "0", "1", "30", "ls fixture a")
             check_read(m, "cfr30.mp4", "2", "0.5", "30", "ls fixture b")
             # Mounted: the segments were just used, gc keeps them.
-            before = snapshot(store)
+            before = h.tree_state(store)
             p = hfctl("gc", store, "--max-size", "0", "--dry-run", check_rc=1)
             check("kept 2 in use" in p.stdout, "gc on a store in use: %s" % p.stdout)
         ls = hfctl("ls", store, check_rc=0).stdout
@@ -427,12 +417,12 @@ def hfctl_ls_gc_verify_on_a_store():
               "after --delete: %s" % p.stdout)
 
         # gc --dry-run lists and removes nothing; gc removes least recently used first.
-        before = snapshot(store)
+        before = h.tree_state(store)
         p = hfctl("gc", store, "--max-size", "3M", "--in-use", "0", "--dry-run", check_rc=0)
         check(p.stdout.startswith("would remove") and "cfr30.mp4@0+1@30" in p.stdout
               and "cfr30.mp4@2+0.5@30" not in p.stdout.splitlines()[0],
               "gc --dry-run output:\n%s" % p.stdout)
-        check(snapshot(store) == before, "gc --dry-run changed the store")
+        check(h.tree_state(store) == before, "gc --dry-run changed the store")
         p = hfctl("gc", store, "--max-size", "3M", "--in-use", "0", check_rc=0)
         ls = hfctl("ls", store, check_rc=0).stdout
         check("cfr30.mp4@0+1@30" not in ls and "cfr30.mp4@2+0.5@30" in ls,

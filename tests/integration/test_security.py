@@ -227,17 +227,6 @@ def clean_env():
     return {k: v for k, v in os.environ.items() if not k.startswith("HFMOUNT_")}
 
 
-def tree_state(d):
-    """Every entry below d with its type, mode, size and mtime: what "untouched" means."""
-    out = {}
-    for base, dirs, files in os.walk(d):
-        for n in dirs + files:
-            p = os.path.join(base, n)
-            st = os.lstat(p)
-            out[os.path.relpath(p, d)] = (st.st_mode, st.st_size, st.st_mtime_ns)
-    return out
-
-
 @test
 def a_directory_that_is_not_a_store_is_refused_and_untouched():
     with h.tempdir() as tmp:
@@ -249,7 +238,7 @@ def a_directory_that_is_not_a_store_is_refused_and_untouched():
                 f.write("mine\n")
             old = time.time() - 3 * 86400
             os.utime(os.path.join(mine, rel), (old, old))
-        before = tree_state(mine)
+        before = h.tree_state(mine)
         mnt = os.path.join(tmp, "mnt")
         os.mkdir(mnt)
         p = subprocess.run([h.HFMOUNT_BIN, "-f", mine, mnt], stdout=subprocess.PIPE,
@@ -261,8 +250,8 @@ def a_directory_that_is_not_a_store_is_refused_and_untouched():
         p = subprocess.run([h.HFCTL_BIN, "gc", mine, "--max-size", "0"], stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, timeout=30, env=clean_env())
         check(p.returncode != 0, "hfctl gc on a non-store directory: exit 0")
-        check(tree_state(mine) == before, "the directory was changed: %r -> %r"
-              % (before, tree_state(mine)))
+        check(h.tree_state(mine) == before, "the directory was changed: %r -> %r"
+              % (before, h.tree_state(mine)))
         # An empty directory is fine, and a store made there is hfmount's from then on.
         empty = os.path.join(tmp, "empty")
         os.mkdir(empty)
