@@ -183,14 +183,17 @@ static int limit128(const struct slot_frames *fr, struct hf_q start, struct hf_q
 		return -EINVAL;
 	if ((ret = load_common(fr, start, fps, &s, &f, &tb)) < 0)
 		return ret;
+	/*
+	 * The half tick: a frame stamped up to half a time-base tick after T_k still fills
+	 * slot k, so coarse time bases (Matroska's milliseconds: 66.67 ms stamped 67) do not
+	 * push a frame into the next slot. pts - origin <= T_k / tb + 1/2 holds for an
+	 * integer pts exactly when it holds for the floor: one integer comparison per frame.
+	 */
 	if ((ret = q128_mul((struct q128){k, 1}, (struct q128){f.den, f.num}, &step)) < 0 ||
 	    (ret = q128_add(s, step, &t)) < 0 ||
-	    (ret = q128_mul(t, (struct q128){tb.den, tb.num}, &ticks)) < 0)
+	    (ret = q128_mul(t, (struct q128){tb.den, tb.num}, &ticks)) < 0 ||
+	    (ret = q128_add(ticks, (struct q128){1, 2}, &ticks)) < 0)
 		return ret;
-	/*
-	 * pts - origin <= T_k / tb holds for an integer pts exactly when it holds
-	 * for the floor, so one integer comparison per frame is exact.
-	 */
 	if (__builtin_add_overflow(q128_floor(ticks), (i128)fr->origin, &l))
 		return -ERANGE;
 	*out = l;

@@ -2,9 +2,11 @@
  * slots: the exact arithmetic that maps a segment's output slots to source frames.
  *
  * Segment (S, D, F) has slots k = 0, 1, ... at times T_k = S + k/F seconds.
- * Slot k shows the last source frame (presentation order) whose time is <= T_k,
- * compared exactly; before the first frame, the first frame. Nothing here uses
- * floating point: times are rationals (struct hf_q) and integer ticks.
+ * Slot k shows the last source frame (presentation order) whose time is <= T_k plus
+ * half a tick of the stream's time base (the half tick: coarse time bases round frame
+ * times up to half a tick), compared exactly; a tie belongs to the new frame; before the
+ * first frame, the first frame. Nothing here uses floating point: times are rationals
+ * (struct hf_q) and integer ticks.
  * Pure functions, no allocation, thread-safe.
  */
 #ifndef HF_SLOTS_H
@@ -44,14 +46,15 @@ int64_t slots_count(const struct slot_frames *fr, struct hf_q start, struct hf_q
 
 /*
  * Index into fr->pts of the frame that slot k shows (the last index i with
- * pts[i] - origin <= T_k in seconds; 0 if none). Requires n > 0 and k >= 0.
+ * (pts[i] - origin) * tb <= T_k + tb/2; 0 if none). Requires n > 0 and k >= 0.
  * Returns the index, or -ERANGE on arithmetic overflow.
  */
 int64_t slots_frame(const struct slot_frames *fr, struct hf_q start, struct hf_q fps, int64_t k);
 
 /*
- * The largest tick value L with (L - origin) * tb <= T_k, i.e. floor(origin + T_k / tb).
- * A frame with pts <= L is shown at or before slot k. 0 or -ERANGE; result in *out.
+ * The largest tick value L with (L - origin) * tb <= T_k + tb/2, i.e.
+ * floor(origin + T_k / tb + 1/2). A frame with pts <= L is shown at or before slot k.
+ * 0 or -ERANGE; result in *out.
  */
 int slots_limit_ticks(const struct slot_frames *fr, struct hf_q start, struct hf_q fps, int64_t k,
 		      int64_t *out);

@@ -330,6 +330,8 @@ static int run(struct fuse_args *args, struct cli *cli)
 		goto out_fs;
 	}
 	so.fsync = conf.fsync;
+	/* The daemon makes no file but the store's: created with the store's modes at once. */
+	umask(conf.store_group[0] ? 007 : 077);
 	if (conf.store_group[0]) {
 		so.shared = true;
 		if (conf_group_id(conf.store_group, &so.gid) < 0) {

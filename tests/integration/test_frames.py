@@ -55,6 +55,43 @@ def cfr_start_between_frames():
         h.check_segment(m, "cfr30.mp4", "0.85", "1.5", "30")
 
 
+def own_rate_cadence(m, name, start, dur, fps, step=1):
+    """A constant-rate millisecond source read from a frame-aligned start: slots show the
+    window's source frames in order, each exactly once (every step-th one when read at a
+    lower rate), pixel-equal to the slot model and, at the source's own rate, to
+    `ffmpeg -ss S -i SRC -t D -vf fps=F`."""
+    src = h.fixture(name)
+    fr = h.probe_frames(src)
+    check(fr.tb == h.Fraction(1, 1000), "%s: time base %s, not milliseconds" % (name, fr.tb))
+    seg = h.seg_name(name, start, dur, fps)
+    ours = h.decode_images(m.read_segment(seg))
+    idx = h.model_slots(fr, start, dur, fps)
+    first = idx[0]
+    check(idx == list(range(first, first + step * len(idx), step)),
+          "%s: the slot model shows %s, not every %s frame once" % (seg, idx[:12],
+                                                                    "other" if step == 2 else ""))
+    allf = h.ref_all(src)
+    h.assert_frames_equal(ours, [allf[i] for i in idx], seg + " vs exact slot model", 0, idx,
+                          allf)
+    if step == 1:  # at another rate the CLI rounds to the nearest frame: not the reference
+        h.assert_frames_equal(ours, h.ref_cli(src, start, dur, fps),
+                              seg + " vs ffmpeg -ss -t -vf fps", 0, idx, allf)
+    return len(ours)
+
+
+@test
+def millisecond_time_bases_show_every_frame():
+    # WebM and Matroska at 1 ms: 30 fps frames at 0, 33, 67, 100 ms... read at 30 fps show
+    # every frame once (without the half tick, every third slot repeats a frame and the
+    # next frame is skipped); 30000/1001 likewise; 60 fps read at 30 shows every other one.
+    with h.Mount() as m:
+        n = own_rate_cadence(m, "ms30.mkv", "1", "1.5", "30")
+        n += own_rate_cadence(m, "ms30.webm", "0.5", "2", "30")
+        n += own_rate_cadence(m, "ms2997.mkv", "1.001", "1.5", "30000:1001")
+        n += own_rate_cadence(m, "ms60.mkv", "0.5", "1", "30", step=2)
+        print("  %d slots, each a distinct source frame, equal to the CLI's" % n)
+
+
 @test
 def ntsc_source_and_rate():
     with h.Mount() as m:

@@ -357,7 +357,8 @@ def vm_hwm_kb(pid):
 def frame_at(frames, start, fps, k):
     """SPEC 4's choice for one slot (as hftest.model_slots, without walking every slot)."""
     from bisect import bisect_right
-    return max(bisect_right(frames.times(), h.q(start) + h.Fraction(k) / h.q(fps)) - 1, 0)
+    t = h.q(start) + h.Fraction(k) / h.q(fps) + frames.tb / 2  # with the half tick
+    return max(bisect_right(frames.times(), t) - 1, 0)
 
 
 @test

@@ -27,16 +27,20 @@ static struct slot_frames cfr(int64_t first, int64_t step, size_t n, struct hf_q
 	return (struct slot_frames){pts_buf, n, first + (int64_t)n * step, tb, origin};
 }
 
-/* Oracle: last i with (pts[i]-origin)*tb <= start + k/fps, else 0. Small values only. */
+/*
+ * Oracle: last i with (pts[i]-origin)*tb <= start + k/fps + tb/2 (the half tick), else 0.
+ * Small values only.
+ */
 static int64_t oracle_frame(const struct slot_frames *fr, struct hf_q s, struct hf_q f, int64_t k)
 {
 	int64_t best = 0;
 	size_t i;
 
 	for (i = 0; i < fr->n; i++) {
-		/* (p-o)*tn/td <= sn/sd + k*fd/fn, multiplied by td*sd*fn > 0 */
-		i128 lhs = (i128)(fr->pts[i] - fr->origin) * fr->tb.num * s.den * f.num;
-		i128 rhs = ((i128)s.num * f.num + (i128)k * f.den * s.den) * fr->tb.den;
+		/* (p-o)*tn/td <= sn/sd + k*fd/fn + tn/(2td), multiplied by 2*td*sd*fn > 0 */
+		i128 lhs = 2 * (i128)(fr->pts[i] - fr->origin) * fr->tb.num * s.den * f.num;
+		i128 rhs = 2 * ((i128)s.num * f.num + (i128)k * f.den * s.den) * fr->tb.den +
+			   (i128)fr->tb.num * s.den * f.num;
 
 		if (lhs <= rhs)
 			best = (int64_t)i;
@@ -319,10 +323,12 @@ static void test_overflow(void)
 	struct slot_frames fr = {pts, 2, 2, Q(1, M), 0};
 	int64_t l = 12345;
 
-	/* T/tb = 2M^2 fits 128 bits but not int64: the limit is refused, the frame not. */
-	CHECK_EQ_INT(slots_limit_ticks(&fr, Q(M, 1), Q(1, 1), M, &l), -ERANGE);
+	/* T/tb + 1/2 = M^2/2 + 1/2 fits 128 bits but not int64: the limit is refused, the frame not. */
+	CHECK_EQ_INT(slots_limit_ticks(&fr, Q(M / 4, 1), Q(1, 1), M / 4, &l), -ERANGE);
 	CHECK_EQ_INT(l, 12345);
-	CHECK_EQ_INT(slots_frame(&fr, Q(M, 1), Q(1, 1), M), 1);
+	CHECK_EQ_INT(slots_frame(&fr, Q(M / 4, 1), Q(1, 1), M / 4), 1);
+	/* T/tb = 2M^2 fits, but not with the half tick added (4M^2 + 1 halves) */
+	CHECK_EQ_INT(slots_frame(&fr, Q(M, 1), Q(1, 1), M), -ERANGE);
 	CHECK_EQ_INT(slots_frame(&fr, Q(-M, 1), Q(1, 1), 0), 0);
 	/* (M + M*M) * M needs about 189 bits. */
 	CHECK_EQ_INT(slots_frame(&fr, Q(M, 1), Q(1, M), M), -ERANGE);
@@ -395,6 +401,48 @@ static void test_random(void)
 	CHECK(tried > 100);
 }
 
+/*
+ * Matroska and WebM store milliseconds: 30 fps frames at 0, 33, 67, 100, 133, 167 ms...
+ * Read at 30 fps from 0, slot k must show frame k (67 ms is 66.67 ms rounded up by a
+ * third of a tick); without the half tick every third slot would repeat a frame.
+ */
+static void test_half_tick(void)
+{
+	struct slot_frames fr;
+	size_t i, n = 300;
+	int64_t l = 0;
+
+	for (i = 0; i < n; i++)
+		pts_buf[i] = ((int64_t)i * 1000 + 15) / 30; /* round(i * 1000 / 30) */
+	fr = (struct slot_frames){pts_buf, n, pts_buf[n - 1] + 33, Q(1, 1000), 0};
+	for (i = 0; i < n; i++)
+		if (!CHECK_EQ_INT(slots_frame(&fr, Q(0, 1), Q(30, 1), (int64_t)i), (int64_t)i))
+			break;
+	/* the same at 30000/1001 (0, 33, 67, 100, 133, 167, 200, 234 ms, ...) */
+	for (i = 0; i < n; i++)
+		pts_buf[i] = ((int64_t)i * 1001 * 2 + 30) / 60; /* round(i * 1001 / 30) */
+	fr.end = pts_buf[n - 1] + 33;
+	for (i = 0; i < n; i++)
+		if (!CHECK_EQ_INT(slots_frame(&fr, Q(0, 1), Q(30000, 1001), (int64_t)i), (int64_t)i))
+			break;
+	/* a frame half a tick late still counts; a tie belongs to the new frame */
+	CHECK_EQ_INT(slots_limit_ticks(&fr, Q(0, 1), Q(30, 1), 2, &l), 0);
+	CHECK_EQ_INT(l, 67); /* floor(66.67 + 0.5) */
+	CHECK_EQ_INT(slots_limit_ticks(&fr, Q(1, 1000), Q(1, 1), 0, &l), 0);
+	CHECK_EQ_INT(l, 1); /* floor(1 + 0.5) */
+	/* fine time bases: nothing visible changes (15360 ticks a second, 512 a frame) */
+	fr = cfr(0, 512, 100, Q(1, 15360), 0);
+	for (i = 0; i < 100; i++)
+		CHECK_EQ_INT(slots_frame(&fr, Q(0, 1), Q(30, 1), (int64_t)i), (int64_t)i);
+	/* a 60 fps millisecond source read at 30 shows every other frame */
+	for (i = 0; i < n; i++)
+		pts_buf[i] = ((int64_t)i * 1000 + 30) / 60;
+	fr = (struct slot_frames){pts_buf, n, pts_buf[n - 1] + 17, Q(1, 1000), 0};
+	for (i = 0; i < n / 2; i++)
+		if (!CHECK_EQ_INT(slots_frame(&fr, Q(0, 1), Q(30, 1), (int64_t)i), 2 * (int64_t)i))
+			break;
+}
+
 int main(void)
 {
 	test_reduce();
@@ -409,6 +457,7 @@ int main(void)
 	test_before_first();
 	test_origin();
 	test_overflow();
+	test_half_tick();
 	test_random();
 	return hftest_done();
 }
