@@ -551,6 +551,42 @@ static bool image_header_ok(int fd, const char *ext)
 	return pread(fd, head, n, 0) == (ssize_t)n && memcmp(head, want, n) == 0;
 }
 
+/* The last bytes every complete image of this format ends with (PNG IEND, JPEG EOI). */
+static bool image_trailer_ok(int fd, const char *ext, off_t size)
+{
+	static const unsigned char iend[12] = {0, 0, 0, 0, 'I', 'E', 'N', 'D', 0xae, 0x42, 0x60, 0x82};
+	static const unsigned char eoi[2] = {0xff, 0xd9};
+	unsigned char tail[12];
+	const unsigned char *want = strcmp(ext, "jpg") == 0 ? eoi : iend;
+	size_t n = strcmp(ext, "jpg") == 0 ? sizeof(eoi) : sizeof(iend);
+
+	return size >= (off_t)n && pread(fd, tail, n, size - (off_t)n) == (ssize_t)n &&
+	       memcmp(tail, want, n) == 0;
+}
+
+int store_image_complete(struct store *st, const struct hf_key *k, const char *ext,
+			 uint64_t *size)
+{
+	char path[PATH_MAX];
+	struct stat sb;
+	int fd = -1;
+	bool ok;
+
+	store_image_path(st, k, ext, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
+	     image_header_ok(fd, ext) && image_trailer_ok(fd, ext, sb.st_size);
+	close(fd);
+	if (!ok) {
+		unlink(path); /* damaged: produced again, never served */
+		return -ENOENT;
+	}
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
 int store_image_open(struct store *st, const struct hf_key *k, const char *ext, uint64_t size)
 {
 	char path[PATH_MAX];
@@ -1016,6 +1052,36 @@ int store_lease_try(struct store *st, const struct hf_key *k)
 		return fd;
 	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
 		int ret = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+		close(fd);
+		return ret;
+	}
+	return fd;
+}
+
+/* A tick value as a lock offset: order kept, always >= 0. */
+static off_t lock_offset(int64_t v)
+{
+	return (off_t)(((uint64_t)v ^ (1ull << 63)) >> 1);
+}
+
+int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi)
+{
+	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	int fd;
+
+	if (hi < lo)
+		return -EINVAL;
+	key_hex(k, hex);
+	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
+	fd = create_file(st, path, O_RDWR);
+	if (fd < 0)
+		return fd;
+	fl.l_start = lock_offset(lo);
+	fl.l_len = lock_offset(hi) - fl.l_start + 1;
+	/* an open-file-description lock: per descriptor, released when it closes or its holder dies */
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		int ret = errno == EAGAIN || errno == EACCES ? -EWOULDBLOCK : -errno;
 		close(fd);
 		return ret;
 	}

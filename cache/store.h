@@ -130,6 +130,14 @@ void manifest_free(struct manifest **m);
  * the holder dies. try returns the fd, or -EWOULDBLOCK while another holder has it.
  */
 int store_lease_try(struct store *st, const struct hf_key *k);
+/*
+ * A range lease: an exclusive byte-range lock (open-file-description lock, as NFSv4 and
+ * most cluster filesystems provide) on the range [lo, hi] of the same lock file, so
+ * processes decoding disjoint ranges of one source hold their leases at once and
+ * overlapping ones take turns. Returns the fd, or -EWOULDBLOCK while another holds an
+ * overlapping range.
+ */
+int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi);
 void store_lease_release(int *fd);
 
 /*

@@ -406,9 +406,11 @@ out_close:
 	return -EIO;
 }
 
-static int decoder_seek(struct decoder *d, const struct source_index *idx, size_t kf)
+/* Seeks to keyframe kf, or `back` ticks before it (a seek that landed past it went on). */
+static int decoder_seek(struct decoder *d, const struct source_index *idx, size_t kf,
+			int64_t back)
 {
-	int ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf], AVSEEK_FLAG_BACKWARD);
+	int ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf] - back, AVSEEK_FLAG_BACKWARD);
 	if (ret < 0 && kf == 0)
 		ret = avformat_seek_file(d->fmt, -1, INT64_MIN, 0, 0, 0);
 	avcodec_flush_buffers(d->dec);
@@ -420,6 +422,7 @@ struct loop_state {
 	struct decoder *d;
 	size_t expect;     /* next frame index we must see */
 	size_t seek_kf;    /* keyframe of the current seek */
+	int64_t seek_back; /* ticks before it the seek aimed (a window's first keyframe) */
 	int reseeks;
 	bool started;      /* a frame >= first has been seen */
 	bool stop;
@@ -451,11 +454,16 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 		atomic_fetch_add(&job->stats->frames_decoded, 1);
 	if (ts == AV_NOPTS_VALUE)
 		return 0;
+	if (ts > idx->pts[idx->n - 1] && ls->started) {
+		ls->stop = true; /* past the window the index holds */
+		return 0;
+	}
 	i = source_index_find(idx, ts, ls->expect);
 	if (i < 0 || (size_t)i < job->first)
 		return 0;
-	if (!ls->started && (size_t)i > job->first && ls->seek_kf > 0 && ls->reseeks < 3)
-		return 1; /* the seek landed past the first frame: go back one keyframe */
+	if (!ls->started && (size_t)i > job->first && ls->reseeks < 3 &&
+	    (ls->seek_kf > 0 || !idx->from_start))
+		return 1; /* the seek landed past the first frame: go back further */
 	if ((size_t)i < ls->expect)
 		return 0;
 	if ((size_t)i > ls->expect) {
@@ -549,11 +557,15 @@ static void decode_loop(struct loop_state *ls)
 			}
 		}
 		if (drain(ls)) {
-			size_t kf = source_index_keyframe_before(job->idx, ls->seek_kf - 1);
+			/* one keyframe back; before a window's first one, a second, then two... */
+			if (ls->seek_kf > 0)
+				ls->seek_kf = source_index_keyframe_before(job->idx, ls->seek_kf - 1);
+			else
+				ls->seek_back = 2 * ls->seek_back +
+						av_rescale_q(1, (AVRational){1, 1}, d->st->time_base);
 			ls->reseeks++;
-			ls->seek_kf = kf;
 			t0 = now_ns();
-			decoder_seek(d, job->idx, kf);
+			decoder_seek(d, job->idx, ls->seek_kf, ls->seek_back);
 			add_ns(st, st ? &st->seek_ns : NULL, t0);
 			eof = false;
 			continue;
@@ -595,13 +607,15 @@ int extract_run(const struct extract_job *job)
 		return ret;
 	}
 	ls.seek_kf = source_index_keyframe_before(job->idx, job->first);
-	if (ls.seek_kf > 0) {
+	if (ls.seek_kf > 0 || !job->idx->from_start) { /* a window starts at its own keyframe */
 		t0 = now_ns();
-		decoder_seek(&d, job->idx, ls.seek_kf);
+		decoder_seek(&d, job->idx, ls.seek_kf, 0);
 		add_ns(job->stats, job->stats ? &job->stats->seek_ns : NULL, t0);
 	}
 	decode_loop(&ls);
 	wait_idle(&run);
+	if (job->stats)
+		atomic_fetch_add(&job->stats->source_bytes, input_bytes_read(d.fmt));
 	decoder_close(&d);
 	pthread_mutex_destroy(&run.lock);
 	pthread_cond_destroy(&run.idle);

@@ -23,6 +23,7 @@
 struct extract_stats {
 	_Atomic uint64_t open_ns, seek_ns, decode_ns, convert_ns, encode_ns;
 	_Atomic uint64_t frames_decoded;
+	_Atomic uint64_t source_bytes; /* read from sources by decoders */
 };
 
 /*

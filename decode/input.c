@@ -18,6 +18,7 @@
 struct input_file {
 	int fd;
 	int64_t pos, size;
+	uint64_t bytes; /* read so far */
 };
 
 /*
@@ -61,6 +62,7 @@ static int io_read(void *opaque, uint8_t *buf, int size)
 	if (n == 0)
 		return AVERROR_EOF;
 	in->pos += n;
+	in->bytes += (uint64_t)n;
 	return (int)n;
 }
 
@@ -208,4 +210,10 @@ void input_close(AVFormatContext **pfmt)
 	io = fmt->pb;
 	avformat_close_input(pfmt); /* custom I/O: it leaves pb to us */
 	io_free(&io);
+}
+
+uint64_t input_bytes_read(const AVFormatContext *fmt)
+{
+	const struct input_file *in = fmt && fmt->pb ? fmt->pb->opaque : NULL;
+	return in ? in->bytes : 0;
 }

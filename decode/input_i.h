@@ -13,6 +13,7 @@
 
 #include <libavformat/avformat.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /*
  * Opens a demuxer on fd (a regular file; dup'ed, the caller keeps its own), name only
@@ -21,6 +22,9 @@
  * cannot read. *out is closed with input_close().
  */
 int input_open(int fd, const char *name, AVFormatContext **out, char *err, size_t errlen);
+
+/* Bytes read from the file through this demuxer so far (0 for NULL). */
+uint64_t input_bytes_read(const AVFormatContext *fmt);
 
 /* Closes the demuxer, its I/O context and descriptor; accepts NULL, clears *fmt. */
 void input_close(AVFormatContext **fmt);

@@ -18,6 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Videos up to this long (seconds, as the container says) are indexed whole. */
+#define WHOLE_MAX_S 120
+
 struct pkt_entry {
 	int64_t pts;
 	int64_t dur;
@@ -153,27 +156,56 @@ static int describe_stream(AVFormatContext *fmt, int si, struct source_index *id
 	return 0;
 }
 
-static int scan_packets(AVFormatContext *fmt, int si, struct pkt_entry **out, size_t *count,
-			char *err, size_t errlen, const char *name)
+/* Where a scan stands: the packets kept, and what it learnt of the stream's ends. */
+struct scan {
+	struct pkt_entry *v;
+	size_t n, cap;
+	bool at_end;       /* the stream ended (or a read failed) within the scan */
+	int64_t complete;  /* every frame shown up to this tick was kept (when !at_end) */
+};
+
+static int scan_add(struct scan *sc, int64_t pts, int64_t dur, bool key)
+{
+	if (sc->n == sc->cap) {
+		size_t ncap = sc->cap ? sc->cap * 2 : 1024;
+		struct pkt_entry *nv = realloc(sc->v, ncap * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		sc->v = nv;
+		sc->cap = ncap;
+	}
+	sc->v[sc->n] = (struct pkt_entry){pts, dur, (uint32_t)sc->n, key ? 1 : 0};
+	sc->n++;
+	return 0;
+}
+
+/*
+ * Demuxes the stream's packets from where the demuxer stands (the keyframe a seek found)
+ * to the first keyframe decoded after `to` (its dts is past it, so every packet after it
+ * is shown after it too: the window ends on a GOP boundary), or, without dts, to a
+ * keyframe shown after `to` and a reorder margin; to == INT64_MAX reads to the end.
+ * Packets before the first keyframe are not kept.
+ */
+static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *sc, char *err,
+			size_t errlen, const char *name)
 {
 	AVPacket *pkt = av_packet_alloc();
-	struct pkt_entry *v = NULL;
-	size_t n = 0, cap = 0;
 	bool b_frames = fmt->streams[si]->codecpar->video_delay > 0;
+	int after_key = -1; /* packets since a keyframe shown after `to` */
 	int ret = 0;
 
 	if (!pkt)
 		return -ENOMEM;
 	for (;;) {
 		int r = av_read_frame(fmt, pkt);
-		if (r == AVERROR_EOF)
-			break;
 		if (r < 0) {
-			/* A read error ends the index; decoding reports the damage per frame. */
+			/* EOF, or a read error: it ends the index; decoding reports the damage */
+			sc->at_end = true;
 			break;
 		}
 		if (pkt->stream_index == si && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
 			int64_t pts = pkt->pts;
+			bool key = pkt->flags & AV_PKT_FLAG_KEY;
 			if (pts == AV_NOPTS_VALUE && !b_frames)
 				pts = pkt->dts;
 			if (pts == AV_NOPTS_VALUE) {
@@ -182,30 +214,32 @@ static int scan_packets(AVFormatContext *fmt, int si, struct pkt_entry **out, si
 					 name);
 				ret = -ENOTSUP;
 				av_packet_unref(pkt);
-				goto out_free;
+				break;
 			}
-			if (n == cap) {
-				size_t ncap = cap ? cap * 2 : 1024;
-				struct pkt_entry *nv = realloc(v, ncap * sizeof(*nv));
-				if (!nv) {
-					ret = -ENOMEM;
+			if (pkt->dts != AV_NOPTS_VALUE && pkt->dts > to && key && sc->n > 0) {
+				sc->complete = pkt->dts - 1;
+				av_packet_unref(pkt);
+				break;
+			}
+			if (sc->n > 0 || key) {
+				ret = scan_add(sc, pts, pkt->duration, key);
+				if (ret < 0) {
 					av_packet_unref(pkt);
-					goto out_free;
+					break;
 				}
-				v = nv;
-				cap = ncap;
 			}
-			v[n] = (struct pkt_entry){pts, pkt->duration, (uint32_t)n,
-						  (pkt->flags & AV_PKT_FLAG_KEY) ? 1 : 0};
-			n++;
+			if (after_key >= 0)
+				after_key++;
+			else if (key && pts > to && sc->n > 1)
+				after_key = 0;
+			if (after_key > 16) {
+				sc->complete = to;
+				av_packet_unref(pkt);
+				break;
+			}
 		}
 		av_packet_unref(pkt);
 	}
-	*out = v;
-	*count = n;
-	v = NULL;
-out_free:
-	free(v);
 	av_packet_free(&pkt);
 	return ret;
 }
@@ -252,18 +286,14 @@ static int64_t declared_end(const AVFormatContext *fmt, const AVStream *st)
 	return AV_NOPTS_VALUE;
 }
 
-int source_index_build(int fd, const char *path, struct source_index **out, char *err,
-		       size_t errlen)
+/* Opens the file, picks its video stream and describes it; other streams are discarded. */
+static int open_described(int fd, const char *name, AVFormatContext **pfmt,
+			  struct source_index *idx, char *err, size_t errlen)
 {
 	AVFormatContext *fmt = NULL;
-	struct source_index *idx = NULL;
-	struct pkt_entry *e = NULL;
-	const char *name = source_name(path);
-	size_t n = 0;
 	AVStream *st;
 	int ret, si;
 
-	*out = NULL;
 	ret = input_open(fd, name, &fmt, err, errlen);
 	if (ret < 0)
 		return ret;
@@ -279,11 +309,6 @@ int source_index_build(int fd, const char *path, struct source_index **out, char
 		ret = -ENODATA;
 		goto out_close;
 	}
-	idx = calloc(1, sizeof(*idx));
-	if (!idx) {
-		ret = -ENOMEM;
-		goto out_close;
-	}
 	idx->stream = si;
 	st = fmt->streams[si];
 	ret = describe_stream(fmt, si, idx, err, errlen, name);
@@ -292,48 +317,184 @@ int source_index_build(int fd, const char *path, struct source_index **out, char
 	for (unsigned i = 0; i < fmt->nb_streams; i++)
 		if ((int)i != si)
 			fmt->streams[i]->discard = AVDISCARD_ALL;
-
-	ret = scan_packets(fmt, si, &e, &n, err, errlen, name);
-	if (ret < 0)
-		goto out_close;
-	if (n == 0) {
-		snprintf(err, errlen, "%s has a video stream with no frames", name);
-		ret = -ENODATA;
-		goto out_close;
-	}
-	qsort(e, n, sizeof(*e), cmp_entry);
-
 	idx->tb = hf_q_reduce((struct hf_q){st->time_base.num, st->time_base.den});
 	idx->origin = fmt->start_time != AV_NOPTS_VALUE
 			      ? av_rescale_q(fmt->start_time, AV_TIME_BASE_Q, st->time_base)
 			      : 0;
+	*pfmt = fmt;
+	return 0;
+out_close:
+	input_close(&fmt);
+	return ret;
+}
+
+/*
+ * origin + t / tb (+ 1/2 with half), rounded down (up with ceiling), in ticks, saturated;
+ * t = tn/td seconds from time 0 (td > 0; both within 2^80 or so).
+ */
+static int64_t ticks_at128(const struct source_index *idx, __int128 tn, __int128 td, bool half,
+			   bool ceiling)
+{
+	__int128 num = tn * idx->tb.den * 2 + (half ? td * idx->tb.num : 0);
+	__int128 den = td * idx->tb.num * 2, q;
+
+	if (den <= 0)
+		return INT64_MAX;
+	q = num / den;
+	if (ceiling && num % den != 0 && num > 0)
+		q++;
+	q += idx->origin;
+	return q > INT64_MAX / 2 ? INT64_MAX / 2 : q < INT64_MIN / 2 ? INT64_MIN / 2 : (int64_t)q;
+}
+
+static int64_t ticks_at(const struct source_index *idx, struct hf_q t, bool half, bool ceiling)
+{
+	return ticks_at128(idx, t.num, t.den, half, ceiling);
+}
+
+/* The window of segment [start, start + dur]: the last tick slot 0 looks at, and the
+ * tick up to which every frame is needed. */
+static void window_ticks(const struct source_index *idx, struct hf_q start, struct hf_q dur,
+			 int64_t *from, int64_t *to)
+{
+	*from = ticks_at(idx, start, true, false);
+	*to = ticks_at128(idx, (__int128)start.num * dur.den + (__int128)dur.num * start.den,
+			  (__int128)start.den * dur.den, true, true) +
+	      1;
+}
+
+bool source_index_covers(const struct source_index *idx, struct hf_q start, struct hf_q dur)
+{
+	int64_t from, to;
+	if (idx->n == 0)
+		return false;
+	window_ticks(idx, start, dur, &from, &to);
+	return (idx->from_start || idx->pts[0] <= from) && (idx->at_end || idx->hi >= to);
+}
+
+int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q dur,
+		       struct source_index **out, uint64_t *bytes, char *err, size_t errlen)
+{
+	AVFormatContext *fmt = NULL;
+	struct source_index *idx = NULL;
+	struct scan sc = {0};
+	const char *name = source_name(path);
+	bool whole = dur.num < 0, from_start = false, no_seek = false;
+	int64_t from_ticks, to_ticks, target, first_key = 0;
+	AVStream *st;
+	size_t keep = 0, n;
+	int ret;
+
+	*out = NULL;
+	idx = calloc(1, sizeof(*idx));
+	if (!idx)
+		return -ENOMEM;
+	ret = open_described(fd, name, &fmt, idx, err, errlen);
+	if (ret < 0)
+		goto out_free;
+	st = fmt->streams[idx->stream];
+	/*
+	 * A short video is indexed whole at once: one index serves every segment of it (and
+	 * shares one decode between them). Windows are for long ones.
+	 */
+	if (fmt->duration != AV_NOPTS_VALUE && fmt->duration <= WHOLE_MAX_S * AV_TIME_BASE) {
+		whole = true;
+		start = (struct hf_q){0, 1};
+	}
+	/* The frame slot 0 shows is at or before from_ticks; every frame up to to_ticks is kept. */
+	window_ticks(idx, start, whole ? (struct hf_q){0, 1} : dur, &from_ticks, &to_ticks);
+	if (whole)
+		to_ticks = INT64_MAX;
+	target = from_ticks;
+	for (int attempt = 0;; attempt++) {
+		int64_t first_ts = st->start_time != AV_NOPTS_VALUE ? st->start_time : idx->origin;
+		/*
+		 * The container's own index (MP4 sample tables, Matroska cues; a bisecting seek
+		 * where a format has none) finds the keyframe at or before the window. From the
+		 * start, or when seeking cannot go far enough back, the file is opened afresh.
+		 */
+		from_start = target <= first_ts || attempt >= 4 || no_seek;
+		if (attempt > 0) {
+			if (bytes)
+				*bytes += input_bytes_read(fmt);
+			input_close(&fmt);
+			ret = open_described(fd, name, &fmt, idx, err, errlen);
+			if (ret < 0)
+				goto out_free;
+			st = fmt->streams[idx->stream];
+		}
+		if (!from_start && av_seek_frame(fmt, idx->stream, target, AVSEEK_FLAG_BACKWARD) < 0) {
+			no_seek = true; /* no seeking here: read from the start */
+			continue;
+		}
+		sc.n = 0;
+		sc.at_end = false;
+		sc.complete = 0;
+		ret = scan_packets(fmt, idx->stream, to_ticks, &sc, err, errlen, name);
+		if (ret < 0)
+			goto out_free;
+		if (sc.n == 0 && !from_start) {
+			no_seek = true;
+			continue;
+		}
+		if (sc.n == 0)
+			break;
+		first_key = sc.v[0].pts;
+		if (from_start || first_key <= from_ticks)
+			break;
+		/* the keyframe found is after the window's first frame: look further back */
+		target -= av_rescale_q(1LL << attempt, (AVRational){1, 1}, st->time_base);
+	}
+	if (sc.n == 0) {
+		snprintf(err, errlen, "%s has a video stream with no frames", name);
+		ret = -ENODATA;
+		goto out_free;
+	}
+	qsort(sc.v, sc.n, sizeof(*sc.v), cmp_entry);
+	/* Pictures shown before the keyframe decoded first belong to the GOP before it. */
+	while (!from_start && keep < sc.n && sc.v[keep].pts < first_key)
+		keep++;
+	n = sc.n - keep;
 	idx->n = n;
 	idx->pts = malloc(n * sizeof(*idx->pts));
 	idx->key = malloc(n);
 	if (!idx->pts || !idx->key) {
 		ret = -ENOMEM;
-		goto out_close;
+		goto out_free;
 	}
 	for (size_t i = 0; i < n; i++) {
-		idx->pts[i] = e[i].pts;
-		idx->key[i] = e[i].key;
+		idx->pts[i] = sc.v[keep + i].pts;
+		idx->key[i] = sc.v[keep + i].key;
 	}
 	/* A stream whose first frame is not flagged still decodes from its start. */
 	idx->key[0] = 1;
+	idx->from_start = from_start;
+	idx->at_end = sc.at_end;
 	{
+		struct pkt_entry *e = sc.v + keep;
 		int64_t period = frame_period_ticks(st, e, n);
-		int64_t decl = declared_end(fmt, st);
-		idx->data_end = e[n - 1].pts + (e[n - 1].dur > 0 ? e[n - 1].dur : period);
-		idx->end = idx->data_end;
-		/* More than a frame missing at the end: the file was cut short. */
-		if (decl != AV_NOPTS_VALUE && decl > idx->data_end + period)
-			idx->end = decl;
+		int64_t last_end = e[n - 1].pts + (e[n - 1].dur > 0 ? e[n - 1].dur : period);
+		idx->data_end = idx->end = last_end;
+		idx->hi = INT64_MAX;
+		if (sc.at_end) {
+			int64_t decl = declared_end(fmt, st);
+			/* More than a frame missing at the end: the file was cut short. */
+			if (decl != AV_NOPTS_VALUE && decl > idx->data_end + period)
+				idx->end = decl;
+		} else {
+			/* frames up to hi are all here; more follow, so the window's end is open */
+			idx->hi = sc.complete > to_ticks ? sc.complete : to_ticks;
+			if (idx->end <= idx->hi)
+				idx->end = idx->data_end = idx->hi + 1;
+		}
 	}
 	*out = idx;
 	idx = NULL;
 	ret = 0;
-out_close:
-	free(e);
+out_free:
+	if (bytes && fmt)
+		*bytes += input_bytes_read(fmt);
+	free(sc.v);
 	source_index_free(&idx);
 	input_close(&fmt);
 	return ret;
@@ -391,15 +552,15 @@ int64_t source_index_duration_ms(const struct source_index *idx)
 			    (AVRational){1, 1000});
 }
 
-#define IDX_MAGIC "HFIDX\x02\x00\x00"
+#define IDX_MAGIC "HFIDX\x03\x00\x00"
 
 struct idx_header {
 	char magic[8];
 	uint32_t endian;
 	int32_t stream;
-	int64_t tb_num, tb_den, origin, end, data_end;
+	int64_t tb_num, tb_den, origin, end, data_end, hi;
 	uint64_t n;
-	int32_t width, height, orient, depth, alpha;
+	int32_t width, height, orient, depth, alpha, at_end, from_start, pad;
 	char codec[32];
 };
 
@@ -420,6 +581,9 @@ int source_index_save(const struct source_index *idx, void **buf, size_t *len)
 	h.origin = idx->origin;
 	h.end = idx->end;
 	h.data_end = idx->data_end;
+	h.hi = idx->hi;
+	h.at_end = idx->at_end;
+	h.from_start = idx->from_start;
 	h.n = idx->n;
 	h.width = idx->width;
 	h.height = idx->height;
@@ -464,6 +628,9 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	idx->origin = h.origin;
 	idx->end = h.end;
 	idx->data_end = h.data_end;
+	idx->hi = h.hi;
+	idx->at_end = h.at_end != 0;
+	idx->from_start = h.from_start != 0;
 	idx->n = h.n;
 	idx->width = h.width;
 	idx->height = h.height;
@@ -475,4 +642,286 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	memcpy(idx->key, p + sizeof(h) + h.n * sizeof(int64_t), h.n);
 	*out = idx;
 	return 0;
+}
+
+/* ---- known ranges ---- */
+
+#define KNOWN_MAGIC "HFKNOWN1"
+
+struct source_known {
+	size_t n;
+	struct source_index **r; /* ranges, by first frame, none overlapping another */
+};
+
+void source_known_free(struct source_known **pk)
+{
+	struct source_known *k = pk ? *pk : NULL;
+	if (!k)
+		return;
+	for (size_t i = 0; i < k->n; i++)
+		source_index_free(&k->r[i]);
+	free(k->r);
+	free(k);
+	*pk = NULL;
+}
+
+/* A copy of idx's frames [a, b) and its description; window fields are the caller's. */
+static struct source_index *index_slice(const struct source_index *idx, size_t a, size_t b)
+{
+	struct source_index *c = malloc(sizeof(*c));
+	if (!c)
+		return NULL;
+	*c = *idx;
+	c->n = b - a;
+	c->pts = malloc(c->n * sizeof(*c->pts));
+	c->key = malloc(c->n);
+	if (!c->pts || !c->key) {
+		free(c->pts);
+		free(c->key);
+		free(c);
+		return NULL;
+	}
+	memcpy(c->pts, idx->pts + a, c->n * sizeof(*c->pts));
+	memcpy(c->key, idx->key + a, c->n);
+	return c;
+}
+
+/* The union of two overlapping ranges, a starting no later than b. */
+static struct source_index *index_union(const struct source_index *a, const struct source_index *b)
+{
+	struct source_index *u = malloc(sizeof(*u));
+	size_t i = 0, j = 0, n = 0;
+
+	if (!u)
+		return NULL;
+	*u = *a;
+	u->pts = malloc((a->n + b->n) * sizeof(*u->pts));
+	u->key = malloc(a->n + b->n);
+	if (!u->pts || !u->key) {
+		free(u->pts);
+		free(u->key);
+		free(u);
+		return NULL;
+	}
+	/* frames of one timestamp: as many as the scan that saw more of them (both saw them) */
+	while (i < a->n || j < b->n) {
+		int64_t p = j == b->n || (i < a->n && a->pts[i] <= b->pts[j]) ? a->pts[i] : b->pts[j];
+		size_t ca = 0, cb = 0;
+		uint8_t key = 0;
+		while (i + ca < a->n && a->pts[i + ca] == p)
+			key |= a->key[i + ca++];
+		while (j + cb < b->n && b->pts[j + cb] == p)
+			key |= b->key[j + cb++];
+		for (size_t c = 0; c < (ca > cb ? ca : cb); c++) {
+			u->pts[n] = p;
+			u->key[n++] = key;
+		}
+		i += ca;
+		j += cb;
+	}
+	u->n = n;
+	u->hi = a->hi > b->hi ? a->hi : b->hi;
+	u->at_end = a->at_end || b->at_end;
+	u->from_start = a->from_start;
+	if (b->at_end) {
+		u->end = b->end;
+		u->data_end = b->data_end;
+	} else if (!a->at_end) {
+		u->end = a->end > b->end ? a->end : b->end;
+		u->data_end = a->data_end > b->data_end ? a->data_end : b->data_end;
+	}
+	return u;
+}
+
+static bool same_stream(const struct source_index *a, const struct source_index *b)
+{
+	return a->stream == b->stream && a->tb.num == b->tb.num && a->tb.den == b->tb.den &&
+	       a->origin == b->origin && a->width == b->width && a->height == b->height &&
+	       strcmp(a->codec, b->codec) == 0;
+}
+
+int source_known_merge(struct source_known **pk, const struct source_index *idx)
+{
+	struct source_known *k = *pk;
+	struct source_index *cur;
+	size_t at;
+
+	if (idx->n == 0)
+		return -EINVAL;
+	if (!k) {
+		k = calloc(1, sizeof(*k));
+		if (!k)
+			return -ENOMEM;
+		*pk = k;
+	}
+	if (k->n > 0 && !same_stream(k->r[0], idx)) {
+		/* the file is not what the ranges describe any more: start over */
+		for (size_t i = 0; i < k->n; i++)
+			source_index_free(&k->r[i]);
+		k->n = 0;
+	}
+	cur = index_slice(idx, 0, idx->n);
+	if (!cur)
+		return -ENOMEM;
+	/* absorb every range that overlaps (or touches) the new one, then insert it in order */
+	for (size_t i = 0; i < k->n;) {
+		struct source_index *r = k->r[i], *a, *b, *u;
+		bool overlap = r->pts[0] <= cur->hi && cur->pts[0] <= r->hi;
+		if (!overlap) {
+			i++;
+			continue;
+		}
+		a = r->pts[0] <= cur->pts[0] ? r : cur;
+		b = a == r ? cur : r;
+		u = index_union(a, b);
+		if (!u) {
+			source_index_free(&cur);
+			return -ENOMEM;
+		}
+		source_index_free(&cur);
+		source_index_free(&k->r[i]);
+		memmove(k->r + i, k->r + i + 1, (k->n - i - 1) * sizeof(*k->r));
+		k->n--;
+		cur = u;
+		i = 0;
+	}
+	{
+		struct source_index **nr = realloc(k->r, (k->n + 1) * sizeof(*nr));
+		if (!nr) {
+			source_index_free(&cur);
+			return -ENOMEM;
+		}
+		k->r = nr;
+	}
+	for (at = 0; at < k->n && k->r[at]->pts[0] < cur->pts[0]; at++)
+		;
+	memmove(k->r + at + 1, k->r + at, (k->n - at) * sizeof(*k->r));
+	k->r[at] = cur;
+	k->n++;
+	return 0;
+}
+
+int source_known_window(const struct source_known *k, struct hf_q start, struct hf_q dur,
+			struct source_index **out)
+{
+	*out = NULL;
+	for (size_t i = 0; k && i < k->n; i++) {
+		const struct source_index *r = k->r[i];
+		struct source_index *w;
+		int64_t from, to;
+		size_t a = 0, b;
+
+		if (!source_index_covers(r, start, dur))
+			continue;
+		window_ticks(r, start, dur, &from, &to);
+		/* from the last keyframe at or before the window's first frame */
+		for (size_t j = 0; j < r->n && r->pts[j] <= from; j++)
+			if (r->key[j])
+				a = j;
+		/* to the first frame past its end, included (it shows the window is open) */
+		for (b = a; b < r->n && r->pts[b] <= to; b++)
+			;
+		if (b < r->n)
+			b++;
+		w = index_slice(r, a, b);
+		if (!w)
+			return -ENOMEM;
+		w->from_start = r->from_start && a == 0;
+		if (b < r->n || !r->at_end) {
+			w->at_end = false;
+			w->hi = to;
+			w->end = w->data_end = (w->pts[w->n - 1] > to ? w->pts[w->n - 1] : to) + 1;
+		}
+		w->key[0] = 1;
+		*out = w;
+		return 0;
+	}
+	return -ENOENT;
+}
+
+int source_known_save(const struct source_known *k, void **buf, size_t *len)
+{
+	size_t total = 8 + sizeof(uint64_t), off;
+	void **parts = calloc(k->n ? k->n : 1, sizeof(*parts));
+	size_t *lens = calloc(k->n ? k->n : 1, sizeof(*lens));
+	unsigned char *p = NULL;
+	int ret = -ENOMEM;
+
+	if (!parts || !lens)
+		goto out_free;
+	for (size_t i = 0; i < k->n; i++) {
+		ret = source_index_save(k->r[i], &parts[i], &lens[i]);
+		if (ret < 0)
+			goto out_free;
+		total += sizeof(uint64_t) + lens[i];
+	}
+	ret = -ENOMEM;
+	p = malloc(total);
+	if (!p)
+		goto out_free;
+	memcpy(p, KNOWN_MAGIC, 8);
+	memcpy(p + 8, &(uint64_t){k->n}, sizeof(uint64_t));
+	off = 8 + sizeof(uint64_t);
+	for (size_t i = 0; i < k->n; i++) {
+		memcpy(p + off, &(uint64_t){lens[i]}, sizeof(uint64_t));
+		memcpy(p + off + sizeof(uint64_t), parts[i], lens[i]);
+		off += sizeof(uint64_t) + lens[i];
+	}
+	*buf = p;
+	*len = total;
+	ret = 0;
+out_free:
+	for (size_t i = 0; parts && i < k->n; i++)
+		free(parts[i]);
+	free(parts);
+	free(lens);
+	return ret;
+}
+
+int source_known_load(const void *buf, size_t len, struct source_known **out)
+{
+	const unsigned char *p = buf;
+	struct source_known *k;
+	uint64_t n;
+	size_t off = 8 + sizeof(uint64_t);
+	int ret = -EINVAL;
+
+	*out = NULL;
+	if (len < off || memcmp(p, KNOWN_MAGIC, 8) != 0)
+		return -EINVAL;
+	memcpy(&n, p + 8, sizeof(n));
+	if (n > (len - off) / sizeof(uint64_t))
+		return -EINVAL;
+	k = calloc(1, sizeof(*k));
+	if (!k || !(k->r = calloc(n ? n : 1, sizeof(*k->r)))) {
+		free(k);
+		return -ENOMEM;
+	}
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t l;
+		if (len - off < sizeof(l))
+			goto out_free;
+		memcpy(&l, p + off, sizeof(l));
+		off += sizeof(l);
+		if (l > len - off)
+			goto out_free;
+		ret = source_index_load(p + off, (size_t)l, &k->r[k->n]);
+		if (ret < 0)
+			goto out_free;
+		k->n++;
+		off += (size_t)l;
+		ret = -EINVAL;
+		/* ranges in order, of one stream, none overlapping the one before */
+		if (k->n > 1 && (!same_stream(k->r[0], k->r[k->n - 1]) ||
+				 k->r[k->n - 2]->pts[0] >= k->r[k->n - 1]->pts[0] ||
+				 k->r[k->n - 2]->hi >= k->r[k->n - 1]->pts[0]))
+			goto out_free;
+	}
+	if (off != len)
+		goto out_free;
+	*out = k;
+	return 0;
+out_free:
+	source_known_free(&k);
+	return ret;
 }

@@ -1,11 +1,16 @@
 /*
- * source: opens a video file, chooses its video stream and builds the frame index
- * (every frame's presentation timestamp and keyframe flag, from the demuxer's packets,
- * without decoding pictures). The index is what slot arithmetic and seeking run on.
+ * source: opens a video file, chooses its video stream and builds the frame index of a
+ * window of it (every frame's presentation timestamp and keyframe flag, from the
+ * demuxer's packets, without decoding pictures). The index is what slot arithmetic and
+ * seeking run on.
  *
- * An index is immutable once built and may be shared between threads. Building one
- * reads the whole stream's packets (not their pictures): seconds for an hour of video.
- * No libav types cross this header.
+ * Cost follows the window: the container's own index (MP4 sample tables, Matroska cues;
+ * a bisecting seek where a format has none) finds the keyframe before the window, and
+ * only the packets from there to the window's end are demuxed. What was learnt is kept
+ * as known ranges (source_known), merged and stored, so no range is read twice.
+ *
+ * An index is immutable once built and may be shared between threads. No libav types
+ * cross this header.
  */
 #ifndef HF_SOURCE_H
 #define HF_SOURCE_H
@@ -37,6 +42,13 @@ struct source_index {
 	uint8_t *key;        /* n flags: 1 where the frame is a keyframe */
 	int64_t end;         /* end of the last frame the container declares, ticks */
 	int64_t data_end;    /* end of the last frame present; < end when the file is truncated */
+	/*
+	 * The window: every frame shown from pts[0] up to hi (ticks) is here. at_end: the
+	 * index reaches the stream's end (hi is INT64_MAX; end and data_end are the file's);
+	 * otherwise end is only past hi. from_start: pts[0] is the stream's first frame.
+	 */
+	int64_t hi;
+	bool at_end, from_start;
 	int width, height;   /* of the output image, after orientation */
 	enum source_orient orient;
 	int depth;           /* bits per component of the decoded picture (8, 10, 12...) */
@@ -45,13 +57,39 @@ struct source_index {
 };
 
 /*
- * Builds the index of the regular file open as fd (read through pread, nothing else is
- * opened; path names it in messages). 0, or a negative errno with one sentence in err
- * naming the file (e.g. "clip.mp4 has no video stream"; -EPERM for a playlist or other
- * format that would read other files). *out is owned by the caller.
+ * Builds the index of the window [start, start + dur] (seconds from time 0) of the
+ * regular file open as fd (read through pread, nothing else is opened; path names it in
+ * messages): from the keyframe before `start` to past the window's end, or to the
+ * stream's end (dur.num < 0). Adds the bytes it read to *bytes (may be NULL). 0, or a
+ * negative errno with one sentence in err naming the file (e.g. "clip.mp4 has no video
+ * stream"; -EPERM for a playlist or other format that would read other files). *out is
+ * owned by the caller.
  */
-int source_index_build(int fd, const char *path, struct source_index **out, char *err,
-		       size_t errlen);
+int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q dur,
+		       struct source_index **out, uint64_t *bytes, char *err, size_t errlen);
+
+/*
+ * True when idx holds every frame a segment of [start, start + dur] seconds shows: the
+ * frame its first slot shows, and every frame up to its end (or the stream's end).
+ */
+bool source_index_covers(const struct source_index *idx, struct hf_q start, struct hf_q dur);
+
+/*
+ * Known ranges: what the store keeps of a source, every window indexed so far, merged
+ * where they overlap. Not thread-safe; the caller serializes.
+ */
+struct source_known;
+int source_known_load(const void *buf, size_t len, struct source_known **out);
+int source_known_save(const struct source_known *k, void **buf, size_t *len);
+void source_known_free(struct source_known **k);
+/* Adds an index's frames (a copy); creates *k when NULL. 0 or -ENOMEM / -EINVAL. */
+int source_known_merge(struct source_known **k, const struct source_index *idx);
+/*
+ * The index of a window that covers the segment, cut from a known range without
+ * reading the file: 0, or -ENOENT when no range covers it. *out owned by the caller.
+ */
+int source_known_window(const struct source_known *k, struct hf_q start, struct hf_q dur,
+			struct source_index **out);
 
 /* Frees an index; accepts NULL and clears the caller's pointer. */
 void source_index_free(struct source_index **idx);

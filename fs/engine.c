@@ -75,9 +75,11 @@ struct source {
 	struct source *next; /* engine hash chain */
 	int users; /* segments attached to it and jobs running on it (engine lock): at 0 it may go */
 
+	/* the window asked for when it was made (engine lock): others may wait for it */
+	struct hf_q want_start, want_dur;
 	/* set once by the builder, then read-only */
 	bool ready;
-	struct source_index *idx;
+	struct source_index *idx; /* a window of the video (source.h) */
 	int err;
 	char error[256];
 
@@ -157,6 +159,8 @@ struct engine {
 
 	struct extract_stats xs;
 	_Atomic uint64_t write_ns;
+	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
+	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
 	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
 	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
 	_Atomic uint64_t segments_known, store_errors, adopted;
@@ -402,56 +406,110 @@ static int source_identity(struct engine *e, const char *path, const struct stat
 	return 0;
 }
 
+/*
+ * The index of the source's window: cut from the ranges the store already knows (no
+ * byte of the video read), or scanned around the window and merged into them.
+ */
 static void build_index(struct engine *e, struct source *src)
 {
+	struct source_known *known = NULL;
 	struct hf_key k;
 	void *blob = NULL;
 	size_t len;
+	uint64_t t0 = now_ns(), bytes = 0;
 	int ret;
 
-	key_string("index", src->identity, &k);
-	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0) {
-		ret = source_index_load(blob, len, &src->idx);
-		free(blob);
-		if (ret == 0)
-			return;
+	key_string("known", src->identity, &k);
+	pthread_mutex_lock(&e->known_lock);
+	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0)
+		source_known_load(blob, len, &known);
+	free(blob);
+	blob = NULL;
+	pthread_mutex_unlock(&e->known_lock);
+	if (source_known_window(known, src->want_start, src->want_dur, &src->idx) == 0) {
+		source_known_free(&known);
+		atomic_fetch_add(&e->windows_known, 1);
+		atomic_fetch_add(&e->index_ns, now_ns() - t0);
+		return;
 	}
+	source_known_free(&known);
 	ret = source_file_open(src->open_path, &src->file);
 	if (ret >= 0) {
 		int fd = ret;
-		ret = source_index_build(fd, src->path, &src->idx, src->error, sizeof(src->error));
+		ret = source_index_build(fd, src->path, src->want_start, src->want_dur, &src->idx,
+					 &bytes, src->error, sizeof(src->error));
 		close(fd);
 	} else {
 		snprintf(src->error, sizeof(src->error), "%s changed while it was being opened",
 			 source_name(src->path));
 	}
+	atomic_fetch_add(&e->index_bytes, bytes);
+	atomic_fetch_add(&e->windows_built, 1);
 	if (ret < 0) {
 		src->err = ret;
 		hf_log(HF_LOG_WARN, "%s: %s", src->path, src->error);
+		atomic_fetch_add(&e->index_ns, now_ns() - t0);
 		return;
 	}
-	if (source_index_save(src->idx, &blob, &len) == 0) {
+	/* what was learnt is kept, merged with what the store knew: never read twice */
+	pthread_mutex_lock(&e->known_lock);
+	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0)
+		source_known_load(blob, len, &known);
+	free(blob);
+	if (source_known_merge(&known, src->idx) == 0 &&
+	    source_known_save(known, &blob, &len) == 0) {
 		store_blob_put(e->store, "idx", &k, blob, len);
 		free(blob);
 	}
+	pthread_mutex_unlock(&e->known_lock);
+	source_known_free(&known);
+	atomic_fetch_add(&e->index_ns, now_ns() - t0);
+}
+
+/* The segment's window in this source: within what its index holds (or it failed whole). */
+static bool src_serves(const struct source *src, const struct segname *sn)
+{
+	return !src->idx || source_index_covers(src->idx, sn->start, sn->dur);
+}
+
+/* A window being built that will hold this one too: [a, a + ad] within [b, b + bd]. */
+static bool want_covers(const struct source *src, const struct segname *sn)
+{
+	struct hf_q a = src->want_start, ad = src->want_dur;
+	__int128 a_end_n = (__int128)a.num * ad.den + (__int128)ad.num * a.den;
+	__int128 a_end_d = (__int128)a.den * ad.den;
+	__int128 b_end_n = (__int128)sn->start.num * sn->dur.den + (__int128)sn->dur.num * sn->start.den;
+	__int128 b_end_d = (__int128)sn->start.den * sn->dur.den;
+	return hf_q_cmp(a, sn->start) <= 0 && a_end_n * b_end_d >= b_end_n * a_end_d;
 }
 
 /* Finds or creates the source; indexes it once, others wait for the builder. */
 static struct source *source_get(struct engine *e, const char *path, const struct stat *file,
-				 const char *identity, const struct image_opts *opts)
+				 const char *identity, const struct image_opts *opts,
+				 const struct segname *sn)
 {
 	char fmt[96];
 	struct source *src;
 
 	image_opts_canon(opts, fmt, sizeof(fmt));
 	pthread_mutex_lock(&e->lock);
+again:
+	/*
+	 * A window of this video that holds the segment's, built or being built for a window
+	 * that holds it; else a new one (windows of one video are built in parallel).
+	 */
 	for (src = e->sources[src_bucket(e, identity, fmt)]; src; src = src->next)
-		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0)
+		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0 &&
+		    (src->ready ? src_serves(src, sn) : want_covers(src, sn)))
 			break;
 	if (src) {
 		src->users++; /* the caller's, before anyone may free it */
 		while (!src->ready)
 			pthread_cond_wait(&e->built, &e->lock);
+		if (!src_serves(src, sn)) { /* the window it found is shorter than asked */
+			src->users--;
+			goto again;
+		}
 		pthread_mutex_unlock(&e->lock);
 		/* identity = content: a copy or a moved file; decode whichever was asked last */
 		pthread_mutex_lock(&src->lock);
@@ -482,6 +540,8 @@ static struct source *source_get(struct engine *e, const char *path, const struc
 	src->e = e;
 	src->file = *file;
 	src->opts = *opts;
+	src->want_start = sn->start;
+	src->want_dur = sn->dur;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
 	src->lease_fd = -1;
@@ -819,7 +879,10 @@ static int lease_take(struct source *src)
 		return 1;
 	}
 	lease_key(src, &k);
-	fd = store_lease_try(src->e->store, &k);
+	/* the window's packets: disjoint windows of one video are decoded at once */
+	fd = src->idx ? store_lease_try_range(src->e->store, &k, src->idx->pts[0],
+					      src->idx->pts[src->idx->n - 1])
+		      : store_lease_try(src->e->store, &k);
 	if (fd >= 0) {
 		src->lease_fd = fd;
 		src->lease_refs = 1;
@@ -1355,7 +1418,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		s->state = SEG_COMPLETE;
 	} else {
 		manifest_free(&man);
-		s->src = source_get(e, path, file, identity, &opts);
+		s->src = source_get(e, path, file, identity, &opts, sn);
 		if (!s->src) {
 			seg_free(s);
 			return -ENOMEM;
@@ -1405,7 +1468,7 @@ static int seg_go_cold(struct segment *s)
 	pthread_mutex_lock(&e->lock);
 	file = s->file;
 	pthread_mutex_unlock(&e->lock);
-	src = source_get(e, s->path, &file, s->identity, &opts);
+	src = source_get(e, s->path, &file, s->identity, &opts, &s->sn);
 	if (!src)
 		return -ENOMEM;
 	pthread_mutex_lock(&e->lock);
@@ -2240,10 +2303,16 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	fprintf(f, ",\n  \"extractions\": %s", ext);
 	free(ext);
 	fprintf(f,
-		",\n  \"time_ms\": {\"open\": %.1f, \"seek\": %.1f, \"decode\": %.1f, "
-		"\"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
-		MS(e->xs.open_ns), MS(e->xs.seek_ns), MS(e->xs.decode_ns), MS(e->xs.convert_ns),
-		MS(e->xs.encode_ns), MS(e->write_ns));
+		",\n  \"source_bytes_read\": %" PRIu64 ",\n  \"index_bytes_read\": %" PRIu64
+		",\n  \"windows_indexed\": %" PRIu64 ",\n  \"windows_from_store\": %" PRIu64,
+		atomic_load(&e->index_bytes) + atomic_load(&e->xs.source_bytes),
+		atomic_load(&e->index_bytes), atomic_load(&e->windows_built),
+		atomic_load(&e->windows_known));
+	fprintf(f,
+		",\n  \"time_ms\": {\"index\": %.1f, \"open\": %.1f, \"seek\": %.1f, "
+		"\"decode\": %.1f, \"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
+		MS(e->index_ns), MS(e->xs.open_ns), MS(e->xs.seek_ns), MS(e->xs.decode_ns),
+		MS(e->xs.convert_ns), MS(e->xs.encode_ns), MS(e->write_ns));
 #undef MS
 	return fclose(f) == 0 ? 0 : -ENOMEM;
 }
@@ -2328,6 +2397,7 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	pthread_cond_init(&e->jobs_done, NULL);
 	pthread_mutex_init(&e->evict_lock, NULL);
 	pthread_mutex_init(&e->gc_lock, NULL);
+	pthread_mutex_init(&e->known_lock, NULL);
 	{
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
@@ -2428,6 +2498,7 @@ void engine_free(struct engine **pe)
 	pthread_cond_destroy(&e->jobs_done);
 	pthread_mutex_destroy(&e->evict_lock);
 	pthread_mutex_destroy(&e->gc_lock);
+	pthread_mutex_destroy(&e->known_lock);
 	pthread_cond_destroy(&e->evict_cond);
 	free(e);
 	*pe = NULL;

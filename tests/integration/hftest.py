@@ -292,6 +292,52 @@ def _gen_ms60_mkv(out):
     _gen_ms(out, 60, 2, "h264", "matroska")
 
 
+# Long sources for windowed indexes: 12 minutes of small frames with a running clock
+# (every frame differs, so a frame from the wrong minute cannot look right), remuxed.
+@generator("long12.mp4")
+def _gen_long12(out):
+    ffmpeg_gen(out, ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=30:duration=720"],
+               "format=yuv420p", ["-c:v", "libx264", "-preset", "ultrafast", "-crf", "30",
+                                  "-g", "30", "-bf", "2"], "mp4")  # moov at the end
+
+
+def _remux(out, src, fmt, extra=()):
+    run(["ffmpeg", "-nostdin", "-y", "-v", "error", "-i", fixture(src), "-c", "copy"]
+        + list(extra) + ["-f", fmt, out])
+
+
+@generator("long3.mp4")
+def _gen_long3(out):
+    _remux(out, "long12.mp4", "mp4", ["-t", "180"])
+
+
+@generator("long12fs.mp4")
+def _gen_long12fs(out):
+    _remux(out, "long12.mp4", "mp4", ["-movflags", "+faststart"])
+
+
+@generator("long12.mkv")
+def _gen_long12_mkv(out):
+    _remux(out, "long12.mp4", "matroska")
+
+
+@generator("long3.mkv")
+def _gen_long3_mkv(out):
+    _remux(out, "long12.mp4", "matroska", ["-t", "180"])
+
+
+@generator("long12.ts")
+def _gen_long12_ts(out):
+    _remux(out, "long12.mp4", "mpegts", ["-muxdelay", "0", "-muxpreload", "0"])
+
+
+@generator("long3.webm")
+def _gen_long3_webm(out):
+    ffmpeg_gen(out, ["-f", "lavfi", "-i", "testsrc=size=160x120:rate=30:duration=180"],
+               "format=yuv420p", ["-c:v", "libvpx-vp9", "-deadline", "realtime",
+                                  "-cpu-used", "8", "-b:v", "200k", "-g", "30"], "webm")
+
+
 @generator("truncated.mp4")
 def _gen_truncated(out):
     data = open(fixture("faststart.mp4"), "rb").read()
@@ -397,8 +443,13 @@ def probe_frames(path):
     # exact. Fixtures are made so that it is also a whole number of video ticks.
     origin = Fraction(j["format"]["start_time"])
     if (origin / tb).denominator != 1:
-        raise ToolError("%s: container start %s is not a whole number of ticks of %s"
-                        % (path, origin, tb))
+        # Printed in whole microseconds: 6000/90000 s shows as 0.066667. libavformat keeps
+        # it in microseconds and rounds it to the nearest tick, as hfmount does.
+        ticks = round(origin / tb)
+        if abs(ticks * tb - origin) > Fraction(1, 10**6):
+            raise ToolError("%s: container start %s is not a whole number of ticks of %s"
+                            % (path, origin, tb))
+        origin = ticks * tb
     return Frames(tb, pts, end, origin)
 
 

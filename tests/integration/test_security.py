@@ -328,6 +328,7 @@ def damaged_images_are_produced_again_never_served():
         with h.Mount(store=store) as m:
             blobs = m.read_segment(seg)
             m.wait_info(seg, lambda i: i.get("state") == "complete")
+            wait_manifests(store)
             for slot, cut in ((2, 5000), (5, 0)):
                 victim = image_file_of(store, blobs[slot])
                 with open(victim, "r+b") as f:
@@ -345,6 +346,17 @@ def damaged_images_are_produced_again_never_served():
             check(again == blobs, "after a remount with a truncated image: %r"
                   % [i for i, (a, b) in enumerate(zip(again, blobs)) if a != b])
             check(os.path.getsize(victim) == len(blobs[7]), "the damaged image was not replaced")
+
+
+def wait_manifests(store, timeout=20):
+    """Sizes of the complete segments' manifests, once there is one (a segment is complete
+    a moment before its manifest is written)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        mans = [os.path.getsize(p) for p, d in store_files(store) if p.endswith(".seg")]
+        if mans or time.monotonic() > deadline:
+            return mans
+        time.sleep(0.05)
 
 
 def vm_hwm_kb(pid):
@@ -380,7 +392,7 @@ def ten_million_slots_cost_what_their_frames_cost():
             info = m.wait_info(seg, lambda i: i.get("state") == "complete", timeout=120)
             check(info["count"] == 10 ** 7, "count %r" % info.get("count"))
             grew = vm_hwm_kb(m.proc.pid) - base
-            mans = [os.path.getsize(p) for p, d in store_files(store) if p.endswith(".seg")]
+            mans = wait_manifests(store)
             st = m.stats()
             print("  stat of frame 1: %.2f s; peak RSS grew %d kB; manifest %r bytes; %d images"
                   % (took, grew, mans, st["images_encoded"]))

@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""
+SPEC 5 "Cost follows the window": a segment of a long video reads only the bytes around
+its window (the container's own index finds the keyframe before it), whatever the length
+of the video; what was learnt is kept in the store and not read again. Counted from
+.hfstats (index_bytes_read), never timed. Frames are proved against the ffmpeg CLI and
+the count against the exact slot model over ffprobe's timestamps of the whole file.
+"""
+
+import os
+import sys
+from bisect import bisect_left
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hftest as h  # noqa: E402
+from hftest import check, test  # noqa: E402
+
+MB = 1 << 20
+
+
+def ref_frames(src, frames, idx):
+    """The CLI's decode of source frames idx (indices into frames), from half a second
+    before the first: `ffmpeg -ss T -i SRC` drops the frames before T, so the n-th frame
+    out is the n-th at or after T."""
+    times = frames.times()
+    t0 = max(times[idx[0]] - h.Fraction(1, 2), h.Fraction(0))
+    first = bisect_left(times, t0)
+    span = times[idx[-1]] - t0 + 1
+    seek = ["-ss", "%.6f" % t0, "-i", src]
+    if src.endswith(".ts"):  # the CLI's input seek in MPEG-TS can land a keyframe late
+        seek = ["-i", src, "-ss", "%.6f" % t0]
+    out = h.parse_pam(h.run(["ffmpeg", "-nostdin", "-v", "error"] + seek +
+                            ["-t", "%.6f" % span, "-fps_mode", "passthrough",
+                             "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgb24", "-"]).stdout)
+    return [out[i - first] for i in idx]
+
+
+def cli_bytes(src, start, dur):
+    """Bytes the CLI reads from the file to extract the same window: a shell's
+    /proc/PID/io counts what its reaped children read; less what a bare shell reads."""
+    def rchar(cmd):
+        out = h.run(["sh", "-c", cmd + '; grep "^rchar" /proc/$$/io', "sh", src, start, dur])
+        return int(out.stdout.split()[-1])
+    return rchar('ffmpeg -nostdin -v error -ss "$2" -i "$1" -t "$3" -f null -') - rchar("true")
+
+
+def window(m, name, start, dur="2", fps="30"):
+    """Reads a segment cold; returns the index bytes it took. Its count is the exact
+    model's over the whole file's timestamps and each slot's pixels are the CLI's decode
+    of the source frame the model picks."""
+    src = h.fixture(name)
+    seg = h.seg_name(name, start, dur, fps)
+    before = m.stats()["index_bytes_read"]
+    blobs = m.read_segment(seg)
+    used = m.stats()["index_bytes_read"] - before
+    frames = h.probe_frames(src)
+    idx = h.model_slots(frames, start, dur, fps)
+    check(len(blobs) == len(idx), "%s: %d frames, the model says %d" % (seg, len(blobs), len(idx)))
+    h.assert_frames_equal(h.decode_images(blobs), ref_frames(src, frames, idx),
+                          seg + " vs the CLI's decode of the model's frames")
+    return used
+
+
+@test
+def a_window_near_the_end_reads_only_around_it():
+    sizes = {}
+    with h.Mount() as m:
+        for name, start in (("long3.mp4", "170"), ("long12.mp4", "710"), ("long12fs.mp4", "710"),
+                            ("long3.mkv", "170"), ("long12.mkv", "710"), ("long12.ts", "700"),
+                            ("long3.webm", "170")):
+            used = window(m, name, start)
+            size = os.path.getsize(h.fixture(name))
+            cli = cli_bytes(h.fixture(name), start, "2")
+            sizes[name] = used
+            print("  %-13s @%s+2@30: index read %7.1f kB (the CLI reads %7.1f kB) of %6.1f MB"
+                  % (name, start, used / 1e3, cli / 1e3, size / MB))
+            check(used <= 2 * cli + 64 * 1024 and used < size / 2,
+                  "%s: %d bytes read for a 2 s window of %d (the CLI reads %d)"
+                  % (name, used, size, cli))
+    # A 4x longer video costs about the same for a window near its end.
+    for short, long_ in (("long3.mp4", "long12.mp4"), ("long3.mkv", "long12.mkv")):
+        check(sizes[long_] <= 2 * sizes[short] + 512 * 1024,
+              "%s read %d bytes, %s %d: the cost follows the video, not the window"
+              % (long_, sizes[long_], short, sizes[short]))
+
+
+@test
+def what_was_learnt_is_not_read_again():
+    with h.tempdir() as tmp:
+        store = os.path.join(tmp, "store")
+        with h.Mount(store=store) as m:
+            first = window(m, "long12.mkv", "400", "3")
+            check(first > 0, "nothing was read")
+        with h.Mount(store=store) as m:  # a later mount, another segment inside that window
+            again = window(m, "long12.mkv", "400.5", "2", "25")  # inside it, another rate
+            st = m.stats()
+            check(again == 0 and st["windows_from_store"] >= 1,
+                  "the window was read again: %d bytes, %r" % (again, st))
+            # a window elsewhere is read, and then known too
+            elsewhere = window(m, "long12.mkv", "100")
+            check(elsewhere > 0, "a new window read nothing")
+        print("  first mount %d bytes; remount, same window: %d; another window: %d"
+              % (first, again, elsewhere))
+
+
+@test
+def windows_and_whole_file_agree_near_keyframes():
+    # Starts on, just before and just after a keyframe (1 s GOPs), and a window that
+    # crosses the one learnt before: counts and frames as the CLI's.
+    with h.Mount() as m:
+        for start in ("300", "299.99", "300.01", "301.5"):
+            window(m, "long12.mp4", start, "1.2")
+
+
+if __name__ == "__main__":
+    h.main()
