@@ -76,6 +76,14 @@ void store_close(struct store **st);
 int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size);
 
 /*
+ * Size of a stored image another writer made, checked complete without a manifest to say
+ * its size: it starts and ends as its format does (PNG signature and IEND, JPEG SOI and
+ * EOI). A damaged one is removed: -ENOENT. Opens and reads 20 bytes of the file.
+ */
+int store_image_complete(struct store *st, const struct hf_key *k, const char *ext,
+			 uint64_t *size);
+
+/*
  * Opens a stored image read-only; returns the fd or -ENOENT. An image that is not `size`
  * bytes (0: any size) or does not start as its format does is damaged: it is removed,
  * never served, and -ENOENT says to produce it again.

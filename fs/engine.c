@@ -127,6 +127,8 @@ struct segment {
 	size_t remaining; /* needed frames not done */
 	struct segment *src_next;
 	bool on_src_list;
+	/* engine lock: a cold segment is indexed once, by the first to need it */
+	bool cold, prepared, preparing;
 	uint64_t t_start_ns, t_done_ns;
 	/* last use, for eviction (any thread) */
 	_Atomic uint64_t used_ns;         /* monotonic time of the last wait */
@@ -161,6 +163,7 @@ struct engine {
 	_Atomic uint64_t write_ns;
 	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
 	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
+	int test_index_delay_ms;    /* HF_TEST_INDEX_DELAY_MS: for tests only */
 	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
 	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
 	_Atomic uint64_t segments_known, store_errors, adopted;
@@ -418,6 +421,9 @@ static void build_index(struct engine *e, struct source *src)
 	size_t len;
 	uint64_t t0 = now_ns(), bytes = 0;
 	int ret;
+
+	if (e->test_index_delay_ms > 0) /* tests make indexing slow on purpose */
+		usleep((useconds_t)e->test_index_delay_ms * 1000);
 
 	key_string("known", src->identity, &k);
 	pthread_mutex_lock(&e->known_lock);
@@ -931,7 +937,7 @@ static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *
 		struct hf_key k;
 		uint64_t size;
 		image_key(src, v[x], &k);
-		if (store_image_size(e->store, &k, image_ext(src->opts.format), &size) == 0) {
+		if (store_image_complete(e->store, &k, image_ext(src->opts.format), &size) == 0) {
 			pthread_mutex_lock(&src->lock);
 			if (src->fs[v[x]].state == F_CLAIMED && src->fs[v[x]].owner == j) {
 				mark_done_locked(src, v[x], size, &wk);
@@ -1417,18 +1423,12 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		s->height = man->height;
 		s->state = SEG_COMPLETE;
 	} else {
+		/* cold: indexed on first use (segment_prepare), not while the lookup holds
+		 * the directory the video is in */
 		manifest_free(&man);
-		s->src = source_get(e, path, file, identity, &opts, sn);
-		if (!s->src) {
-			seg_free(s);
-			return -ENOMEM;
-		}
-		ret = seg_fill_cold(s);
-		if (ret < 0) {
-			seg_free(s);
-			return ret;
-		}
+		s->cold = true;
 	}
+	s->prepared = !s->cold;
 
 	pthread_mutex_lock(&e->lock);
 	{
@@ -1453,6 +1453,45 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->segments_known, 1);
 	*out = s;
+	return 0;
+}
+
+int segment_prepare(struct segment *s)
+{
+	struct engine *e = s->e;
+	struct image_opts opts = opts_for(e, &s->sn);
+	struct source *src;
+	struct stat file;
+	int ret;
+
+	pthread_mutex_lock(&e->lock);
+	while (s->preparing)
+		pthread_cond_wait(&e->built, &e->lock);
+	if (s->prepared) {
+		pthread_mutex_unlock(&e->lock);
+		return 0;
+	}
+	s->preparing = true;
+	file = s->file;
+	pthread_mutex_unlock(&e->lock);
+
+	src = source_get(e, s->path, &file, s->identity, &opts, &s->sn);
+	if (src) {
+		pthread_mutex_lock(&e->lock);
+		s->src = src; /* under the engine lock: the sweep reads it there */
+		pthread_mutex_unlock(&e->lock);
+		ret = seg_fill_cold(s);
+		if (ret < 0)
+			seg_error(s, "the numbers of %s are out of range for the time base of %s",
+				  s->name, source_name(s->path));
+	} else {
+		seg_error(s, "out of memory indexing %s", source_name(s->path));
+	}
+	pthread_mutex_lock(&e->lock);
+	s->prepared = true;
+	s->preparing = false;
+	pthread_cond_broadcast(&e->built);
+	pthread_mutex_unlock(&e->lock);
 	return 0;
 }
 
@@ -1557,7 +1596,7 @@ static void seg_adopt_stored(struct segment *s)
 		if (st != F_NONE)
 			continue;
 		image_key(src, f, &k);
-		if (store_image_size(s->e->store, &k, s->ext, &size) == 0) {
+		if (store_image_complete(s->e->store, &k, s->ext, &size) == 0) {
 			pthread_mutex_lock(&src->lock);
 			if (src->fs[f].state == F_NONE) {
 				src->fs[f].state = F_DONE;
@@ -2384,6 +2423,8 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	e->store = store;
 	e->t0_ns = now_ns();
 	e->segments_cap = e->sources_cap = 256;
+	if (getenv("HF_TEST_INDEX_DELAY_MS"))
+		e->test_index_delay_ms = atoi(getenv("HF_TEST_INDEX_DELAY_MS"));
 	e->segments = calloc(e->segments_cap, sizeof(*e->segments));
 	e->sources = calloc(e->sources_cap, sizeof(*e->sources));
 	if (!e->segments || !e->sources) {

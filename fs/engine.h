@@ -43,13 +43,21 @@ void engine_free(struct engine **e);
  * Finds or creates the segment `sn` of the video at absolute path src. file is what the
  * caller found there, opened with its own rights (the check that it may be read): the
  * engine decodes only that very file (device, inode, size, mtime), and a file that is not
- * regular gives an error segment without being opened. Blocks while a cold source is
- * indexed. A source that cannot be decoded or a start past its end still gives a
- * segment, with count 0 and an error sentence. Returns 0 with a reference in *out,
- * -ENOENT when the numbers are out of range, or another -errno.
+ * regular gives an error segment without being opened. Never indexes the video (see
+ * segment_prepare): it reads at most the segment's manifest. A source that cannot be
+ * decoded or a start past its end still gives a segment, with count 0 and an error
+ * sentence. Returns 0 with a reference in *out, or -errno.
  */
 int engine_segment(struct engine *e, const char *src, const struct stat *file,
 		   const struct segname *sn, struct segment **out);
+
+/*
+ * Indexes a cold segment's video window, once, for whoever needs its frames first (its
+ * count, frames or .hfinfo); the others wait. Call before any of the functions below;
+ * engine_segment itself never indexes, so a lookup never waits for a video's index.
+ * Always 0: what fails becomes the segment's error sentence.
+ */
+int segment_prepare(struct segment *s);
 
 /* Takes / drops a reference. segment_put accepts NULL and clears the pointer. */
 void segment_get(struct segment *s);

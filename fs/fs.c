@@ -494,6 +494,7 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ESTALE); /* the kernel looks the whole path up again */
 		return;
 	}
+	segment_prepare(parent->seg); /* holds only this segment directory */
 	if (strcmp(name, ".hfinfo") == 0) {
 		int ret = node_new_text(fs, path, N_INFO, parent->ino, parent->seg, &parent->src, &n);
 		if (ret < 0)
@@ -724,6 +725,7 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
 			return;
 		}
+		segment_prepare(n->seg); /* its count is needed to list it */
 		fi->fh = 0;
 		fi->cache_readdir = 1;
 		fi->keep_cache = 1;
@@ -788,7 +790,10 @@ static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	}
 	memset(&st, 0, sizeof(st));
 	if (n->kind == N_SEGDIR) {
-		int64_t count = segment_count(n->seg), total = count + 3;
+		int64_t count, total;
+		segment_prepare(n->seg);
+		count = segment_count(n->seg);
+		total = count + 3;
 		for (int64_t i = off; i < total; i++) {
 			const char *nm;
 			size_t len;
@@ -1167,6 +1172,13 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
 		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
+	/*
+	 * libfuse 3.14 does not ask for parallel directory operations by default: without
+	 * them the kernel lets one lookup at a time into a directory, so a video being
+	 * indexed held every other name beside it. Lookups here take our own locks.
+	 */
+	if (conn->capable & FUSE_CAP_PARALLEL_DIROPS)
+		conn->want |= FUSE_CAP_PARALLEL_DIROPS;
 	conn->want &= ~(unsigned)FUSE_CAP_READDIRPLUS;
 	/* Nothing is written: this only lets the kernel ask for up to 1 MiB per read. */
 	conn->max_write = 1 << 20;

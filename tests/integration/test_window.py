@@ -112,5 +112,44 @@ def windows_and_whole_file_agree_near_keyframes():
             window(m, "long12.mp4", start, "1.2")
 
 
+@test
+def a_slow_lookup_does_not_hold_its_directory():
+    # Indexing made slow on purpose (HF_TEST_INDEX_DELAY_MS, read by the daemon only for
+    # tests): while one video's segment is being indexed (listed), every other name in
+    # the same directory answers at once: files, other videos' segments, and other
+    # segments of that same video (a lookup never indexes; listing does, holding only the
+    # segment's own directory).
+    import threading
+    import time
+    os.environ["HF_TEST_INDEX_DELAY_MS"] = "1500"
+    try:
+        with h.Mount() as m:
+            done = {}
+
+            def slow():  # listing a cold segment indexes its video
+                t = time.monotonic()
+                os.listdir(m.path("long3.mkv@10+1@30"))
+                done["slow"] = time.monotonic() - t
+
+            th = threading.Thread(target=slow)
+            th.start()
+            time.sleep(0.3)  # the slow lookup is under way
+            waits = []
+            for name in ("cfr30.mp4", "ntsc.mp4", "long12.mp4", "garbage.mp4",
+                         "long3.mkv", "long12.mkv@300+2@30", "long3.mkv@20+1@30"):
+                t = time.monotonic()
+                os.stat(m.path(name))
+                waits.append((time.monotonic() - t, name))
+            th.join(30)
+            print("  sibling stats while a lookup indexes (%.2f s): %s" % (
+                done.get("slow", -1), ", ".join("%s %.1f ms" % (n, w * 1e3) for w, n in waits)))
+            check(done.get("slow", 0) >= 1.4, "the slow lookup was not slow: %r" % done)
+            worst = max(waits)
+            check(worst[0] < 0.1, "stat of %s waited %.2f s behind the slow lookup" % (worst[1],
+                                                                                     worst[0]))
+    finally:
+        del os.environ["HF_TEST_INDEX_DELAY_MS"]
+
+
 if __name__ == "__main__":
     h.main()
