@@ -46,6 +46,7 @@ struct hf_conf {
 	enum hf_png_strategy png_strategy; /* default rle; zlib only */
 	enum hf_png_deflate png_deflate;   /* default fast (decode/fastpng); libdeflate; zlib honours strategy */
 	int jpeg_q;              /* mjpeg qscale 1..31 (like ffmpeg -q:v); default 2 */
+	uint64_t memory;         /* bytes of frames in flight, 0 = unbounded; default 256M */
 	/* [fs] */
 	char source_root[PATH_MAX]; /* absolute, no trailing slash except "/"; default "/" */
 	double attr_timeout;     /* seconds, >= 0; default 86400 */

@@ -26,6 +26,7 @@ struct task {
 	struct job_run *run;
 	AVFrame *frame;
 	size_t index;
+	uint64_t cost; /* bytes it holds in flight, charged to the memory budget */
 };
 
 struct job_run {
@@ -44,9 +45,21 @@ static struct {
 	pthread_t *workers;
 	int nworkers;
 	bool stopping;
+	/*
+	 * The memory budget (decode.memory): bytes of frames in flight, decoded pictures
+	 * queued or being converted, converted images and encode buffers, whatever the
+	 * number of threads. A frame waits to be queued while it would not fit (one always
+	 * fits when nothing else is in flight).
+	 */
+	uint64_t budget, in_flight, peak;
+	pthread_cond_t room;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
 	  .not_empty = PTHREAD_COND_INITIALIZER,
-	  .not_full = PTHREAD_COND_INITIALIZER};
+	  .not_full = PTHREAD_COND_INITIALIZER,
+	  .room = PTHREAD_COND_INITIALIZER};
+
+/* A worker keeps its conversion buffers between frames only when they are this small. */
+#define KEEP_BUFFERS_BYTES (16u << 20)
 
 static uint64_t now_ns(void)
 {
@@ -243,6 +256,14 @@ static void *worker_main(void *unused)
 
 		process_task(&t);
 		av_frame_free(&t.frame);
+		if (conv_tls.rgb_size > KEEP_BUFFERS_BYTES) { /* 4K and deeper: not kept per thread */
+			conv_reset(&conv_tls);
+			image_encode_thread_done();
+		}
+		pthread_mutex_lock(&pool.lock);
+		pool.in_flight -= t.cost;
+		pthread_cond_broadcast(&pool.room);
+		pthread_mutex_unlock(&pool.lock);
 		pthread_mutex_lock(&t.run->lock);
 		if (--t.run->inflight == 0)
 			pthread_cond_broadcast(&t.run->idle);
@@ -251,6 +272,22 @@ static void *worker_main(void *unused)
 	conv_reset(&conv_tls);
 	image_encode_thread_done();
 	return NULL;
+}
+
+void extract_set_memory(uint64_t bytes)
+{
+	pthread_mutex_lock(&pool.lock);
+	pool.budget = bytes;
+	pthread_mutex_unlock(&pool.lock);
+}
+
+void extract_memory(uint64_t *in_flight, uint64_t *peak, uint64_t *budget)
+{
+	pthread_mutex_lock(&pool.lock);
+	*in_flight = pool.in_flight;
+	*peak = pool.peak;
+	*budget = pool.budget;
+	pthread_mutex_unlock(&pool.lock);
 }
 
 void extract_set_verbose(bool verbose)
@@ -304,20 +341,41 @@ void extract_pool_stop(void)
 	pool.len = pool.head = 0;
 }
 
+/*
+ * What a frame costs in flight: its decoded picture, and four images' worth for the
+ * worker (converted, turned, filtered for PNG, and the encoding).
+ */
+static uint64_t frame_cost(const AVFrame *f, enum AVPixelFormat dst)
+{
+	int dec = av_image_get_buffer_size(f->format, f->width, f->height, 1);
+	int rgb = av_image_get_buffer_size(dst, f->width, f->height, 1);
+	return (uint64_t)(dec > 0 ? dec : 0) + 4 * (uint64_t)(rgb > 0 ? rgb : 0);
+}
+
 static void submit(struct job_run *run, AVFrame *frame, size_t index, bool urgent)
 {
+	uint64_t cost = frame_cost(frame, run->dst_fmt);
+
 	pthread_mutex_lock(&run->lock);
 	run->inflight++;
 	pthread_mutex_unlock(&run->lock);
 
 	pthread_mutex_lock(&pool.lock);
-	while (pool.len == pool.cap)
-		pthread_cond_wait(&pool.not_full, &pool.lock);
+	while (pool.len == pool.cap ||
+	       (pool.budget && pool.in_flight > 0 && pool.in_flight + cost > pool.budget)) {
+		if (pool.len == pool.cap)
+			pthread_cond_wait(&pool.not_full, &pool.lock);
+		else
+			pthread_cond_wait(&pool.room, &pool.lock);
+	}
+	pool.in_flight += cost;
+	if (pool.in_flight > pool.peak)
+		pool.peak = pool.in_flight;
 	if (urgent) {
 		pool.head = (pool.head + pool.cap - 1) % pool.cap;
-		pool.q[pool.head] = (struct task){run, frame, index};
+		pool.q[pool.head] = (struct task){run, frame, index, cost};
 	} else {
-		pool.q[(pool.head + pool.len) % pool.cap] = (struct task){run, frame, index};
+		pool.q[(pool.head + pool.len) % pool.cap] = (struct task){run, frame, index, cost};
 	}
 	pool.len++;
 	pthread_cond_signal(&pool.not_empty);
@@ -348,6 +406,26 @@ static void decoder_close(struct decoder *d)
 	av_packet_free(&d->pkt);
 	avcodec_free_context(&d->dec);
 	input_close(&d->fmt);
+}
+
+/*
+ * Decoder threads: one per core, but frame threads each hold pictures, so no more than the
+ * memory budget has room for (a quarter of it, four pictures a thread).
+ */
+static int decoder_threads(const AVCodecParameters *par)
+{
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int pic = av_image_get_buffer_size(par->format >= 0 ? par->format : AV_PIX_FMT_YUV420P10,
+					   par->width, par->height, 1);
+	uint64_t budget;
+	long n = cores > 0 ? cores : 1;
+
+	pthread_mutex_lock(&pool.lock);
+	budget = pool.budget;
+	pthread_mutex_unlock(&pool.lock);
+	if (budget && pic > 0 && (uint64_t)n * 4 * (uint64_t)pic > budget / 4)
+		n = (long)(budget / 4 / (4 * (uint64_t)pic));
+	return n < 1 ? 1 : n > 16 ? 16 : (int)n;
 }
 
 static int decoder_open(struct decoder *d, int fd, const struct source_index *idx, char *why,
@@ -393,7 +471,7 @@ static int decoder_open(struct decoder *d, int fd, const struct source_index *id
 	}
 	avcodec_parameters_to_context(d->dec, d->st->codecpar);
 	d->dec->pkt_timebase = d->st->time_base;
-	d->dec->thread_count = 0;
+	d->dec->thread_count = decoder_threads(d->st->codecpar);
 	d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
 	ret = avcodec_open2(d->dec, codec, NULL);
 	if (ret < 0) {

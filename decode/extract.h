@@ -56,6 +56,16 @@ struct extract_job {
 /* Starts the encoder pool with `threads` workers (0 = one per core). 0 or -errno. */
 int extract_pool_start(int threads);
 
+/*
+ * The memory budget in bytes (0: none): frames in flight (decoded pictures queued or
+ * converted, converted images, encode buffers) and the decoder's threads stay within it
+ * whatever the number of encoder threads. Set before extract_pool_start.
+ */
+void extract_set_memory(uint64_t bytes);
+
+/* Bytes in flight now, the most there ever were, and the budget. */
+void extract_memory(uint64_t *in_flight, uint64_t *peak, uint64_t *budget);
+
 /* libav's own log lines: off unless verbose (they would interleave with ours). */
 void extract_set_verbose(bool verbose);
 

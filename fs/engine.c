@@ -2341,6 +2341,14 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		fprintf(f, "null");
 	fprintf(f, ",\n  \"extractions\": %s", ext);
 	free(ext);
+	{
+		uint64_t now, peak, budget;
+		extract_memory(&now, &peak, &budget);
+		fprintf(f,
+			",\n  \"memory_in_flight\": %" PRIu64 ",\n  \"memory_in_flight_peak\": %" PRIu64
+			",\n  \"memory_budget\": %" PRIu64,
+			now, peak, budget);
+	}
 	fprintf(f,
 		",\n  \"source_bytes_read\": %" PRIu64 ",\n  \"index_bytes_read\": %" PRIu64
 		",\n  \"windows_indexed\": %" PRIu64 ",\n  \"windows_from_store\": %" PRIu64,
@@ -2447,6 +2455,7 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 		pthread_condattr_destroy(&ca);
 	}
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
+	extract_set_memory(conf->memory);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
 		free(e->segments);

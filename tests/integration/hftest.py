@@ -338,6 +338,14 @@ def _gen_long3_webm(out):
                                   "-cpu-used", "8", "-b:v", "200k", "-g", "30"], "webm")
 
 
+@generator("hdr4k.mp4")
+def _gen_hdr4k(out):
+    # 4K 10-bit HEVC, the frame size that made memory grow with the thread count.
+    ffmpeg_gen(out, _lavfi_src("3840x2160", 10, 1.2), "noise=alls=8:allf=t+u,format=yuv420p10le",
+               ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+                "-x265-params", "log-level=error:keyint=6", "-tag:v", "hvc1"], "mp4")
+
+
 @generator("truncated.mp4")
 def _gen_truncated(out):
     data = open(fixture("faststart.mp4"), "rb").read()
