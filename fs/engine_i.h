@@ -1,0 +1,272 @@
+/*
+ * engine internals: what the parts of the engine share (fs/engine.h is the contract).
+ *
+ * Engine: frame states per (source identity, output format), decode jobs that claim
+ * frames, waiters woken by the encoder threads, and segment manifests. The parts:
+ * engine_sources.c (identity, the two hash tables, sources and their window indexes),
+ * engine_jobs.c (frame states, waiters, decode jobs, leases), engine_segments.c
+ * (segments, their plans, frame waits, manifests), engine_reports.c (.hfinfo, .hfstats)
+ * and engine.c (life cycle, the evictor thread, eviction hooks, the sweep).
+ *
+ * Locking: engine->lock guards the two hash tables, the content ids, the fields marked
+ * (engine lock) and the sources' users; each source->lock guards its frame states,
+ * waiters, jobs and attached segments. A source lock may be taken while holding the
+ * engine lock (the sweep, the eviction hooks, reports, listings, engine_stop, a warm
+ * segment going cold), never the reverse. Segment references are atomic, taken under
+ * either lock.
+ */
+#ifndef HF_ENGINE_I_H
+#define HF_ENGINE_I_H
+
+#include "fs/engine.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "decode/extract.h"
+#include "decode/source.h"
+
+#define NS 1000000000LL
+
+enum fstate { F_NONE, F_CLAIMED, F_DONE, F_FAILED };
+
+struct frame_state {
+	uint8_t state;
+	struct job *owner;
+	uint64_t size;
+};
+
+struct waiter {
+	size_t frame;
+	frame_ready_fn fn;
+	void *arg;
+	int err;       /* the answer, fixed when the waiter is taken */
+	uint64_t size;
+	struct waiter *next;
+};
+
+struct job {
+	struct source *src;
+	size_t first, last;
+	_Atomic int64_t pos; /* last frame index decoded, -1 before the first */
+	pthread_t thread;
+	bool urgent; /* made for a far-ahead reader whose frame is not stored yet */
+	struct job *next;
+};
+
+struct source {
+	struct engine *e;
+	char *path;      /* the first path it was asked for under: names it in logs */
+	char *open_path; /* the path it was last asked for under: decodes open it (src->lock) */
+	struct stat file; /* what a caller opened at open_path: decodes open only that (src->lock) */
+	char *identity;
+	char fmt[96]; /* image_opts_canon */
+	struct image_opts opts;
+	struct source *next; /* engine hash chain */
+	int users; /* segments attached to it and jobs running on it (engine lock): at 0 it may go */
+
+	/* the window asked for when it was made (engine lock): others may wait for it */
+	struct hf_q want_start, want_dur;
+	/* set once by the builder, then read-only */
+	bool ready;
+	struct source_index *idx; /* a window of the video (source.h) */
+	int err;
+	char error[256];
+
+	pthread_mutex_t lock;
+	struct frame_state *fs;
+	struct waiter *waiters;
+	struct job *jobs;
+	struct segment *segs; /* cold segments being tracked, via seg->src_next */
+	size_t damaged_at;    /* frames at or after this fail; SIZE_MAX when undamaged */
+	char damage[256];
+	int lease_fd;   /* the store lease for decoding this source, held while lease_refs > 0 */
+	int lease_refs;
+	int urgent_jobs;          /* other jobs pause while a far-ahead reader waits */
+	pthread_cond_t unpaused;
+	char store_error[256];    /* why the last image could not be stored; "" once one is */
+};
+
+enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };
+
+struct segment {
+	struct engine *e;
+	_Atomic int refs; /* taken under either lock, so atomic */
+	struct segment *next; /* engine hash chain */
+	struct hf_key key;
+	char *name;   /* canonical directory name */
+	char *canon;  /* canonical values, e.g. "1.5+2@30" */
+	char *path;   /* source path */
+	struct stat file; /* what the last caller opened at path (engine lock) */
+	char *identity;
+	struct segname sn;
+	int64_t count;
+	int64_t data_slots; /* slots before the end of the data present (< count if truncated) */
+	int width, height;
+	char ext[8];
+	char error[256];
+	struct manifest *man; /* warm: served from the store */
+	struct source *src;   /* cold: attached when a frame is needed */
+
+	/* under src->lock */
+	enum seg_state state;
+	bool started;
+	size_t *needed;   /* distinct source frames shown, ascending */
+	int64_t *first_slot; /* the first slot showing each of them */
+	size_t nneeded;
+	size_t remaining; /* needed frames not done */
+	struct segment *src_next;
+	bool on_src_list;
+	/* engine lock: a cold segment is indexed once, by the first to need it */
+	bool cold, prepared, preparing;
+	uint64_t t_start_ns, t_done_ns;
+	/* last use, for eviction (any thread) */
+	_Atomic uint64_t used_ns;         /* monotonic time of the last wait */
+	_Atomic uint64_t touched_ns;      /* monotonic time of the last touch of its manifest */
+	_Atomic int64_t touched_real_ns;  /* the mtime that touch gave it */
+	uint64_t hits; /* needed frames already stored when extraction started */
+};
+
+struct content_id {
+	char stamp[128]; /* dev:ino:size:mtime */
+	char hex[HF_KEY_HEXLEN + 1];
+	struct content_id *next;
+};
+
+struct engine {
+	struct hf_conf conf;
+	struct content_id *content_ids;
+	struct store *store;
+	pthread_mutex_t lock;
+	pthread_cond_t built;
+	pthread_cond_t jobs_done;
+	int running_jobs;
+	/* hash tables (engine lock): sources by (identity, format), segments by key */
+	struct source **sources;
+	size_t nsources, sources_cap;
+	struct segment **segments;
+	size_t nsegments, segments_cap;
+	_Atomic uint64_t sources_freed, segments_freed;
+	uint64_t t0_ns;
+
+	struct extract_stats xs;
+	_Atomic uint64_t write_ns;
+	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
+	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
+	int test_index_delay_ms;    /* HF_TEST_INDEX_DELAY_MS: for tests only */
+	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
+	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
+	_Atomic uint64_t segments_known, store_errors, adopted;
+	atomic_bool stopping;
+	char store_error[256]; /* why the last write failed (engine lock) */
+	atomic_bool store_failing; /* the last write failed: .hfstats shows store_error */
+
+	/* eviction: a thread that keeps the store within max_size and min_free */
+	pthread_t evictor;
+	bool evictor_running;
+	bool stopped; /* engine_stop ran */
+	pthread_mutex_t evict_lock; /* guards evict_asked */
+	pthread_cond_t evict_cond;
+	pthread_mutex_t gc_lock;    /* one eviction pass at a time */
+	bool evict_asked;
+	_Atomic uint64_t evictions, evicted_images, evicted_bytes, kept_in_use;
+	_Atomic bool over_bound;
+};
+
+/* What changes of frame states owe once the source lock is dropped: eng_run_wake pays it. */
+struct wake {
+	struct waiter *list; /* waiters to call once unlocked */
+	struct segment *complete[8];
+	int ncomplete;
+};
+
+#define FOR_EACH_SEGMENT(e, s)                                      \
+	for (size_t seg_b_ = 0; seg_b_ < (e)->segments_cap; seg_b_++) \
+		for (struct segment *s = (e)->segments[seg_b_]; s; s = s->next)
+#define FOR_EACH_SOURCE(e, src)                                    \
+	for (size_t src_b_ = 0; src_b_ < (e)->sources_cap; src_b_++) \
+		for (struct source *src = (e)->sources[src_b_]; src; src = src->next)
+
+static inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static inline void fmt_seconds_ms(int64_t ms, char *buf, size_t len)
+{
+	snprintf(buf, len, "%" PRId64 ".%03" PRId64, ms / 1000, ms % 1000);
+}
+
+/* Milliseconds from the start of the video to a tick value, for messages. */
+static inline int64_t av_ms(const struct source_index *idx, int64_t ticks)
+{
+	__int128 v = (__int128)(ticks - idx->origin) * idx->tb.num * 1000 / idx->tb.den;
+	return (int64_t)v;
+}
+
+/* ---- engine_sources.c: the hash tables (engine lock), identities, sources ---- */
+
+/* The segment table's bucket of key. */
+size_t eng_seg_bucket(const struct engine *e, const struct hf_key *k);
+/* Doubles the segment table once crowded. Engine lock. */
+void eng_grow_segments(struct engine *e);
+/* The segment of key (and path, unless NULL) in the table, or NULL. Engine lock. */
+struct segment *eng_seg_find_locked(struct engine *e, const struct hf_key *key, const char *path);
+/* Drops a use taken by eng_source_get. Takes the engine lock. */
+void eng_source_put(struct engine *e, struct source *src);
+/* The image options of a segment's format under this mount's conf. */
+struct image_opts eng_opts_for(const struct engine *e, const struct segname *sn);
+/* An fd of path, only if it is still the very regular file want; -ESTALE or -errno. */
+int eng_source_file_open(const char *path, const struct stat *want);
+/* The identity of the file at path into malloc'ed *out (sb NULL: stat it); 0 or -errno. */
+int eng_source_identity(struct engine *e, const char *path, const struct stat *sb, char **out);
+/* A source whose window holds sn's, with a use for the caller; indexes a new one. No lock held. */
+struct source *eng_source_get(struct engine *e, const char *path, const struct stat *file,
+			      const char *identity, const struct image_opts *opts,
+			      const struct segname *sn);
+/* Frees a source out of the table that nobody uses. */
+void eng_source_free(struct source *src);
+/* The store key of a frame's image; the source has an index. */
+void eng_image_key(const struct source *src, size_t frame, struct hf_key *k);
+
+/* ---- engine_jobs.c: frame states and waiters (src->lock), jobs, leases ---- */
+
+/* Every frame of s is done: complete (its manifest queued on w), or truncated. src->lock. */
+void eng_seg_finished_locked(struct segment *s, struct wake *w);
+/* The frame cannot be produced: its waiters fail, the segments needing it too. src->lock. */
+void eng_mark_failed_locked(struct source *src, size_t frame, struct wake *w);
+/* The frame goes back to NONE: its waiters fail, its segments start again. src->lock. */
+void eng_release_locked(struct source *src, size_t frame, struct wake *w);
+/* Calls the waiters taken and writes the manifests of completed segments. No lock held. */
+void eng_run_wake(struct source *src, struct wake *w);
+/* A job covering [first, last], not started; the caller claims its frames. src->lock. */
+struct job *eng_job_new_locked(struct source *src, size_t first, size_t last);
+/* Starts the job's thread, or fails its frames when none can start. No lock held. */
+void eng_job_start(struct job *j);
+/* A new urgent job for a claimed frame far ahead of its job (not started), or NULL. src->lock. */
+struct job *eng_split_far_locked(struct source *src, size_t frame);
+
+/* ---- engine_segments.c ---- */
+
+/* Frees a segment out of the table, dropping its use of the source. */
+void eng_seg_free(struct segment *s);
+/* Writes a complete segment's manifest and logs its extraction. No lock held. */
+void eng_write_manifest(struct segment *s);
+
+/* ---- engine.c: eviction ---- */
+
+/* One eviction pass, when the store is over a bound or want_free bytes are needed. */
+void eng_evict(struct engine *e, uint64_t want_free);
+/* Asks the evictor thread for a pass. */
+void eng_evictor_ask(struct engine *e);
+
+#endif

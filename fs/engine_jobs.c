@@ -1,0 +1,551 @@
+/*
+ * engine jobs: frame states and the waiters they answer, decode jobs (a thread each,
+ * feeding the encoder pool) that claim frames and store their images, and the store
+ * lease that makes one process decode a source while the others adopt its images.
+ *
+ * Locking: src->lock guards the frame states, waiters, jobs, pauses, damage and lease
+ * share; waiters are called and manifests written once it is dropped (eng_run_wake).
+ * The engine lock is taken alone, to count running jobs and the source's users.
+ */
+#include "fs/engine_i.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fs/log.h"
+
+/* A claimed frame at least this far ahead of a job's position gets its own job. */
+#define FAR_AHEAD_FRAMES 48
+
+/* ---- frame states ---- */
+
+static bool seg_needs(const struct segment *s, size_t frame)
+{
+	size_t lo = 0, hi = s->nneeded;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (s->needed[mid] < frame)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo < s->nneeded && s->needed[lo] == frame;
+}
+
+/* Takes the waiters of a frame whose state was just set; they get that state's answer. */
+static void take_waiters_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct waiter **pp = &src->waiters;
+	bool done = src->fs[frame].state == F_DONE;
+	while (*pp) {
+		struct waiter *wt = *pp;
+		if (wt->frame == frame) {
+			wt->err = done ? 0 : -EIO;
+			wt->size = done ? src->fs[frame].size : 0;
+			*pp = wt->next;
+			wt->next = w->list;
+			w->list = wt;
+		} else {
+			pp = &wt->next;
+		}
+	}
+}
+
+/* Every frame of the segment is done: complete (its manifest to write), or truncated. */
+void eng_seg_finished_locked(struct segment *s, struct wake *w)
+{
+	s->t_done_ns = now_ns();
+	s->state = s->data_slots < s->count ? SEG_ERROR : SEG_COMPLETE;
+	if (s->state == SEG_COMPLETE &&
+	    w->ncomplete < (int)(sizeof(w->complete) / sizeof(w->complete[0]))) {
+		s->refs++;
+		w->complete[w->ncomplete++] = s;
+	}
+}
+
+static void mark_done_locked(struct source *src, size_t frame, uint64_t size, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	if (f->state == F_DONE)
+		return;
+	f->state = F_DONE;
+	f->owner = NULL;
+	f->size = size;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next) {
+		if (s->state != SEG_EXTRACTING || !seg_needs(s, frame))
+			continue;
+		if (--s->remaining == 0)
+			eng_seg_finished_locked(s, w);
+	}
+}
+
+void eng_mark_failed_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	if (f->state == F_DONE || f->state == F_FAILED)
+		return;
+	f->state = F_FAILED;
+	f->owner = NULL;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next)
+		if (s->state == SEG_EXTRACTING && seg_needs(s, frame))
+			s->state = SEG_ERROR;
+}
+
+/*
+ * A frame goes back to NONE: its image could not be stored, or was removed from the
+ * store. Its waiters fail; segments that need it start again on their next wait.
+ */
+void eng_release_locked(struct source *src, size_t frame, struct wake *w)
+{
+	struct frame_state *f = &src->fs[frame];
+	f->state = F_NONE;
+	f->owner = NULL;
+	f->size = 0;
+	take_waiters_locked(src, frame, w);
+	for (struct segment *s = src->segs; s; s = s->src_next)
+		if (s->started && (s->state == SEG_EXTRACTING || s->state == SEG_COMPLETE) &&
+		    seg_needs(s, frame)) {
+			s->started = false;
+			s->state = SEG_LISTED;
+		}
+}
+
+void eng_run_wake(struct source *src, struct wake *w)
+{
+	(void)src;
+	while (w->list) {
+		struct waiter *wt = w->list;
+		w->list = wt->next;
+		wt->fn(wt->arg, wt->err, wt->size);
+		free(wt);
+	}
+	for (int i = 0; i < w->ncomplete; i++) {
+		eng_write_manifest(w->complete[i]);
+		segment_put(&w->complete[i]);
+	}
+	w->ncomplete = 0;
+}
+
+/* ---- jobs ---- */
+
+static void job_not_urgent_locked(struct job *j)
+{
+	if (!j->urgent)
+		return;
+	j->urgent = false;
+	if (--j->src->urgent_jobs == 0)
+		pthread_cond_broadcast(&j->src->unpaused);
+}
+
+static bool has_waiter_locked(const struct source *src, size_t frame)
+{
+	for (const struct waiter *w = src->waiters; w; w = w->next)
+		if (w->frame == frame)
+			return true;
+	return false;
+}
+
+static enum extract_visit job_visit(void *arg, size_t frame)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	enum extract_visit v = EXTRACT_SKIP;
+
+	atomic_store(&j->pos, (int64_t)frame);
+	pthread_mutex_lock(&src->lock);
+	/* The cores go to a far-ahead reader's decode first. */
+	while (src->urgent_jobs > 0 && !j->urgent && !atomic_load(&src->e->stopping))
+		pthread_cond_wait(&src->unpaused, &src->lock);
+	if (frame > j->last)
+		v = EXTRACT_STOP;
+	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
+		v = has_waiter_locked(src, frame) ? EXTRACT_ENCODE_NOW : EXTRACT_ENCODE;
+	pthread_mutex_unlock(&src->lock);
+	return v;
+}
+
+/* Stores a frame's image; a full store first evicts what it can, then tries once more. */
+static int store_frame(struct source *src, size_t frame, const struct image_buf *img)
+{
+	struct engine *e = src->e;
+	const char *ext = image_ext(src->opts.format);
+	uint64_t t0 = now_ns(), images, bytes;
+	struct hf_key k;
+	int err;
+
+	eng_image_key(src, frame, &k);
+	err = store_image_put(e->store, &k, ext, img->data, img->len);
+	if (err == -ENOSPC || err == -EDQUOT) {
+		eng_evict(e, 2 * (uint64_t)img->len + (1u << 20));
+		err = store_image_put(e->store, &k, ext, img->data, img->len);
+	}
+	atomic_fetch_add(&e->write_ns, now_ns() - t0);
+	if (err < 0) {
+		atomic_fetch_add(&e->store_errors, 1);
+		pthread_mutex_lock(&e->lock);
+		snprintf(e->store_error, sizeof(e->store_error), "images cannot be written to %s: %s",
+			 store_dir(e->store), strerror(-err));
+		atomic_store(&e->store_failing, true);
+		pthread_mutex_unlock(&e->lock);
+		hf_log(HF_LOG_ERROR, "%s: frame %zu: cannot store image in %s: %s", src->path,
+		       frame + 1, store_dir(e->store), strerror(-err));
+		return err;
+	}
+	atomic_fetch_add(&e->images_encoded, 1);
+	if (atomic_load(&e->store_failing))
+		atomic_store(&e->store_failing, false); /* errors of the store are current */
+	store_usage(e->store, &images, &bytes);
+	if (e->conf.max_size && bytes > e->conf.max_size)
+		eng_evictor_ask(e);
+	return 0;
+}
+
+/*
+ * The store refused an image: the frame and the rest of the job go back to NONE (a later
+ * read tries again), their readers get EIO, and .hfinfo says why.
+ */
+static void store_failed_locked(struct job *j, size_t frame, int err, struct wake *w)
+{
+	struct source *src = j->src;
+
+	snprintf(src->store_error, sizeof(src->store_error),
+		 "frames cannot be stored: %s (store %s)", strerror(-err), store_dir(src->e->store));
+	for (size_t i = frame; i <= j->last && i < src->idx->n; i++)
+		if (i == frame || (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j))
+			if (src->fs[i].state != F_DONE)
+				eng_release_locked(src, i, w);
+	if (j->last > frame)
+		j->last = frame;
+}
+
+static void job_done(void *arg, size_t frame, int err, const struct image_buf *img,
+		     const char *why)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct wake w = {0};
+	bool decoded = err == 0;
+
+	if (decoded) {
+		err = store_frame(src, frame, img);
+	} else if (err != -ECANCELED) {
+		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
+	}
+	pthread_mutex_lock(&src->lock);
+	if (frame == j->first)
+		job_not_urgent_locked(j);
+	if (err == -ECANCELED) {
+		eng_release_locked(src, frame, &w); /* not produced; nothing is wrong with it */
+	} else if (decoded && err == 0) {
+		src->store_error[0] = 0;
+		mark_done_locked(src, frame, img->len, &w);
+	} else if (decoded) {
+		store_failed_locked(j, frame, err, &w);
+	} else {
+		if (src->damage[0] == 0)
+			snprintf(src->damage, sizeof(src->damage), "source frame %zu: %s", frame + 1,
+				 why && *why ? why : strerror(-err));
+		eng_mark_failed_locked(src, frame, &w);
+	}
+	pthread_mutex_unlock(&src->lock);
+	eng_run_wake(src, &w);
+}
+
+static void job_damaged(void *arg, size_t frame, int err, const char *why)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct wake w = {0};
+
+	hf_log(HF_LOG_ERROR, "%s: %s", src->path, why);
+	pthread_mutex_lock(&src->lock);
+	job_not_urgent_locked(j);
+	if (frame < src->damaged_at) {
+		src->damaged_at = frame;
+		snprintf(src->damage, sizeof(src->damage), "%s", why);
+	}
+	for (size_t i = frame; i < src->idx->n; i++)
+		if (src->fs[i].state == F_CLAIMED)
+			eng_mark_failed_locked(src, i, &w);
+	pthread_mutex_unlock(&src->lock);
+	eng_run_wake(src, &w);
+}
+
+/* ---- leases: one decode per source between processes ---- */
+
+static void lease_key(const struct source *src, struct hf_key *k)
+{
+	char name[512];
+	snprintf(name, sizeof(name), "%s\n%s", src->identity, src->fmt);
+	key_string("lease", name, k);
+}
+
+/* Takes this process's share of the source's lease: 1 held, 0 held elsewhere, <0 error. */
+static int lease_take(struct source *src)
+{
+	struct hf_key k;
+	int fd, ret = 1;
+
+	pthread_mutex_lock(&src->lock);
+	if (src->lease_refs > 0) {
+		src->lease_refs++;
+		pthread_mutex_unlock(&src->lock);
+		return 1;
+	}
+	lease_key(src, &k);
+	/* the window's packets: disjoint windows of one video are decoded at once */
+	fd = src->idx ? store_lease_try_range(src->e->store, &k, src->idx->pts[0],
+					      src->idx->pts[src->idx->n - 1])
+		      : store_lease_try(src->e->store, &k);
+	if (fd >= 0) {
+		src->lease_fd = fd;
+		src->lease_refs = 1;
+	} else {
+		ret = fd == -EWOULDBLOCK ? 0 : fd;
+	}
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}
+
+static void lease_drop(struct source *src)
+{
+	pthread_mutex_lock(&src->lock);
+	if (src->lease_refs > 0 && --src->lease_refs == 0)
+		store_lease_release(&src->lease_fd);
+	pthread_mutex_unlock(&src->lock);
+}
+
+/*
+ * Marks done the frames this job claimed that are in the store already (another process
+ * made them), watching the directories of the rest. Returns how many are left and the
+ * first of them in *first.
+ */
+static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *first)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	size_t left = 0, n = 0, cap = 0, *v = NULL;
+	struct wake wk = {0};
+
+	pthread_mutex_lock(&src->lock);
+	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++) {
+		if (src->fs[i].state != F_CLAIMED || src->fs[i].owner != j)
+			continue;
+		if (n == cap) {
+			size_t *nv = realloc(v, (cap = cap ? cap * 2 : 256) * sizeof(*v));
+			if (!nv)
+				break;
+			v = nv;
+		}
+		v[n++] = i;
+	}
+	pthread_mutex_unlock(&src->lock);
+	*first = SIZE_MAX;
+	for (size_t x = 0; x < n; x++) {
+		struct hf_key k;
+		uint64_t size;
+		eng_image_key(src, v[x], &k);
+		if (store_image_complete(e->store, &k, image_ext(src->opts.format), &size) == 0) {
+			pthread_mutex_lock(&src->lock);
+			if (src->fs[v[x]].state == F_CLAIMED && src->fs[v[x]].owner == j) {
+				mark_done_locked(src, v[x], size, &wk);
+				atomic_fetch_add(&e->adopted, 1);
+			}
+			pthread_mutex_unlock(&src->lock);
+		} else {
+			store_watch_add(w, &k);
+			if (*first == SIZE_MAX)
+				*first = v[x];
+			left++;
+		}
+	}
+	free(v);
+	eng_run_wake(src, &wk);
+	return left;
+}
+
+/*
+ * Holds the job until this process may decode the source: at once when no other process
+ * decodes it; otherwise it adopts that process's images as they land, and takes over
+ * when the other is done or has died (its lease is released with its fd). Returns true
+ * when frames are left for this job to decode, holding a lease share.
+ */
+static bool wait_for_lease(struct job *j, size_t *first)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct store_watch *w = NULL;
+	size_t left;
+	int got = lease_take(src);
+
+	*first = j->first;
+	if (got != 0)
+		return true; /* held, or a store without working locks: decode anyway */
+	w = store_watch_new(e->store);
+	for (;;) {
+		left = adopt_stored_claims(j, w, first);
+		if (left == 0 || atomic_load(&e->stopping))
+			break;
+		got = lease_take(src);
+		if (got != 0) {
+			/* frames stored between the last look and the lease */
+			left = adopt_stored_claims(j, w, first);
+			if (left == 0 && got > 0)
+				lease_drop(src);
+			break;
+		}
+		store_watch_wait(w, 250);
+	}
+	store_watch_free(&w);
+	return left > 0 && got != 0;
+}
+
+static void *job_main(void *arg)
+{
+	struct job *j = arg;
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct extract_job xj = {
+		.fd = -1, /* below */
+		.idx = src->idx,
+		.opts = src->opts,
+		.first = j->first,
+		.visit = job_visit,
+		.done = job_done,
+		.damaged = job_damaged,
+		.arg = j,
+		.stats = &e->xs,
+		.cancel = &e->stopping,
+	};
+	struct wake w = {0};
+	struct stat file;
+	char *path;
+	bool failed;
+	size_t first;
+
+	pthread_mutex_lock(&src->lock);
+	path = strdup(src->open_path);
+	file = src->file;
+	pthread_mutex_unlock(&src->lock);
+	/* -1 when it changed or went: the run then reports the source as not openable */
+	xj.fd = path ? eng_source_file_open(path, &file) : -ENOMEM;
+	free(path);
+	if (wait_for_lease(j, &first)) {
+		xj.first = first;
+		extract_run(&xj);
+		lease_drop(src);
+	}
+	if (xj.fd >= 0)
+		close(xj.fd);
+
+	pthread_mutex_lock(&src->lock);
+	/* Frames it still owns were never decoded: they cannot be produced. */
+	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j) {
+			if (src->damaged_at == SIZE_MAX) {
+				src->damaged_at = i;
+				snprintf(src->damage, sizeof(src->damage),
+					 "source frame %zu was not produced by the decoder", i + 1);
+			}
+			eng_mark_failed_locked(src, i, &w);
+		}
+	failed = src->damaged_at != SIZE_MAX;
+	job_not_urgent_locked(j);
+	for (struct job **pp = &src->jobs; *pp; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
+	pthread_mutex_unlock(&src->lock);
+	eng_run_wake(src, &w);
+	atomic_fetch_add(failed ? &e->extractions_failed : &e->extractions_completed, 1);
+	free(j);
+
+	pthread_mutex_lock(&e->lock);
+	e->running_jobs--;
+	src->users--; /* the last use of src here */
+	pthread_cond_broadcast(&e->jobs_done);
+	pthread_mutex_unlock(&e->lock);
+	return NULL;
+}
+
+/* Creates a job covering [first, last]; frames are claimed by the caller. Under src->lock. */
+struct job *eng_job_new_locked(struct source *src, size_t first, size_t last)
+{
+	struct job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return NULL;
+	j->src = src;
+	j->first = first;
+	j->last = last;
+	atomic_store(&j->pos, -1);
+	j->next = src->jobs;
+	src->jobs = j;
+	return j;
+}
+
+void eng_job_start(struct job *j)
+{
+	struct engine *e = j->src->e;
+	pthread_attr_t attr;
+
+	pthread_mutex_lock(&e->lock);
+	e->running_jobs++;
+	j->src->users++; /* the job's thread uses the source to its very end */
+	pthread_mutex_unlock(&e->lock);
+	atomic_fetch_add(&e->extractions_started, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&j->thread, &attr, job_main, j) != 0) {
+		hf_log(HF_LOG_ERROR, "cannot start a decode thread");
+		job_damaged(j, j->first, -EAGAIN, "no thread could be started to decode");
+		pthread_mutex_lock(&j->src->lock);
+		for (struct job **pp = &j->src->jobs; *pp; pp = &(*pp)->next)
+			if (*pp == j) {
+				*pp = j->next;
+				break;
+			}
+		pthread_mutex_unlock(&j->src->lock);
+		pthread_mutex_lock(&e->lock);
+		e->running_jobs--;
+		j->src->users--;
+		pthread_cond_broadcast(&e->jobs_done);
+		pthread_mutex_unlock(&e->lock);
+		free(j);
+	}
+	pthread_attr_destroy(&attr);
+}
+
+/*
+ * A frame claimed by a job that is far behind it gets a job of its own, starting at the
+ * keyframe before it; the old job's claims from there on move to the new one.
+ */
+struct job *eng_split_far_locked(struct source *src, size_t frame)
+{
+	struct job *old = src->fs[frame].owner, *j;
+	size_t kf = source_index_keyframe_before(src->idx, frame);
+	int64_t pos = atomic_load(&old->pos);
+	size_t from = pos < 0 ? old->first : (size_t)pos;
+
+	if (kf <= from || frame - from < FAR_AHEAD_FRAMES)
+		return NULL;
+	/*
+	 * The new job decodes from kf but encodes from `frame` on, so the frame asked for is
+	 * its first image; the frames between kf and it stay with the old job.
+	 */
+	j = eng_job_new_locked(src, frame, old->last);
+	if (!j)
+		return NULL;
+	for (size_t i = frame; i <= old->last; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old)
+			src->fs[i].owner = j;
+	old->last = frame - 1;
+	j->urgent = true;
+	src->urgent_jobs++;
+	return j;
+}
