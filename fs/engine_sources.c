@@ -293,7 +293,8 @@ static bool src_serves(const struct source *src, const struct segname *sn)
 	return !src->idx || source_index_covers(src->idx, sn->start, sn->dur);
 }
 
-/* A window being built that will hold this one too: [a, a + ad] within [b, b + bd]. */
+/* A window being built that will hold this one too: the segment's [start, start + dur] lies
+ * within the window [a, a + ad] the source was made for. */
 static bool want_covers(const struct source *src, const struct segname *sn)
 {
 	struct hf_q a = src->want_start, ad = src->want_dur;
