@@ -2,8 +2,9 @@
 # Installs what is missing (Debian packages, with sudo when not root) and builds hfmount.
 #   tools/setup.sh            build dependencies, then build/ (RelWithDebInfo)
 #   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium,
-#                             man-db for the man page test)
+#                             man-db for the man page test, clang and its libFuzzer runtime)
 #   BUILD_DIR=... CMAKE_ARGS=... override the build directory and add cmake options
+#   BUILD_TARGET=...          build only that target (e.g. fuzz) instead of everything
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +16,9 @@ pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavc
 if [ $want_test = 1 ]; then
 	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core man-db)
 	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+	# tests/fuzz: libFuzzer ships in the compiler-rt of the clang that `clang` runs (14 on Debian 12)
+	clang_major=$(clang -dumpversion 2>/dev/null | cut -d. -f1 || true)
+	pkgs+=(clang "libclang-rt-${clang_major:-14}-dev")
 fi
 
 missing=()
@@ -32,4 +36,4 @@ fi
 build=${BUILD_DIR:-build}
 # shellcheck disable=SC2086
 cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo ${CMAKE_ARGS:-} >/dev/null
-cmake --build "$build" -j"$(nproc)"
+cmake --build "$build" -j"$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
