@@ -683,15 +683,27 @@ static int put_escaped(FILE *f, const char *s)
 	return fputc('\n', f) == EOF ? -EIO : 0;
 }
 
+static int hex_digit(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 static char *unescape(const char *s)
 {
 	char *out = malloc(strlen(s) + 1), *o = out;
 	if (!out)
 		return NULL;
 	while (*s) {
-		unsigned v;
-		if (s[0] == '%' && sscanf(s + 1, "%2X", &v) == 1) {
-			*o++ = (char)v;
+		int hi, lo;
+		/* Only "%XX", as put_escaped writes; s[1] is a digit, so s[2] is still in s. */
+		if (s[0] == '%' && (hi = hex_digit(s[1])) >= 0 && (lo = hex_digit(s[2])) >= 0) {
+			*o++ = (char)(hi << 4 | lo);
 			s += 3;
 		} else {
 			*o++ = *s++;
@@ -904,7 +916,9 @@ static int parse_images(struct manifest *m, char **cur)
 	unsigned long long n;
 	char tail;
 
-	if (!v || sscanf(v, "%llu%c", &n, &tail) != 1 || n == 0 || n > (uint64_t)m->count)
+	/* n lines of at least "HEX 0 0\n" must follow: no allocation for lines that are not there */
+	if (!v || sscanf(v, "%llu%c", &n, &tail) != 1 || n == 0 || n > (uint64_t)m->count ||
+	    n > strlen(*cur) / (HF_KEY_HEXLEN + 5))
 		return -EINVAL;
 	if (manifest_alloc(m, (size_t)n) < 0)
 		return -ENOMEM;

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <libavcodec/avcodec.h>
+#include <limits.h>
 #include <libavformat/avformat.h>
 #include <libavutil/display.h>
 #include <libavutil/parseutils.h>
@@ -335,9 +336,13 @@ out_close:
 static int64_t ticks_at128(const struct source_index *idx, __int128 tn, __int128 td, bool half,
 			   bool ceiling)
 {
-	__int128 num = tn * idx->tb.den * 2 + (half ? td * idx->tb.num : 0);
-	__int128 den = td * idx->tb.num * 2, q;
+	__int128 a, b, num, den, q;
 
+	/* Beyond 2^127 the time is far past any stream's end: it saturates as the result does. */
+	if (__builtin_mul_overflow(tn, (__int128)idx->tb.den * 2, &a) ||
+	    __builtin_mul_overflow(td, (__int128)idx->tb.num, &b) ||
+	    __builtin_add_overflow(a, half ? b : 0, &num) || __builtin_mul_overflow(b, 2, &den))
+		return tn < 0 ? INT64_MIN / 2 : INT64_MAX / 2;
 	if (den <= 0)
 		return INT64_MAX;
 	q = num / den;
@@ -357,10 +362,17 @@ static int64_t ticks_at(const struct source_index *idx, struct hf_q t, bool half
 static void window_ticks(const struct source_index *idx, struct hf_q start, struct hf_q dur,
 			 int64_t *from, int64_t *to)
 {
+	/* start + dur reduced: "0.99999999999999999+0.00000000000000001" is 1/1, not 10^34/10^34 */
+	__int128 tn = (__int128)start.num * dur.den + (__int128)dur.num * start.den;
+	__int128 td = (__int128)start.den * dur.den, g = tn < 0 ? -tn : tn, r = td;
+
+	while (r != 0) {
+		__int128 t = g % r;
+		g = r;
+		r = t;
+	}
 	*from = ticks_at(idx, start, true, false);
-	*to = ticks_at128(idx, (__int128)start.num * dur.den + (__int128)dur.num * start.den,
-			  (__int128)start.den * dur.den, true, true) +
-	      1;
+	*to = ticks_at128(idx, tn / g, td / g, true, true) + 1;
 }
 
 bool source_index_covers(const struct source_index *idx, struct hf_q start, struct hf_q dur)
@@ -599,6 +611,26 @@ int source_index_save(const struct source_index *idx, void **buf, size_t *len)
 	return 0;
 }
 
+/* What source_index_build can make; anything else in a stored index is damage. */
+static bool index_valid(const struct source_index *idx)
+{
+	const int64_t lim = INT64_MAX / 4;
+
+	if (idx->stream < 0 || idx->tb.num > INT_MAX || idx->tb.den > INT_MAX || idx->width <= 0 ||
+	    idx->height <= 0 || (unsigned)idx->orient > ORIENT_ROT180 || idx->depth <= 0 ||
+	    idx->depth > 32 || idx->codec[0] == '\0' || idx->key[0] != 1)
+		return false;
+	for (size_t i = 0; i < idx->n; i++)
+		if (idx->key[i] > 1 || (i > 0 && idx->pts[i] < idx->pts[i - 1]))
+			return false;
+	/* an open window holds its first frame and ends past hi (merges rely on both) */
+	if (idx->at_end ? idx->hi != INT64_MAX : idx->hi < idx->pts[0] || idx->end <= idx->hi)
+		return false;
+	/* below 2^61: pts - origin and end - origin fit, and ticks_at saturates (2^62) past them */
+	return idx->data_end > idx->pts[idx->n - 1] && idx->end >= idx->data_end &&
+	       idx->origin >= -lim && idx->origin <= lim && idx->pts[0] >= -lim && idx->end <= lim;
+}
+
 int source_index_load(const void *buf, size_t len, struct source_index **out)
 {
 	struct idx_header h;
@@ -612,7 +644,8 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	if (memcmp(h.magic, IDX_MAGIC, 8) != 0 || h.endian != 0x01020304 || h.n == 0 ||
 	    h.n > (len - sizeof(h)) / (sizeof(int64_t) + 1) ||
 	    len != sizeof(h) + h.n * (sizeof(int64_t) + 1) || h.tb_num <= 0 || h.tb_den <= 0 ||
-	    h.codec[sizeof(h.codec) - 1] != 0)
+	    h.codec[sizeof(h.codec) - 1] != 0 || (uint32_t)h.alpha > 1 || (uint32_t)h.at_end > 1 ||
+	    (uint32_t)h.from_start > 1 || h.pad != 0)
 		return -EINVAL;
 	idx = calloc(1, sizeof(*idx));
 	if (!idx)
@@ -640,6 +673,10 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	memcpy(idx->codec, h.codec, sizeof(idx->codec));
 	memcpy(idx->pts, p + sizeof(h), h.n * sizeof(int64_t));
 	memcpy(idx->key, p + sizeof(h) + h.n * sizeof(int64_t), h.n);
+	if (!index_valid(idx)) {
+		source_index_free(&idx);
+		return -EINVAL;
+	}
 	*out = idx;
 	return 0;
 }

@@ -102,19 +102,8 @@ static const struct hf_q durs[] = {
     {999999999999999999, 1},
 };
 
-/*
- * Known bug, reported (README.md, crashers/index/covers-at-name-limits): with start and dur
- * at the grammar's limits, ticks_at128 (window_ticks, source_index_covers,
- * source_known_window) overflows __int128 for any index. Only the ordinary values are
- * tried.
- */
-#ifdef HF_FUZZ_SKIP_KNOWN
-#define N_STARTS 3
-#define N_DURS	 2
-#else
 #define N_STARTS (sizeof(starts) / sizeof(starts[0]))
 #define N_DURS	 (sizeof(durs) / sizeof(durs[0]))
-#endif
 
 /*
  * What the engine does with a loaded index. The results are checked when the index is
@@ -148,20 +137,6 @@ static void use_index(const struct source_index *idx, bool check)
 		use_segment(idx, zero, hf_q_reduce((struct hf_q){secs_num, idx->tb.den}), fps30);
 }
 
-/*
- * Known bug, reported (README.md, crashers/index/): the loader checks the header's size
- * fields only, so it accepts bytes save never writes and indexes that build never makes,
- * on which source_index_duration_ms and source_known_window overflow and merges go wrong.
- * Such inputs are skipped.
- */
-static bool known_bug(bool canonical, bool plausible)
-{
-#ifdef HF_FUZZ_SKIP_KNOWN
-	return !canonical || !plausible;
-#else
-	return false;
-#endif
-}
 
 /*
  * What the engine does with an index it built: merged into the known ranges (none yet, then
@@ -218,13 +193,11 @@ static void check_index(const uint8_t *data, size_t size)
 
 	canonical = len == size && memcmp(buf, data, size) == 0;
 	ok = plausible(idx, true);
-	if (!known_bug(canonical, ok)) {
-		use_index(idx, ok);
-		/* What was accepted is what save writes, and an index the program can use. */
-		FUZZ_CHECK(canonical);
-		FUZZ_CHECK(ok);
-		check_merge(idx);
-	}
+	use_index(idx, ok);
+	/* What was accepted is what save writes, and an index the program can use. */
+	FUZZ_CHECK(canonical);
+	FUZZ_CHECK(ok);
+	check_merge(idx);
 	free(buf);
 	free(buf2);
 	source_index_free(&again);
@@ -292,8 +265,6 @@ static void check_known(const uint8_t *data, size_t size)
 	source_known_free(&again);
 	canonical = len == size && memcmp(buf, data, size) == 0;
 	free(buf);
-	if (known_bug(canonical, ok))
-		goto out;
 	for (size_t i = 0; i < N_STARTS; i++)
 		for (size_t j = 0; j < N_DURS; j++) {
 			ret = source_known_window(k, starts[i], durs[j], &w);
@@ -308,7 +279,6 @@ static void check_known(const uint8_t *data, size_t size)
 	/* What was accepted is what save writes, of ranges build could have made. */
 	FUZZ_CHECK(canonical);
 	FUZZ_CHECK(ok);
-out:
 	source_known_free(&k);
 	FUZZ_CHECK(k == NULL);
 }

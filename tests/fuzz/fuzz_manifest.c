@@ -144,29 +144,11 @@ static void check_round_trip(const struct manifest *m)
 	remove_tree(seg);
 }
 
-/*
- * Known bug, reported (README.md, crashers/manifest/unescape-*): unescape() takes any "%"
- * that sscanf's "%2X" reads (one digit, a sign, blanks) as a 3-byte escape and steps past
- * the end of the string, writing past its buffer. Inputs with such a '%' are skipped.
- */
-static bool known_bug(const uint8_t *data, size_t size)
-{
-#ifdef HF_FUZZ_SKIP_KNOWN
-	for (size_t i = 0; i < size; i++)
-		if (data[i] == '%' &&
-		    (i + 2 >= size || !isxdigit(data[i + 1]) || !isxdigit(data[i + 2])))
-			return true;
-#endif
-	return false;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct manifest *m = NULL;
 	int ret;
-
-	if (known_bug(data, size))
-		return 0;
 
 	ret = manifest_read(fuzz_file_write(data, size), &m);
 	if (ret < 0) {
