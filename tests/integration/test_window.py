@@ -151,5 +151,68 @@ def a_slow_lookup_does_not_hold_its_directory():
         del os.environ["HF_TEST_INDEX_DELAY_MS"]
 
 
+def lease_holders(store):
+    """How many open-file-description locks are held now on the store's lease files."""
+    inodes = {os.stat(os.path.join(store, "lock", n)).st_ino
+              for n in os.listdir(os.path.join(store, "lock"))} if os.path.isdir(
+                  os.path.join(store, "lock")) else set()
+    n = 0
+    with open("/proc/locks") as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) > 5 and parts[1] == "OFDLCK" and int(parts[5].split(":")[-1]) in inodes:
+                n += 1
+    return n
+
+
+@test
+def two_mounts_decode_disjoint_windows_at_once_and_overlaps_once():
+    import threading
+    import time
+    with h.tempdir() as tmp:
+        store = os.path.join(tmp, "store")
+        with h.Mount(store=store) as a, h.Mount(store=store) as b:
+            most, stop = [0], []
+
+            def watch():
+                while not stop:
+                    try:
+                        most[0] = max(most[0], lease_holders(store))
+                    except OSError:
+                        pass
+                    time.sleep(0.001)
+            w = threading.Thread(target=watch)
+            w.start()
+            ta = threading.Thread(target=a.read_segment, args=("long12.mkv@100+40@30",))
+            tb = threading.Thread(target=b.read_segment, args=("long12.mkv@400+40@30",))
+            ta.start()
+            tb.start()
+            ta.join()
+            tb.join()
+            stop.append(1)
+            w.join()
+            sa, sb = a.stats(), b.stats()
+            print("  disjoint windows: at most %d leases held at once; encoded %d + %d"
+                  % (most[0], sa["images_encoded"], sb["images_encoded"]))
+            check(most[0] >= 2, "the two windows were never decoded at once (%d lease)" % most[0])
+            check(sa["images_encoded"] == 1200 and sb["images_encoded"] == 1200,
+                  "encoded %d + %d for 1200 + 1200 frames" % (sa["images_encoded"],
+                                                           sb["images_encoded"]))
+            # overlapping windows: each image once between the two mounts
+            ea, eb = sa["images_encoded"], sb["images_encoded"]
+            ta = threading.Thread(target=a.read_segment, args=("long12.mkv@200+20@30",))
+            tb = threading.Thread(target=b.read_segment, args=("long12.mkv@205+20@30",))
+            ta.start()
+            tb.start()
+            ta.join()
+            tb.join()
+            enc = a.stats()["images_encoded"] - ea + b.stats()["images_encoded"] - eb
+            distinct = len(set(h.model_slots(h.probe_frames(h.fixture("long12.mkv")), "200",
+                                             "25", "30")))
+            print("  overlapping windows: %d images encoded between them for %d distinct frames"
+                  % (enc, distinct))
+            check(enc == distinct, "%d images encoded for %d distinct frames" % (enc, distinct))
+
+
 if __name__ == "__main__":
     h.main()
