@@ -10,6 +10,7 @@
 #include "fs/engine_i.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -197,6 +198,7 @@ static void engine_sweep(struct engine *e)
 {
 	struct segment *dead = NULL;
 	struct source *gone = NULL;
+	size_t freed = 0;
 
 	pthread_mutex_lock(&e->lock);
 	for (size_t b = 0; b < e->segments_cap; b++)
@@ -215,6 +217,7 @@ static void engine_sweep(struct engine *e)
 	while (dead) {
 		struct segment *s = dead;
 		dead = s->next;
+		freed++;
 		eng_seg_free(s); /* drops its use of the source */
 		atomic_fetch_add(&e->segments_freed, 1);
 	}
@@ -237,7 +240,14 @@ static void engine_sweep(struct engine *e)
 		gone = src->next;
 		eng_source_free(src);
 		atomic_fetch_add(&e->sources_freed, 1);
+		freed++;
 	}
+	/*
+	 * Thousands of small blocks freed leave the allocator's heaps holding the pages: give
+	 * them back, so a daemon that served many segments is as small as a new one.
+	 */
+	if (freed >= 64)
+		malloc_trim(0);
 }
 
 /* Checks the bounds every EVICT_CHECK_NS (other processes write too) and when asked. */
