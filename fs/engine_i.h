@@ -77,6 +77,7 @@ struct source {
 	/* set once by the builder, then read-only */
 	bool ready;
 	struct source_index *idx; /* a window of the video (source.h) */
+	uint64_t index_bytes;     /* bytes of the video read to index it (0: known ranges) */
 	int err;
 	char error[256];
 
@@ -126,6 +127,7 @@ struct segment {
 	bool on_src_list;
 	/* engine lock: a cold segment is indexed once, by the first to need it */
 	bool cold, prepared, preparing;
+	uint64_t prepare_ns; /* the lookup's work: finding or indexing its window (set once) */
 	uint64_t t_start_ns, t_done_ns;
 	/* last use, for eviction (any thread) */
 	_Atomic uint64_t used_ns;         /* monotonic time of the last wait */

@@ -128,6 +128,9 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	else
 		fprintf(f, "null");
 	fprintf(f, ",\n  \"from_store\": %s", s->man && !s->src ? "true" : "false");
+	/* the lookup's share: finding or indexing the window (its bytes: 0 when known) */
+	fprintf(f, ",\n  \"index_ms\": %.1f,\n  \"index_bytes_read\": %" PRIu64,
+		(double)s->prepare_ns / 1e6, s->src ? s->src->index_bytes : 0);
 	fprintf(f, ",\n  \"extract_ms\": ");
 	if (t_start && t_done)
 		fprintf(f, "%" PRIu64, (t_done - t_start) / 1000000);

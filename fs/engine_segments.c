@@ -340,6 +340,7 @@ int segment_prepare(struct segment *s)
 	struct image_opts opts = eng_opts_for(e, &s->sn);
 	struct source *src;
 	struct stat file;
+	uint64_t t0 = now_ns();
 	int ret;
 
 	pthread_mutex_lock(&e->lock);
@@ -366,6 +367,7 @@ int segment_prepare(struct segment *s)
 		seg_error(s, "out of memory indexing %s", source_name(s->path));
 	}
 	pthread_mutex_lock(&e->lock);
+	s->prepare_ns = now_ns() - t0;
 	s->prepared = true;
 	s->preparing = false;
 	pthread_cond_broadcast(&e->built);

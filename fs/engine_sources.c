@@ -265,6 +265,7 @@ static void build_index(struct engine *e, struct source *src)
 			 source_name(src->path));
 	}
 	atomic_fetch_add(&e->index_bytes, bytes);
+	src->index_bytes = bytes;
 	atomic_fetch_add(&e->windows_built, 1);
 	if (ret < 0) {
 		src->err = ret;

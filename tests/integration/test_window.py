@@ -96,6 +96,9 @@ def what_was_learnt_is_not_read_again():
             st = m.stats()
             check(again == 0 and st["windows_from_store"] >= 1,
                   "the window was read again: %d bytes, %r" % (again, st))
+            info = m.info("long12.mkv@400.5+2@25")
+            check(info["index_bytes_read"] == 0 and info["index_ms"] >= 0,
+                  ".hfinfo of a segment of a known window: %r" % info)
             # a window elsewhere is read, and then known too
             elsewhere = window(m, "long12.mkv", "100")
             check(elsewhere > 0, "a new window read nothing")
