@@ -308,7 +308,10 @@ static const char *const status_known[] = {
 	"images_encoded", "cache_hits", "cache_misses", "joined", "store_images", "store_bytes",
 	"store_errors", "store_error", "adopted_from_other_processes", "store_max_size",
 	"store_min_free", "store_free_bytes", "store_over_bounds", "evictions", "evicted_images",
-	"evicted_bytes", "kept_in_use", "extractions", "time_ms",
+	"evicted_bytes", "kept_in_use", "extractions", "time_ms", "segments_in_memory",
+	"sources_in_memory", "segments_freed", "sources_freed", "memory_in_flight",
+	"memory_in_flight_peak", "memory_budget", "source_bytes_read", "index_bytes_read",
+	"windows_indexed", "windows_from_store",
 };
 /* clang-format on */
 
@@ -331,7 +334,16 @@ static void status_counters(const char *mount, const struct json *st)
 	line_print("mount", &l);
 	line_count(&l, st, "segments_active", "active");
 	line_count(&l, st, "segments_known", "known");
+	line_count(&l, st, "segments_in_memory", "in memory");
+	line_count(&l, st, "segments_freed", "freed");
 	line_print("segments", &l);
+	line_count(&l, st, "sources_in_memory", "in memory");
+	line_count(&l, st, "sources_freed", "freed");
+	line_size(&l, st, "source_bytes_read", "", " read");
+	line_count(&l, st, "windows_indexed", "windows indexed");
+	line_size(&l, st, "index_bytes_read", "", " read to index them");
+	line_count(&l, st, "windows_from_store", "windows from the store");
+	line_print("sources", &l);
 	line_count(&l, st, "extractions_started", "started");
 	line_count(&l, st, "extractions_completed", "completed");
 	line_count(&l, st, "extractions_failed", "failed");
@@ -367,6 +379,10 @@ static void status_counters(const char *mount, const struct json *st)
 	line_size(&l, st, "evicted_bytes", "", "");
 	line_count(&l, st, "kept_in_use", "kept because in use");
 	line_print("eviction", &l);
+	line_size(&l, st, "memory_in_flight", "", " of frames in flight");
+	line_size(&l, st, "memory_in_flight_peak", "at most ", "");
+	line_size(&l, st, "memory_budget", "budget ", "");
+	line_print("memory", &l);
 	if (store_error)
 		status_print("store error", "%s", store_error);
 }
