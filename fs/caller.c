@@ -94,12 +94,15 @@ static bool mode_allows(const struct who *w, const struct stat *st, mode_t usr, 
 	return st->st_mode & oth;
 }
 
-/* Every directory above path, and above where it leads, searchable by w (mode bits). */
-static int walk_allows(const struct who *w, const char *path)
+/*
+ * Calls fn on every directory above path as named and above where it leads (resolved),
+ * nearest first, until one returns non-zero: that value, or 0, or -errno of realpath.
+ */
+static int each_dir_above(const char *path, int (*fn)(const char *dir, const void *arg),
+			  const void *arg)
 {
 	char buf[PATH_MAX], *real, *p;
 	const char *paths[2];
-	struct stat st;
 	int ret = 0;
 
 	real = realpath(path, NULL);
@@ -115,19 +118,33 @@ static int walk_allows(const struct who *w, const char *path)
 		strcpy(buf, paths[i]);
 		for (p = strrchr(buf, '/'); p && ret == 0; p = strrchr(buf, '/')) {
 			*p = 0;
-			if (stat(*buf ? buf : "/", &st) < 0)
-				ret = -errno;
-			else if (!mode_allows(w, &st, S_IXUSR, S_IXGRP, S_IXOTH))
-				ret = -EACCES;
+			ret = fn(*buf ? buf : "/", arg);
 		}
 	}
 	free(real);
 	return ret;
 }
 
+/* A directory w may search (mode bits). */
+static int searchable_by(const char *dir, const void *arg)
+{
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return -errno;
+	return mode_allows(arg, &st, S_IXUSR, S_IXGRP, S_IXOTH) ? 0 : -EACCES;
+}
+
 static bool has_acl(const char *path)
 {
 	return getxattr(path, "system.posix_acl_access", NULL, 0) >= 0 || errno == ERANGE;
+}
+
+/* A directory every local user may search: o+x, no ACL. */
+static int searchable_by_all(const char *dir, const void *arg)
+{
+	struct stat st;
+	(void)arg;
+	return stat(dir, &st) == 0 && (st.st_mode & S_IXOTH) && !has_acl(dir) ? 0 : -EACCES;
 }
 
 /*
@@ -136,30 +153,8 @@ static bool has_acl(const char *path)
  */
 static bool open_to_all(const char *path, const struct stat *st)
 {
-	char buf[PATH_MAX], *real, *p;
-	const char *paths[2];
-	struct stat ds;
-	bool ok = (st->st_mode & S_IROTH) && !has_acl(path);
-
-	real = ok ? realpath(path, NULL) : NULL;
-	if (!real)
-		return false;
-	paths[0] = path;
-	paths[1] = real;
-	for (int i = 0; i < 2 && ok; i++) {
-		if (strlen(paths[i]) >= sizeof(buf)) {
-			ok = false;
-			break;
-		}
-		strcpy(buf, paths[i]);
-		for (p = strrchr(buf, '/'); p && ok; p = strrchr(buf, '/')) {
-			const char *d = p == buf ? "/" : buf;
-			*p = 0;
-			ok = stat(d, &ds) == 0 && (ds.st_mode & S_IXOTH) && !has_acl(d);
-		}
-	}
-	free(real);
-	return ok;
+	return (st->st_mode & S_IROTH) && !has_acl(path) &&
+	       each_dir_above(path, searchable_by_all, NULL) == 0;
 }
 
 int caller_check_source(fuse_req_t req, const char *path, struct stat *st, bool *to_all)
@@ -179,7 +174,7 @@ int caller_check_source(fuse_req_t req, const char *path, struct stat *st, bool 
 		}
 		switched = true;
 	} else if (as_caller) {
-		ret = walk_allows(&w, path);
+		ret = each_dir_above(path, searchable_by, &w); /* mode bits, for every directory */
 		if (ret < 0)
 			return ret;
 	}
