@@ -422,11 +422,12 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		int64_t first_ts = st->start_time != AV_NOPTS_VALUE ? st->start_time : idx->origin;
 		/*
 		 * The container's own index (MP4 sample tables, Matroska cues; a bisecting seek
-		 * where a format has none) finds the keyframe at or before the window. From the
-		 * start, or when seeking cannot go far enough back, the file is opened afresh.
+		 * where a format has none) finds the keyframe at or before the window; a retry
+		 * seeks again on the same demuxer. From the start after a first try (seeking
+		 * could not go far enough back), the file is opened afresh.
 		 */
 		from_start = target <= first_ts || attempt >= 4 || no_seek;
-		if (attempt > 0) {
+		if (attempt > 0 && from_start) {
 			if (bytes)
 				*bytes += input_bytes_read(fmt);
 			input_close(&fmt);
