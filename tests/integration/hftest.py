@@ -806,6 +806,20 @@ class Mount:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
+    def peak_rss(self):
+        """The daemon's peak resident memory so far (VmHWM), in bytes."""
+        with open("/proc/%d/status" % self.proc.pid) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def sanitized(self):
+        """The daemon runs under ASan or TSan (slower; RSS says nothing about ours)."""
+        with open("/proc/%d/maps" % self.proc.pid) as f:
+            maps = f.read()
+        return "libasan" in maps or "libtsan" in maps
+
     def unmount(self, timeout=15):
         """fusermount3 -u, then wait for the process. Returns its exit status."""
         if self.proc is None:

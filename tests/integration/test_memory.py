@@ -16,13 +16,6 @@ from hftest import check, test  # noqa: E402
 MB = 1 << 20
 
 
-def vm_hwm(pid):
-    for ln in open("/proc/%d/status" % pid):
-        if ln.startswith("VmHWM:"):
-            return int(ln.split()[1]) * 1024
-    return 0
-
-
 @test
 def four_k_ten_bit_stays_within_the_budget_at_any_thread_count():
     name, seg = "hdr4k.mp4", "hdr4k.mp4@0+1@10"
@@ -33,11 +26,10 @@ def four_k_ten_bit_stays_within_the_budget_at_any_thread_count():
         with h.Mount(opts=["threads=%d" % threads, "memory=256M"]) as m:
             blobs = m.read_segment(seg)
             st = m.stats()
-            rss = vm_hwm(m.proc.pid)
+            rss = m.peak_rss()
             # A sanitizer's shadow memory and quarantine make RSS say nothing about ours:
             # there, the budget's own accounting is what is checked.
-            sanitized = any(lib in open("/proc/%d/maps" % m.proc.pid).read()
-                            for lib in ("libasan", "libtsan"))
+            sanitized = m.sanitized()
             peaks.append((threads, rss, st["memory_in_flight_peak"]))
             check(st["memory_budget"] == 256 * MB, "budget %r" % st["memory_budget"])
             # one frame may always be in flight, however large; more only within the budget

@@ -724,8 +724,7 @@ def daemon_exits_promptly_after_unmount():
                     m.wait_info(seg, lambda i: i.get("state") == "complete")
                     time.sleep(0.3)
                 # An unoptimized sanitizer build encodes a 1080p frame several times slower.
-                sanitized = sanitized or any(lib in open("/proc/%d/maps" % m.proc.pid).read()
-                                             for lib in ("libasan", "libtsan"))
+                sanitized = sanitized or m.sanitized()
                 took = exit_delay(m)
                 m.proc = None
                 m.log.close()

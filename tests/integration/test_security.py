@@ -369,13 +369,6 @@ def wait_manifests(store, timeout=20):
         time.sleep(0.05)
 
 
-def vm_hwm_kb(pid):
-    for ln in open("/proc/%d/status" % pid):
-        if ln.startswith("VmHWM:"):
-            return int(ln.split()[1])
-    return 0
-
-
 def frame_at(frames, start, fps, k):
     """SPEC 4's choice for one slot (as hftest.model_slots, without walking every slot)."""
     from bisect import bisect_right
@@ -394,14 +387,14 @@ def ten_million_slots_cost_what_their_frames_cost():
     with h.tempdir() as tmp:
         store = os.path.join(tmp, "store")
         with h.Mount(store=store) as m:
-            base = vm_hwm_kb(m.proc.pid)
+            base = m.peak_rss() // 1024
             t = time.monotonic()
             size = os.stat(m.path(seg, "frame_00001.png")).st_size
             took = time.monotonic() - t
             check(size > 0, "frame 1 has size 0")
             info = m.wait_info(seg, lambda i: i.get("state") == "complete", timeout=120)
             check(info["count"] == 10 ** 7, "count %r" % info.get("count"))
-            grew = vm_hwm_kb(m.proc.pid) - base
+            grew = m.peak_rss() // 1024 - base
             mans = wait_manifests(store)
             st = m.stats()
             print("  stat of frame 1: %.2f s; peak RSS grew %d kB; manifest %r bytes; %d images"
