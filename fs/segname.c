@@ -104,41 +104,105 @@ static int parse_fps(struct span sp, struct hf_q *out)
 	return out->num > 0 ? 0 : -ENOENT;
 }
 
-/* opts = opt *( "," opt ); fills format and q, checking the combinations. */
+static const char *const tonemap_names[] = {"", "hable", "reinhard", "mobius", "clip"};
+static const char *const fit_names[] = {"", "fill", "contain", "cover"};
+
+const char *segname_tonemap_name(enum seg_tonemap t)
+{
+	return (unsigned)t < sizeof(tonemap_names) / sizeof(tonemap_names[0]) ? tonemap_names[t] : "";
+}
+
+/* "KEY=" followed by the rest of opt into *val; false when opt does not start with key. */
+static bool opt_value(struct span opt, const char *key, struct span *val)
+{
+	size_t n = strlen(key);
+
+	if ((size_t)(opt.end - opt.p) < n || memcmp(opt.p, key, n) != 0)
+		return false;
+	*val = (struct span){opt.p + n, opt.end};
+	return true;
+}
+
+/* 1*max_digits DIGIT, in [lo, hi]. */
+static int parse_small(struct span sp, int max_digits, int64_t lo, int64_t hi, int *out)
+{
+	int64_t v;
+
+	if (sp.end - sp.p > max_digits || parse_int(sp, &v) < 0 || v < lo || v > hi)
+		return -ENOENT;
+	*out = (int)v;
+	return 0;
+}
+
+/* One of names[1..n-1] into *out. */
+static int parse_name(struct span sp, const char *const *names, size_t n, int *out)
+{
+	for (size_t i = 1; i < n; i++)
+		if (span_is(sp, names[i])) {
+			*out = (int)i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+/* opts = opt *( "," opt ); fills the options, checking their combinations. */
 static int parse_opts(struct span sp, struct segname *sn)
 {
-	bool png = false, jpg = false, have_q = false;
+	enum { O_PNG, O_JPG, O_Q, O_W, O_H, O_FIT, O_HOLD, O_BT2020, O_TONEMAP, O_COUNT };
+	bool seen[O_COUNT] = {false};
 	const char *q = sp.p;
+	int fit = SEG_FIT_NONE;
 
 	for (;;) {
 		const char *comma = memchr(q, ',', (size_t)(sp.end - q));
-		struct span opt = {q, comma ? comma : sp.end};
-		bool *seen = NULL;
-		int64_t v;
+		struct span opt = {q, comma ? comma : sp.end}, val;
+		int which, ret = 0, tm;
 
 		if (span_is(opt, "png")) {
-			seen = &png;
+			which = O_PNG;
 		} else if (span_is(opt, "jpg")) {
-			seen = &jpg;
-		} else if (opt.end - opt.p >= 3 && opt.end - opt.p <= 5 && opt.p[0] == 'q' &&
-			   opt.p[1] == '=') {
-			if (parse_int((struct span){opt.p + 2, opt.end}, &v) < 0 || v < 1 || v > 31)
-				return -ENOENT;
-			sn->q = (int)v;
-			seen = &have_q;
+			which = O_JPG;
+		} else if (span_is(opt, "hold")) {
+			which = O_HOLD;
+			sn->hold = true;
+		} else if (span_is(opt, "bt2020")) {
+			which = O_BT2020;
+			sn->bt2020 = true;
+		} else if (span_is(opt, "tonemap")) {
+			which = O_TONEMAP;
+			sn->tonemap = SEG_TM_HABLE;
+		} else if (opt_value(opt, "tonemap=", &val)) {
+			which = O_TONEMAP;
+			ret = parse_name(val, tonemap_names, sizeof(tonemap_names) / sizeof(*tonemap_names),
+					 &tm);
+			sn->tonemap = (enum seg_tonemap)tm;
+		} else if (opt_value(opt, "q=", &val)) {
+			which = O_Q;
+			ret = parse_small(val, 3, 1, 31, &sn->q);
+		} else if (opt_value(opt, "w=", &val)) {
+			which = O_W;
+			ret = parse_small(val, 5, 1, SEGNAME_MAX_SIDE, &sn->w);
+		} else if (opt_value(opt, "h=", &val)) {
+			which = O_H;
+			ret = parse_small(val, 5, 1, SEGNAME_MAX_SIDE, &sn->h);
+		} else if (opt_value(opt, "fit=", &val)) {
+			which = O_FIT;
+			ret = parse_name(val, fit_names, sizeof(fit_names) / sizeof(*fit_names), &fit);
 		} else {
 			return -ENOENT; /* unknown or empty option */
 		}
-		if (*seen)
+		if (ret < 0 || seen[which])
 			return -ENOENT;
-		*seen = true;
+		seen[which] = true;
 		if (comma == NULL)
 			break;
 		q = comma + 1;
 	}
-	if ((png && jpg) || (have_q && !jpg))
+	if ((seen[O_PNG] && seen[O_JPG]) || (seen[O_Q] && !seen[O_JPG]) ||
+	    (seen[O_FIT] && !(seen[O_W] && seen[O_H])) || (seen[O_BT2020] && seen[O_TONEMAP]))
 		return -ENOENT;
-	sn->format = jpg ? SEG_JPG : SEG_PNG;
+	sn->format = seen[O_JPG] ? SEG_JPG : SEG_PNG;
+	sn->fit = sn->w && sn->h ? (fit ? (enum seg_fit)fit : SEG_FIT_FILL) : SEG_FIT_NONE;
 	return 0;
 }
 
@@ -335,7 +399,9 @@ int segname_format(const struct segname *sn, const char *name, size_t name_len, 
 	int ret;
 
 	if (name_len == 0 || fps.den <= 0 || fps.num <= 0 ||
-	    (sn->format == SEG_JPG && (sn->q < 1 || sn->q > 31)))
+	    (sn->format == SEG_JPG && (sn->q < 1 || sn->q > 31)) || sn->w < 0 ||
+	    sn->w > SEGNAME_MAX_SIDE || sn->h < 0 || sn->h > SEGNAME_MAX_SIDE ||
+	    (unsigned)sn->tonemap > SEG_TM_CLIP || (unsigned)sn->fit > SEG_FIT_COVER)
 		return -EINVAL;
 	out_bytes(&o, name, name_len);
 	out_str(&o, "@");
@@ -351,12 +417,40 @@ int segname_format(const struct segname *sn, const char *name, size_t name_len, 
 		out_str(&o, ":");
 		out_uint(&o, (uint64_t)fps.den);
 	}
-	if (sn->format == SEG_JPG) {
-		out_str(&o, "@jpg");
-		if (sn->q != SEGNAME_DEFAULT_Q) {
-			out_str(&o, ",q=");
+	{
+		/* canonical options, in order, defaults left out */
+		const char *sep = "@";
+#define OPT(text) (out_str(&o, sep), out_str(&o, text), sep = ",")
+		if (sn->format == SEG_JPG)
+			OPT("jpg");
+		if (sn->format == SEG_JPG && sn->q != SEGNAME_DEFAULT_Q) {
+			OPT("q=");
 			out_uint(&o, (uint64_t)sn->q);
 		}
+		if (sn->w) {
+			OPT("w=");
+			out_uint(&o, (uint64_t)sn->w);
+		}
+		if (sn->h) {
+			OPT("h=");
+			out_uint(&o, (uint64_t)sn->h);
+		}
+		if (sn->w && sn->h && (sn->fit == SEG_FIT_CONTAIN || sn->fit == SEG_FIT_COVER)) {
+			OPT("fit=");
+			out_str(&o, fit_names[sn->fit]);
+		}
+		if (sn->bt2020)
+			OPT("bt2020");
+		if (sn->tonemap != SEG_TM_NONE) {
+			OPT("tonemap");
+			if (sn->tonemap != SEG_TM_HABLE) {
+				out_str(&o, "=");
+				out_str(&o, segname_tonemap_name(sn->tonemap));
+			}
+		}
+		if (sn->hold)
+			OPT("hold");
+#undef OPT
 	}
 	return out_finish(&o);
 }
