@@ -2,7 +2,8 @@
 # Installs what is missing (Debian packages, with sudo when not root) and builds hfmount.
 #   tools/setup.sh            build dependencies, then build/ (RelWithDebInfo)
 #   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium,
-#                             man-db for the man page test, clang and its libFuzzer runtime)
+#                             man-db for the man page test, clang and its libFuzzer runtime,
+#                             GlusterFS server and client for the shared-store test)
 #   BUILD_DIR=... CMAKE_ARGS=... override the build directory and add cmake options
 #   BUILD_TARGET=...          build only that target (e.g. fuzz) instead of everything
 set -euo pipefail
@@ -12,9 +13,12 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
-      libavutil-dev libswscale-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev)
+      libavutil-dev libswscale-dev libavfilter-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev)
 if [ $want_test = 1 ]; then
 	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core man-db)
+	# tests/integration/test_gluster.py: one store on a real network filesystem (a
+	# single-node volume mounted twice, as two machines' clients)
+	pkgs+=(glusterfs-server glusterfs-client)
 	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 	# tests/fuzz: libFuzzer ships in the compiler-rt of the clang that `clang` runs (14 on Debian 12)
 	clang_major=$(clang -dumpversion 2>/dev/null | cut -d. -f1 || true)
