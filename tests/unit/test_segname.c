@@ -326,6 +326,260 @@ static void test_format_edges(void)
 	CHECK_EQ_INT(segname_format_q((struct hf_q){3, 2}, buf, 3), -ENAMETOOLONG);
 }
 
+/* The transform, size and hold options (SPEC §3, §4a): their values once parsed. */
+static void test_transform_values(void)
+{
+	struct segname sn;
+
+	CHECK_EQ_INT(segname_parse("clip.mp4@1.5+2@30", &sn), 0);
+	CHECK_EQ_INT(sn.w, 0);
+	CHECK_EQ_INT(sn.h, 0);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_NONE);
+	CHECK(!sn.hold);
+	CHECK(!sn.bt2020);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_NONE);
+
+	CHECK_EQ_INT(segname_parse("clip.mp4@1.5+2@30@w=960,h=540", &sn), 0);
+	CHECK_EQ_INT(sn.w, 960);
+	CHECK_EQ_INT(sn.h, 540);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_FILL);
+	CHECK_EQ_INT(sn.format, SEG_PNG);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@h=540,w=960,fit=fill", &sn), 0);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_FILL);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@fit=contain,w=1,h=16384", &sn), 0);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_CONTAIN);
+	CHECK_EQ_INT(sn.w, 1);
+	CHECK_EQ_INT(sn.h, SEGNAME_MAX_SIDE);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@w=00007,h=3,fit=cover", &sn), 0);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_COVER);
+	CHECK_EQ_INT(sn.w, 7);
+	CHECK_EQ_INT(sn.h, 3);
+
+	/* One side alone: the other follows the picture's aspect, and there is no fit. */
+	CHECK_EQ_INT(segname_parse("x@0+1@30@w=961", &sn), 0);
+	CHECK_EQ_INT(sn.w, 961);
+	CHECK_EQ_INT(sn.h, 0);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_NONE);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@h=181", &sn), 0);
+	CHECK_EQ_INT(sn.w, 0);
+	CHECK_EQ_INT(sn.h, 181);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_NONE);
+
+	CHECK_EQ_INT(segname_parse("x@0+1@30@hold", &sn), 0);
+	CHECK(sn.hold);
+	CHECK_EQ_INT(sn.w, 0);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@bt2020", &sn), 0);
+	CHECK(sn.bt2020);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_NONE);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@tonemap", &sn), 0);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_HABLE);
+	CHECK(!sn.bt2020);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@tonemap=hable", &sn), 0);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_HABLE);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@tonemap=reinhard", &sn), 0);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_REINHARD);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@tonemap=mobius", &sn), 0);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_MOBIUS);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@tonemap=clip", &sn), 0);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_CLIP);
+
+	/* Everything at once, in an order nobody would choose. */
+	CHECK_EQ_INT(
+	    segname_parse("x@0+1@30@hold,tonemap=mobius,fit=contain,h=9,q=31,w=16,jpg", &sn), 0);
+	CHECK_EQ_INT(sn.format, SEG_JPG);
+	CHECK_EQ_INT(sn.q, 31);
+	CHECK_EQ_INT(sn.w, 16);
+	CHECK_EQ_INT(sn.h, 9);
+	CHECK_EQ_INT(sn.fit, SEG_FIT_CONTAIN);
+	CHECK(sn.hold);
+	CHECK(!sn.bt2020);
+	CHECK_EQ_INT(sn.tonemap, SEG_TM_MOBIUS);
+	CHECK_EQ_INT(segname_parse("x@0+1@30@bt2020,png,hold,w=2", &sn), 0);
+	CHECK_EQ_INT(sn.format, SEG_PNG);
+	CHECK(sn.bt2020 && sn.hold);
+	CHECK_EQ_INT(sn.w, 2);
+
+	CHECK_EQ_STR(segname_tonemap_name(SEG_TM_HABLE), "hable");
+	CHECK_EQ_STR(segname_tonemap_name(SEG_TM_REINHARD), "reinhard");
+	CHECK_EQ_STR(segname_tonemap_name(SEG_TM_MOBIUS), "mobius");
+	CHECK_EQ_STR(segname_tonemap_name(SEG_TM_CLIP), "clip");
+	CHECK_EQ_STR(segname_tonemap_name(SEG_TM_NONE), "");
+}
+
+/* Repeats, contradictions, out-of-range sizes and unknown words make the name invalid. */
+static void test_transform_invalid(void)
+{
+	static const char *bad[] = {
+	    /* repeated, even with the same value */
+	    "x@0+1@30@w=5,w=5", "x@0+1@30@w=5,w=6", "x@0+1@30@h=5,h=5", "x@0+1@30@hold,hold",
+	    "x@0+1@30@bt2020,bt2020", "x@0+1@30@tonemap,tonemap", "x@0+1@30@tonemap,tonemap=hable",
+	    "x@0+1@30@tonemap=clip,tonemap=mobius", "x@0+1@30@w=5,h=5,fit=fill,fit=fill",
+	    "x@0+1@30@w=5,h=5,fit=fill,fit=cover", "x@0+1@30@jpg,hold,jpg", "x@0+1@30@png,w=5,png",
+	    /* png with jpg, q without jpg, with transforms around */
+	    "x@0+1@30@png,w=5,jpg", "x@0+1@30@w=5,q=5", "x@0+1@30@hold,q=2",
+	    "x@0+1@30@png,q=2,hold",
+	    /* fit without both sides */
+	    "x@0+1@30@fit=fill", "x@0+1@30@fit=contain", "x@0+1@30@fit=cover",
+	    "x@0+1@30@w=5,fit=fill", "x@0+1@30@h=5,fit=cover", "x@0+1@30@fit=contain,w=5",
+	    "x@0+1@30@fit=cover,hold,h=5",
+	    /* sizes: zero, above 16384, more than five digits, not a plain number */
+	    "x@0+1@30@w=0", "x@0+1@30@h=0", "x@0+1@30@w=00000", "x@0+1@30@w=0,h=5",
+	    "x@0+1@30@w=5,h=0", "x@0+1@30@w=16385", "x@0+1@30@h=16385", "x@0+1@30@w=99999",
+	    "x@0+1@30@w=000001", "x@0+1@30@h=016384", "x@0+1@30@w=123456",
+	    "x@0+1@30@w=", "x@0+1@30@h=", "x@0+1@30@w", "x@0+1@30@h", "x@0+1@30@w=-5",
+	    "x@0+1@30@w=+5", "x@0+1@30@w=5.0", "x@0+1@30@w=1e3", "x@0+1@30@w=0x10", "x@0+1@30@w= 5",
+	    "x@0+1@30@w=5 ", "x@0+1@30@W=5", "x@0+1@30@width=5", "x@0+1@30@w=5:h=5",
+	    /* fit values */
+	    "x@0+1@30@w=5,h=5,fit=", "x@0+1@30@w=5,h=5,fit", "x@0+1@30@w=5,h=5,fit=none",
+	    "x@0+1@30@w=5,h=5,fit=Cover", "x@0+1@30@w=5,h=5,fit=stretch",
+	    "x@0+1@30@w=5,h=5,fit=cover=1",
+	    /* bt2020 with tonemap, in either order and with any operator */
+	    "x@0+1@30@bt2020,tonemap", "x@0+1@30@tonemap,bt2020", "x@0+1@30@tonemap=clip,bt2020",
+	    "x@0+1@30@bt2020,w=5,tonemap=reinhard",
+	    /* operators */
+	    "x@0+1@30@tonemap=", "x@0+1@30@tonemap=none", "x@0+1@30@tonemap=linear",
+	    "x@0+1@30@tonemap=gamma", "x@0+1@30@tonemap=HABLE", "x@0+1@30@tonemap=hable2",
+	    "x@0+1@30@tonemap=hable,", "x@0+1@30@tonemap==hable", "x@0+1@30@tonemap:hable",
+	    "x@0+1@30@Tonemap", "x@0+1@30@tonemapx",
+	    /* words that take no value, and unknown ones */
+	    "x@0+1@30@hold=1", "x@0+1@30@hold=", "x@0+1@30@bt2020=1", "x@0+1@30@BT2020",
+	    "x@0+1@30@bt709", "x@0+1@30@HOLD", "x@0+1@30@holds", "x@0+1@30@fill", "x@0+1@30@cover",
+	    "x@0+1@30@scale=5:5", "x@0+1@30@crop=5:5",
+	    /* empty options */
+	    "x@0+1@30@hold,", "x@0+1@30@,hold", "x@0+1@30@w=5,,h=5", "x@0+1@30@hold,,",
+	    "x@0+1@30@ hold", "x@0+1@30@hold,w=5 "};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		rejects(bad[i]);
+	/* The edges that are fine. */
+	parses("x@0+1@30@w=16384", "x");
+	parses("x@0+1@30@h=16384", "x");
+	parses("x@0+1@30@w=16384,h=16384,fit=cover", "x");
+	parses("x@0+1@30@w=00001", "x");
+	parses("x@0+1@30@h=09999", "x");
+	parses("x@0+1@30@w=1,h=1", "x");
+	parses("x@0+1@30@w=1,h=1,fit=fill", "x");
+	parses("x@0+1@30@jpg,bt2020", "x");
+	parses("x@0+1@30@jpg,q=1,tonemap=clip,hold", "x");
+	parses("x@0+1@30@png,hold", "x");
+	/* NAME keeps what looks like options when a segment follows. */
+	parses("x@1+2@3@w=5,hold@0+1@30@h=7", "x@1+2@3@w=5,hold");
+	parses("x@1+2@3@tonemap=nope@0+1@30", "x@1+2@3@tonemap=nope");
+	rejects("x@1+2@3@w=5@0+1@30@w=0");
+}
+
+/* The canonical order: jpg, q=N, w=W, h=H, fit=contain|cover, bt2020, tonemap[=OP], hold;
+ * defaults (png, q=2, fit=fill, tonemap=hable) left out. */
+static void test_transform_canonical(void)
+{
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+	    {"clip.mp4@1.5+2@30@hold,w=960,fit=cover,h=540,png",
+	     "clip.mp4@1.5+2@30@w=960,h=540,fit=cover,hold"},
+	    {"x@0+1@30@w=960,h=540", "x@0+1@30@w=960,h=540"},
+	    {"x@0+1@30@h=540,w=960", "x@0+1@30@w=960,h=540"},
+	    {"x@0+1@30@fit=fill,h=540,w=960", "x@0+1@30@w=960,h=540"},
+	    {"x@0+1@30@w=0960,h=00540,fit=fill,png", "x@0+1@30@w=960,h=540"},
+	    {"x@0+1@30@w=960,h=540,fit=contain", "x@0+1@30@w=960,h=540,fit=contain"},
+	    {"x@0+1@30@fit=contain,h=540,w=960", "x@0+1@30@w=960,h=540,fit=contain"},
+	    {"x@0+1@30@fit=cover,w=1,h=16384", "x@0+1@30@w=1,h=16384,fit=cover"},
+	    {"x@0+1@30@w=961", "x@0+1@30@w=961"},
+	    {"x@0+1@30@w=00961", "x@0+1@30@w=961"},
+	    {"x@0+1@30@h=181,png", "x@0+1@30@h=181"},
+	    {"x@0+1@30@hold", "x@0+1@30@hold"},
+	    {"x@0+1@30@png,hold", "x@0+1@30@hold"},
+	    {"x@0+1@30@bt2020", "x@0+1@30@bt2020"},
+	    {"x@0+1@30@tonemap", "x@0+1@30@tonemap"},
+	    {"x@0+1@30@tonemap=hable", "x@0+1@30@tonemap"},
+	    {"x@0+1@30@tonemap=reinhard", "x@0+1@30@tonemap=reinhard"},
+	    {"x@0+1@30@tonemap=mobius", "x@0+1@30@tonemap=mobius"},
+	    {"x@0+1@30@tonemap=clip", "x@0+1@30@tonemap=clip"},
+	    {"x@0+1@30@hold,bt2020,h=5,w=7", "x@0+1@30@w=7,h=5,bt2020,hold"},
+	    {"x@0+1@30@hold,tonemap=clip,w=7", "x@0+1@30@w=7,tonemap=clip,hold"},
+	    {"x@0+1@30@tonemap=hable,hold,h=7", "x@0+1@30@h=7,tonemap,hold"},
+	    {"x@0+1@30@hold,jpg", "x@0+1@30@jpg,hold"},
+	    {"x@0+1@30@hold,q=2,jpg", "x@0+1@30@jpg,hold"},
+	    {"x@0+1@30@w=5,q=05,jpg", "x@0+1@30@jpg,q=5,w=5"},
+	    {"x@0+1@30@hold,fit=cover,h=540,w=960,q=5,jpg",
+	     "x@0+1@30@jpg,q=5,w=960,h=540,fit=cover,hold"},
+	    {"x@0+1@30@tonemap=mobius,jpg,fit=contain,q=31,hold,h=9,w=16",
+	     "x@0+1@30@jpg,q=31,w=16,h=9,fit=contain,tonemap=mobius,hold"},
+	    {"x@0+1@30@bt2020,jpg,q=2,w=16,h=9,fit=fill", "x@0+1@30@jpg,w=16,h=9,bt2020"},
+	    {"v@1.50+2.0@60:2@hold,png", "v@1.5+2@30@hold"},
+	    {"a@b+c.mp4@0+1@30000:1001@h=1080,tonemap=reinhard",
+	     "a@b+c.mp4@0+1@30000:1001@h=1080,tonemap=reinhard"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (!CHECK_EQ_STR(canon(cases[i].in), cases[i].out))
+			fprintf(stderr, "  from \"%s\"\n", cases[i].in);
+}
+
+/* Every option survives format then parse, and formatting again gives the same name. */
+static void test_transform_round_trip(void)
+{
+	static const char *names[] = {
+	    "x@0+1@30@w=960,h=540",
+	    "x@0+1@30@w=960,h=540,fit=contain",
+	    "x@0+1@30@w=16384,h=1,fit=cover,hold",
+	    "x@0+1@30@w=961",
+	    "x@0+1@30@h=181",
+	    "x@0+1@30@hold",
+	    "x@0+1@30@bt2020",
+	    "x@0+1@30@tonemap",
+	    "x@0+1@30@tonemap=reinhard",
+	    "x@0+1@30@tonemap=mobius,hold",
+	    "x@0+1@30@w=4,tonemap=clip",
+	    "x@0+1@30@jpg,q=5,w=960,h=540,fit=cover,hold",
+	    "x@0+1@30@jpg,h=9,bt2020,hold",
+	    "clip.mp4@1.5+2@30000:1001@jpg,q=31,w=16,h=9,fit=contain,tonemap=mobius,hold",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct segname a, b;
+		char buf1[256], buf2[256];
+		int n1, n2;
+
+		if (!CHECK_EQ_INT(segname_parse(names[i], &a), 0)) {
+			fprintf(stderr, "  rejected: \"%s\"\n", names[i]);
+			continue;
+		}
+		n1 = segname_format(&a, names[i], a.name_len, buf1, sizeof(buf1));
+		if (!CHECK(n1 > 0))
+			continue;
+		/* Already canonical: formatting gives the name back. */
+		CHECK_EQ_STR(buf1, names[i]);
+		if (!CHECK_EQ_INT(segname_parse(buf1, &b), 0))
+			continue;
+		CHECK(b.format == a.format && b.q == a.q && b.w == a.w && b.h == a.h &&
+		      b.fit == a.fit && b.hold == a.hold && b.bt2020 == a.bt2020 &&
+		      b.tonemap == a.tonemap);
+		n2 = segname_format(&b, buf1, b.name_len, buf2, sizeof(buf2));
+		CHECK_EQ_INT(n2, n1);
+		CHECK_EQ_STR(buf2, buf1);
+	}
+}
+
+/* The longest canonical options fit and are measured exactly like the short ones. */
+static void test_transform_format_edges(void)
+{
+	const char *s = "x@0+1@30@jpg,q=31,w=16384,h=16384,fit=contain,tonemap=reinhard,hold";
+	struct segname sn;
+	char buf[128];
+
+	if (!CHECK_EQ_INT(segname_parse(s, &sn), 0))
+		return;
+	CHECK_EQ_INT(segname_format(&sn, s, sn.name_len, buf, strlen(s) + 1), (int)strlen(s));
+	CHECK_EQ_STR(buf, s);
+	CHECK_EQ_INT(segname_format(&sn, s, sn.name_len, buf, strlen(s)), -ENAMETOOLONG);
+	CHECK_EQ_INT(segname_format(&sn, "y", 1, buf, sizeof(buf)), (int)strlen(s));
+	CHECK_EQ_STR(buf, "y@0+1@30@jpg,q=31,w=16384,h=16384,fit=contain,tonemap=reinhard,hold");
+}
+
 int main(void)
 {
 	test_values();
@@ -337,5 +591,10 @@ int main(void)
 	test_canonical();
 	test_round_trip();
 	test_format_edges();
+	test_transform_values();
+	test_transform_invalid();
+	test_transform_canonical();
+	test_transform_round_trip();
+	test_transform_format_edges();
 	return hftest_done();
 }
