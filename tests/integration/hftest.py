@@ -16,6 +16,10 @@ Pieces:
     model_slots(...)         SPEC 4 slot -> source frame choice, computed with Fractions
     ref_fps(...)             reference frames from `ffmpeg -vf fps=F:round=up:start_time=S,trim=...`
     ref_all(...)             every decoded source frame (-fps_mode passthrough)
+    transform_chain(...)     the CLI filter chain of SPEC 4a for w/h/fit/bt2020/tonemap
+    ref_model_chain(...)     per slot, the CLI's image file through a chain (-vf, -q:v)
+    png_chunks(blob)         a PNG's chunks (cICP, IHDR...), parsed by hand
+    channel_errors(a, b)     per channel mean and mean absolute difference
     decode_images(...)       decode PNG/JPEG bytes read from the mount with the ffmpeg CLI
     assert_frames_equal(...) raw pixel comparison with a useful failure message
     Mount                    context manager: temp store + mountpoint, always unmounted
@@ -253,6 +257,49 @@ def _gen_hdr10(out):
                 "-colorspace", "bt2020nc", "-tag:v", "hvc1"], "mp4")
 
 
+# Sources for the transforms of SPEC 4a, the jpg option and hold: small, lightly grainy
+# (a q=2 JPEG of heavy noise says more about JPEG than about the pipeline), every frame
+# distinct. 16:9 and 4:3 untagged, a BT.709-tagged one, and a 10-bit HLG one.
+LIGHT_NOISE = "noise=alls=6:allf=t+u"
+
+
+@generator("wide640.mp4")
+def _gen_wide640(out):
+    # 640x360 (16:9), 30 fps, 2 s, untagged (BT.601 as the CLI has it).
+    ffmpeg_gen(out, _lavfi_src("640x360", 30, 2), LIGHT_NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "15",
+                "-bf", "2"], "mp4")
+
+
+@generator("four3.mp4")
+def _gen_four3(out):
+    # 480x360 (4:3), 30 fps, 1.5 s, untagged.
+    ffmpeg_gen(out, _lavfi_src("480x360", 30, 1.5), LIGHT_NOISE + ",format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "15"], "mp4")
+
+
+@generator("bt709_360p.mp4")
+def _gen_bt709_360p(out):
+    # 640x360, 1 s: converted with the BT.709 matrix and tagged BT.709 (limited range).
+    ffmpeg_gen(out, _lavfi_src("640x360", 30, 1),
+               LIGHT_NOISE + ",scale=out_color_matrix=bt709:out_range=tv,format=yuv420p",
+               ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-g", "15",
+                "-colorspace", "bt709", "-color_primaries", "bt709", "-color_trc", "bt709",
+                "-color_range", "tv"], "mp4")
+
+
+@generator("hlg720.mp4")
+def _gen_hlg720(out):
+    # 1280x720 10-bit HEVC tagged HLG (ARIB STD-B67) with BT.2020 primaries, 30 fps, 1 s.
+    ffmpeg_gen(out, _lavfi_src("1280x720", 30, 1), LIGHT_NOISE + ",format=yuv420p10le",
+               ["-c:v", "libx265", "-preset", "ultrafast", "-pix_fmt", "yuv420p10le",
+                "-x265-params",
+                "colorprim=bt2020:transfer=arib-std-b67:colormatrix=bt2020nc:log-level=error"
+                ":keyint=15",
+                "-color_primaries", "bt2020", "-color_trc", "arib-std-b67",
+                "-colorspace", "bt2020nc", "-tag:v", "hvc1"], "mp4")
+
+
 @generator("faststart.mp4")
 def _gen_faststart(out):
     # moov before mdat, so the index survives truncation.
@@ -470,16 +517,17 @@ def q(s):
     return Fraction(s)
 
 
-def model_slots(frames, start, dur, fps, half_tick=True):
+def model_slots(frames, start, dur, fps, half_tick=True, hold=False):
     """SPEC 4: list of source frame indices, one per slot k = 0..N-1 (exact arithmetic,
-    with the half tick of the stream's time base unless half_tick is False)."""
+    with the half tick of the stream's time base unless half_tick is False). With hold,
+    N counts every k with k/F < D and slots at or past the end show the last frame."""
     S, D, F = q(start), q(dur), q(fps)
     times = frames.times()
     t_end = frames.t_end()
     out = []
     k = 0
     half_tick = frames.tb / 2 if half_tick else 0  # coarse time bases round by up to it
-    while Fraction(k) / F < D and S + Fraction(k) / F < t_end:
+    while Fraction(k) / F < D and (hold or S + Fraction(k) / F < t_end):
         # the last frame at or before T_k + tick/2; a tie belongs to the new frame
         i = bisect_right(times, S + Fraction(k) / F + half_tick) - 1
         out.append(max(i, 0))
@@ -621,6 +669,136 @@ def ref_cli(src, start, dur, fps, pix_fmt="rgb24"):
     return parse_pam(run(["ffmpeg", "-nostdin", "-v", "error", "-ss", str(start), "-i", src,
                           "-t", str(dur), "-vf", "fps=%d/%d" % (F.numerator, F.denominator)]
                          + _pam_out(pix_fmt)).stdout)
+
+# ---------------------------------------------------------------------------------------
+# SPEC 4a transforms and the jpg option: references made by the CLI through the spec's own
+# filter chains, written as image files exactly as a user would ask for them.
+
+TONEMAP_CHAIN = ("zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+                 "tonemap=tonemap=%s:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p")
+BT2020_CHAIN = "colorspace=all=bt2020:iall=bt709:range=tv"
+
+
+def transform_chain(w=None, h=None, fit=None, bt2020=False, tonemap=None):
+    """The CLI filter chain SPEC 4a defines for these options ("" for none): bt2020 or
+    tonemap first, then the size. fit: None (fill when both sides are given), "fill",
+    "contain" or "cover". tonemap: an operator name, or True for the default (hable)."""
+    parts = []
+    if bt2020:
+        parts.append(BT2020_CHAIN)
+    if tonemap:
+        parts.append(TONEMAP_CHAIN % ("hable" if tonemap is True else tonemap))
+    if w and h:
+        fit = fit or "fill"
+        if fit == "fill":
+            parts.append("scale=%d:%d" % (w, h))
+        elif fit == "contain":
+            parts.append("scale=%d:%d:force_original_aspect_ratio=decrease" % (w, h))
+        elif fit == "cover":
+            parts.append("scale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d"
+                         % (w, h, w, h))
+        else:
+            raise ValueError("fit=%r" % fit)
+    elif w:
+        parts.append("scale=%d:-1" % w)
+    elif h:
+        parts.append("scale=-1:%d" % h)
+    elif fit:
+        raise ValueError("fit without both w and h")
+    return ",".join(parts)
+
+
+_FILES_CACHE = {}
+
+
+def ref_files(src, vf="", ext="png", qv=None, frames=None, decoder=None):
+    """The bytes of the image files the CLI writes for the source's frames through chain vf:
+    `ffmpeg -i SRC [-vf VF] -fps_mode passthrough [-q:v Q] f%05d.EXT`, one file per decoded
+    source frame in presentation order (autorotation included, as the CLI does by default);
+    only the first `frames` when given. Cached per process."""
+    key = (src, vf, ext, qv, frames, decoder, os.stat(src).st_mtime_ns)
+    if key in _FILES_CACHE:
+        return _FILES_CACHE[key]
+    with tempdir("hfref-") as d:
+        cmd = ["ffmpeg", "-nostdin", "-v", "error"]
+        if decoder:
+            cmd += ["-c:v", decoder]
+        cmd += ["-i", src]
+        if vf:
+            cmd += ["-vf", vf]
+        cmd += ["-fps_mode", "passthrough"]
+        if frames is not None:
+            cmd += ["-frames:v", str(frames)]
+        if qv is not None:
+            cmd += ["-q:v", str(qv)]
+        run(cmd + [os.path.join(d, "f%05d." + ext)])
+        names = sorted(os.listdir(d))
+        blobs = []
+        for n in names:
+            with open(os.path.join(d, n), "rb") as f:
+                blobs.append(f.read())
+    _FILES_CACHE[key] = blobs
+    return blobs
+
+
+def ref_all_chain(src, vf="", ext="png", qv=None, pix_fmt="rgb24", frames=None, decoder=None):
+    """ref_files decoded to raw pixels: (list of file bytes, list of Image)."""
+    blobs = ref_files(src, vf, ext, qv, frames, decoder)
+    return blobs, decode_images(blobs, ext, pix_fmt)
+
+
+def ref_model_chain(src, start, dur, fps, vf="", ext="png", qv=None, pix_fmt="rgb24",
+                    hold=False, decoder=None):
+    """Per slot of segment (start, dur, fps), the CLI's image of the source frame the exact
+    SPEC 4 model picks (with hold: past the end, the last frame), made through chain vf and
+    written as EXT at -q:v qv: (slot -> source frame indices, Images, file bytes)."""
+    fr = probe_frames(src)
+    idx = model_slots(fr, start, dur, fps, hold=hold)
+    if not idx:
+        return idx, [], []
+    blobs, imgs = ref_all_chain(src, vf, ext, qv, pix_fmt, max(idx) + 1, decoder)
+    if len(imgs) != max(idx) + 1:
+        raise ToolError("%s through %r: the CLI wrote %d images, the model needs %d (ffprobe "
+                        "lists %d packets)" % (src, vf, len(imgs), max(idx) + 1, len(fr.pts)))
+    return idx, [imgs[i] for i in idx], [blobs[i] for i in idx]
+
+
+def png_chunks(blob):
+    """[(chunk type as str, chunk data bytes)] of a PNG file, in file order."""
+    if blob[:8] != PNG_SIG:
+        raise AssertionError("not a PNG file (starts %r)" % blob[:8])
+    out = []
+    pos = 8
+    while pos + 8 <= len(blob):
+        n = int.from_bytes(blob[pos:pos + 4], "big")
+        typ = blob[pos + 4:pos + 8].decode("latin-1")
+        out.append((typ, blob[pos + 8:pos + 8 + n]))
+        pos += 12 + n
+        if typ == "IEND":
+            break
+    return out
+
+
+def png_header(blob):
+    """(width, height, bit depth, colour type) from a PNG's IHDR."""
+    typ, data = png_chunks(blob)[0]
+    if typ != "IHDR":
+        raise AssertionError("PNG's first chunk is %s, not IHDR" % typ)
+    return (int.from_bytes(data[0:4], "big"), int.from_bytes(data[4:8], "big"), data[8],
+            data[9])
+
+
+def channel_errors(a, b):
+    """Per channel of two same-sized images: (mean of a - b, mean of |a - b|), in levels."""
+    if (a.w, a.h, a.depth, a.maxval) != (b.w, b.h, b.depth, b.maxval):
+        raise AssertionError("cannot compare %r with %r" % (a, b))
+    sa, sb = a.samples(), b.samples()
+    out = []
+    for c in range(a.depth):
+        x, y = sa[c::a.depth], sb[c::b.depth]
+        n = len(x)
+        out.append((sum(x) / n - sum(y) / n, sum(map(abs, map(int.__sub__, x, y))) / n))
+    return out
 
 
 def decode_images(blobs, fmt="png", pix_fmt="rgb24"):
