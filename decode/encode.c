@@ -1,15 +1,18 @@
 /*
  * Image encoders. PNG favours speed (frames are working files): the defaults are zlib
- * level 1, the UP filter and Z_RLE. JPEG goes through libavcodec's mjpeg encoder so that
- * quality numbers mean what they mean to the ffmpeg CLI (-q:v).
+ * level 1, the UP filter and Z_RLE. JPEG goes through libavcodec's mjpeg encoder, set and fed
+ * as the ffmpeg CLI does it, so that quality numbers mean what they mean to it (-q:v).
  */
 #include "decode/encode.h"
 
 #include <errno.h>
 #include <libavcodec/avcodec.h>
+#include <libavutil/common.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 #include <libdeflate.h>
+#include <math.h>
 #include "decode/fastpng.h"
 #include <png.h>
 #include <setjmp.h>
@@ -55,7 +58,7 @@ int image_opts_canon(const struct image_opts *o, char *buf, size_t len)
 {
 	int n;
 	if (o->format == IMAGE_JPG)
-		n = snprintf(buf, len, "jpg:q=%d", o->jpeg_q);
+		n = snprintf(buf, len, "jpg:v2:q=%d", o->jpeg_q);
 	else if (o->png_deflate == HF_PNG_DEFLATE_FAST && o->png_filter != HF_PNG_FILTER_ALL)
 		n = snprintf(buf, len, "png:fast:filter=%s", conf_png_filter_name(o->png_filter));
 	else if (o->png_deflate == HF_PNG_DEFLATE_LIBDEFLATE && o->png_filter != HF_PNG_FILTER_ALL)
@@ -340,109 +343,455 @@ static int encode_png_own(const struct picture *pic, const struct image_opts *o,
 	return 0;
 }
 
-/* One mjpeg encoder and RGB->YUVJ converter per thread, rebuilt when the size or q changes. */
+/* ---- JPEG: libavcodec's mjpeg encoder, fed as the ffmpeg CLI feeds it ---- */
+
+/*
+ * What the ffmpeg 5.1 CLI does for `ffmpeg -i SRC -q:v Q f.jpg`, and so what is done here:
+ * - the mjpeg encoder is offered yuvj420p, yuvj422p and yuvj444p (the strict-compliance list
+ *   of ffmpeg_filter.c) and libavfilter's pick_format takes the one that loses least from the
+ *   decoded format (av_find_best_pix_fmt_of_2 over the list, in that order);
+ * - the auto-inserted scale filter converts with swscale at its default flags (bicubic), the
+ *   frame's own matrix on both sides (yuv to yuv: only the range changes) and the frame's
+ *   range when tagged; a frame already in the chosen format goes to the encoder untouched;
+ * - the encoder gets AV_CODEC_FLAG_QSCALE, global_quality = Q * FF_QP2LAMBDA, full range and
+ *   the frames' sample aspect ratio (which puts the JFIF APP0 segment in the file); each frame
+ *   is stamped with that quality. Everything else (huffman=optimal, ...) is the default.
+ * The old path went RGB to yuvj420p through a bicubic swscale: that blurred the grain out of
+ * the chroma and cost a second conversion, hence smaller, worse files than the CLI's.
+ */
+static const enum AVPixelFormat jpeg_formats[] = {AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ422P,
+						  AV_PIX_FMT_YUVJ444P};
+
+/* One swscale context and the key it was made for. */
+struct jpeg_conv {
+	struct SwsContext *sws;
+	enum AVPixelFormat src, dst;
+	int w, h, range, colorspace;
+	bool to_jfif;
+};
+
+/* Source (limited or full range, any matrix) to JFIF's BT.601 full range, in 1/65536. */
+struct jfif_matrix {
+	int colorspace;
+	bool full;
+	int ly, yoff;        /* luma scale and offset */
+	int y_cb, y_cr;      /* what the chroma adds to luma */
+	int cb_cb, cb_cr;    /* new Cb from old Cb, Cr */
+	int cr_cb, cr_cr;    /* new Cr from old Cb, Cr */
+};
+
+/* One mjpeg encoder and its converters per thread, each rebuilt when its key changes. */
 struct jpeg_state {
 	AVCodecContext *enc;
-	struct SwsContext *sws;
-	AVFrame *yuv;
+	enum AVPixelFormat enc_fmt;
+	int enc_w, enc_h, enc_q;
+	AVRational enc_sar;
+	struct jpeg_conv conv;  /* source to the encoder's format, or to RGB24 first */
+	struct jpeg_conv conv2; /* RGB24 to the encoder's format (two-step path only) */
+	struct jfif_matrix mat;
+	AVFrame *yuv;           /* the encoder's input when converted here */
+	AVFrame *rgb;           /* two-step path's RGB24 picture */
+	AVFrame *ref;           /* the caller's frame, referenced, when encoded as is */
+	AVFrame *wrap;          /* a packed RGB picture of image_encode, not owned */
 	AVPacket *pkt;
-	int w, h, q;
+	int32_t *row;           /* luma term of one chroma row */
+	int row_cap;
 };
 
 static __thread struct jpeg_state jpeg_tls;
 
+static void conv_free(struct jpeg_conv *c)
+{
+	sws_freeContext(c->sws);
+	memset(c, 0, sizeof(*c));
+}
+
 static void jpeg_state_reset(struct jpeg_state *js)
 {
 	avcodec_free_context(&js->enc);
-	sws_freeContext(js->sws);
-	js->sws = NULL;
+	conv_free(&js->conv);
+	conv_free(&js->conv2);
 	av_frame_free(&js->yuv);
+	av_frame_free(&js->rgb);
+	av_frame_free(&js->ref);
+	av_frame_free(&js->wrap);
 	av_packet_free(&js->pkt);
-	js->w = js->h = js->q = 0;
+	av_freep(&js->row);
+	memset(js, 0, sizeof(*js));
 }
 
-static int jpeg_state_prepare(struct jpeg_state *js, int w, int h, int q)
+/* The format the CLI's filter negotiation gives the mjpeg encoder for frames of src. */
+static enum AVPixelFormat jpeg_target(enum AVPixelFormat src)
+{
+	enum AVPixelFormat best = AV_PIX_FMT_NONE;
+	for (size_t i = 0; i < sizeof(jpeg_formats) / sizeof(jpeg_formats[0]); i++)
+		best = av_find_best_pix_fmt_of_2(best, jpeg_formats[i], src, 0, NULL);
+	return best;
+}
+
+/* swscale reads unspecified, reserved and YCgCo as BT.601 too: all convert as the CLI does. */
+static bool matrix_is_601(int colorspace)
+{
+	return memcmp(sws_getCoefficients(colorspace), sws_getCoefficients(SWS_CS_ITU601),
+		      4 * sizeof(int)) == 0;
+}
+
+static bool range_is_full(const AVFrame *f)
+{
+	switch (f->format) {
+	case AV_PIX_FMT_YUVJ420P:
+	case AV_PIX_FMT_YUVJ422P:
+	case AV_PIX_FMT_YUVJ444P:
+	case AV_PIX_FMT_YUVJ440P:
+	case AV_PIX_FMT_YUVJ411P:
+		return f->color_range != AVCOL_RANGE_MPEG;
+	default:
+		return f->color_range == AVCOL_RANGE_JPEG;
+	}
+}
+
+/*
+ * A context as the CLI's scale filter makes one: default flags, the frame's matrix on both
+ * sides and its range when tagged. to_jfif: RGB to YUV with BT.601 into full range, whatever
+ * the tags say.
+ */
+static int conv_prepare(struct jpeg_conv *c, enum AVPixelFormat src, int w, int h, int range,
+			int colorspace, enum AVPixelFormat dst, bool to_jfif)
+{
+	int *inv, *tbl, src_full, dst_full, bri, con, sat;
+
+	if (c->sws && c->src == src && c->dst == dst && c->w == w && c->h == h &&
+	    c->range == range && c->colorspace == colorspace && c->to_jfif == to_jfif)
+		return 0;
+	conv_free(c);
+	c->sws = sws_getContext(w, h, src, w, h, dst, SWS_BICUBIC, NULL, NULL, NULL);
+	if (!c->sws)
+		return -ENOMEM;
+	sws_getColorspaceDetails(c->sws, &inv, &src_full, &tbl, &dst_full, &bri, &con, &sat);
+	inv = (int *)sws_getCoefficients(colorspace);
+	tbl = to_jfif ? (int *)sws_getCoefficients(SWS_CS_ITU601) : inv;
+	if (range != AVCOL_RANGE_UNSPECIFIED)
+		src_full = range == AVCOL_RANGE_JPEG;
+	if (to_jfif)
+		dst_full = 1;
+	sws_setColorspaceDetails(c->sws, inv, src_full, tbl, dst_full, bri, con, sat);
+	c->src = src;
+	c->dst = dst;
+	c->w = w;
+	c->h = h;
+	c->range = range;
+	c->colorspace = colorspace;
+	c->to_jfif = to_jfif;
+	return 0;
+}
+
+/* Makes *pf a writable picture of fmt, w x h, allocating only when that changed. */
+static int frame_fit(AVFrame **pf, enum AVPixelFormat fmt, int w, int h)
+{
+	AVFrame *f = *pf;
+
+	if (!f && !(f = *pf = av_frame_alloc()))
+		return -ENOMEM;
+	if (f->buf[0] && f->format == fmt && f->width == w && f->height == h)
+		return av_frame_make_writable(f) < 0 ? -ENOMEM : 0;
+	av_frame_unref(f);
+	f->format = fmt;
+	f->width = w;
+	f->height = h;
+	return av_frame_get_buffer(f, 0) < 0 ? -ENOMEM : 0;
+}
+
+static int enc_prepare(struct jpeg_state *js, int w, int h, enum AVPixelFormat fmt, int q,
+		       AVRational sar)
 {
 	const AVCodec *codec;
-	int ret;
 
-	if (js->enc && js->w == w && js->h == h && js->q == q)
+	if (js->enc && js->enc_w == w && js->enc_h == h && js->enc_fmt == fmt && js->enc_q == q &&
+	    av_cmp_q(js->enc_sar, sar) == 0)
 		return 0;
-	jpeg_state_reset(js);
+	avcodec_free_context(&js->enc);
 	codec = avcodec_find_encoder(AV_CODEC_ID_MJPEG);
 	if (!codec)
 		return -ENOTSUP;
+	if (!js->pkt && !(js->pkt = av_packet_alloc()))
+		return -ENOMEM;
 	js->enc = avcodec_alloc_context3(codec);
-	js->yuv = av_frame_alloc();
-	js->pkt = av_packet_alloc();
-	if (!js->enc || !js->yuv || !js->pkt)
-		goto out_nomem;
+	if (!js->enc)
+		return -ENOMEM;
 	js->enc->width = w;
 	js->enc->height = h;
-	js->enc->pix_fmt = AV_PIX_FMT_YUVJ420P;
+	js->enc->pix_fmt = fmt;
 	js->enc->color_range = AVCOL_RANGE_JPEG;
+	js->enc->sample_aspect_ratio = sar;
 	js->enc->time_base = (AVRational){1, 25};
 	js->enc->flags |= AV_CODEC_FLAG_QSCALE;
 	js->enc->global_quality = FF_QP2LAMBDA * q;
-	ret = avcodec_open2(js->enc, codec, NULL);
-	if (ret < 0) {
-		jpeg_state_reset(js);
+	if (avcodec_open2(js->enc, codec, NULL) < 0) {
+		avcodec_free_context(&js->enc);
 		return -EIO;
 	}
-	js->yuv->format = AV_PIX_FMT_YUVJ420P;
-	js->yuv->width = w;
-	js->yuv->height = h;
-	if (av_frame_get_buffer(js->yuv, 0) < 0)
-		goto out_nomem;
-	js->sws = sws_getContext(w, h, AV_PIX_FMT_RGB24, w, h, AV_PIX_FMT_YUVJ420P, SWS_BICUBIC,
-				 NULL, NULL, NULL);
-	if (!js->sws)
-		goto out_nomem;
-	js->w = w;
-	js->h = h;
-	js->q = q;
+	js->enc_w = w;
+	js->enc_h = h;
+	js->enc_fmt = fmt;
+	js->enc_q = q;
+	js->enc_sar = sar;
 	return 0;
-out_nomem:
-	jpeg_state_reset(js);
-	return -ENOMEM;
 }
 
-static int encode_jpeg(const struct picture *pic, const struct image_opts *o,
-		       struct image_buf *out, char *err, size_t errlen)
+static int enc_run(struct jpeg_state *js, AVFrame *pic, struct image_buf *out, char *err,
+		   size_t errlen)
 {
-	struct jpeg_state *js = &jpeg_tls;
-	const uint8_t *src[1] = {pic->data};
-	int src_stride[1] = {(int)pic->stride};
 	int ret;
 
-	if (pic->channels != 3 || pic->depth != 8) {
-		snprintf(err, errlen, "jpg cannot hold %s; use png",
-			 pic->channels != 3 ? "an alpha channel" : "more than 8 bits per sample");
-		return -ENOTSUP;
-	}
-	ret = jpeg_state_prepare(js, pic->width, pic->height, o->jpeg_q);
-	if (ret < 0) {
-		snprintf(err, errlen, "the mjpeg encoder could not be opened");
-		return ret;
-	}
-	ret = av_frame_make_writable(js->yuv);
-	if (ret < 0)
-		return -ENOMEM;
-	sws_scale(js->sws, src, src_stride, 0, pic->height, js->yuv->data, js->yuv->linesize);
-	js->yuv->quality = js->enc->global_quality;
-	js->yuv->pict_type = AV_PICTURE_TYPE_NONE;
-	ret = avcodec_send_frame(js->enc, js->yuv);
+	pic->quality = js->enc->global_quality;
+	pic->pict_type = AV_PICTURE_TYPE_NONE;
+	ret = avcodec_send_frame(js->enc, pic);
 	if (ret >= 0)
 		ret = avcodec_receive_packet(js->enc, js->pkt);
 	if (ret < 0) {
 		snprintf(err, errlen, "the mjpeg encoder failed");
-		jpeg_state_reset(js);
+		avcodec_free_context(&js->enc); /* its state is unknown now */
 		return -EIO;
 	}
 	out->len = 0;
 	ret = buf_append(out, js->pkt->data, (size_t)js->pkt->size);
 	av_packet_unref(js->pkt);
 	return ret;
+}
+
+static void jfif_matrix_init(struct jfif_matrix *m, int colorspace, bool full)
+{
+	/* swscale's table for this matrix, as the PNG path uses it: crv, cbu in 1/65536,
+	 * scaled for limited-range chroma (255/224) */
+	const int *t = sws_getCoefficients(colorspace);
+	const double unit = 2.0 * 65536 * 255 / 224;
+	double kr = 1 - t[0] / unit, kb = 1 - t[1] / unit, kg = 1 - kr - kb;
+	const double jr = 0.299, jb = 0.114, jg = 1 - jr - jb;
+	/* R, G, B minus luma, per unit of the source's normalised chroma */
+	double r_cr = 2 * (1 - kr), b_cb = 2 * (1 - kb);
+	double g_cb = -2 * kb * (1 - kb) / kg, g_cr = -2 * kr * (1 - kr) / kg;
+	/* the same in JFIF's matrix: luma gains a chroma term, chroma mixes */
+	double y_cb = jg * g_cb + jb * b_cb, y_cr = jr * r_cr + jg * g_cr;
+	double cb_cb = (b_cb - y_cb) / (2 * (1 - jb)), cb_cr = -y_cr / (2 * (1 - jb));
+	double cr_cb = -y_cb / (2 * (1 - jr)), cr_cr = (r_cr - y_cr) / (2 * (1 - jr));
+	double ys = full ? 1.0 : 255.0 / 219, cs = (full ? 1.0 : 255.0 / 224) * 65536;
+
+	m->colorspace = colorspace;
+	m->full = full;
+	m->ly = (int)lrint(ys * 65536);
+	m->yoff = full ? 0 : 16;
+	m->y_cb = (int)lrint(y_cb * cs);
+	m->y_cr = (int)lrint(y_cr * cs);
+	m->cb_cb = (int)lrint(cb_cb * cs);
+	m->cb_cr = (int)lrint(cb_cr * cs);
+	m->cr_cb = (int)lrint(cr_cb * cs);
+	m->cr_cr = (int)lrint(cr_cr * cs);
+}
+
+/*
+ * Planar 8-bit YUV of another matrix into JFIF planes of the same subsampling. Luma takes the
+ * chroma of its own block, as swscale's YUV to RGB does for the PNG.
+ */
+static void jfif_from_yuv(const AVFrame *f, AVFrame *o, const struct jfif_matrix *m, int32_t *t)
+{
+	const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
+	int sw = d->log2_chroma_w, sh = d->log2_chroma_h;
+	int cw = AV_CEIL_RSHIFT(f->width, sw), ch = AV_CEIL_RSHIFT(f->height, sh);
+
+	for (int cy = 0; cy < ch; cy++) {
+		const uint8_t *u = f->data[1] + (ptrdiff_t)cy * f->linesize[1];
+		const uint8_t *v = f->data[2] + (ptrdiff_t)cy * f->linesize[2];
+		uint8_t *ou = o->data[1] + (ptrdiff_t)cy * o->linesize[1];
+		uint8_t *ov = o->data[2] + (ptrdiff_t)cy * o->linesize[2];
+		int y1 = FFMIN((cy + 1) << sh, f->height);
+
+		for (int x = 0; x < cw; x++) {
+			int cb = u[x] - 128, cr = v[x] - 128;
+			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff + (1 << 15);
+			ou[x] = av_clip_uint8(128 + ((m->cb_cb * cb + m->cb_cr * cr + (1 << 15)) >> 16));
+			ov[x] = av_clip_uint8(128 + ((m->cr_cb * cb + m->cr_cr * cr + (1 << 15)) >> 16));
+		}
+		for (int y = cy << sh; y < y1; y++) {
+			const uint8_t *l = f->data[0] + (ptrdiff_t)y * f->linesize[0];
+			uint8_t *ol = o->data[0] + (ptrdiff_t)y * o->linesize[0];
+			if (sw == 1) {
+				int x;
+				for (x = 0; x + 1 < f->width; x += 2) {
+					int32_t c = t[x >> 1];
+					ol[x] = av_clip_uint8((m->ly * l[x] + c) >> 16);
+					ol[x + 1] = av_clip_uint8((m->ly * l[x + 1] + c) >> 16);
+				}
+				if (x < f->width)
+					ol[x] = av_clip_uint8((m->ly * l[x] + t[x >> 1]) >> 16);
+			} else {
+				for (int x = 0; x < f->width; x++)
+					ol[x] = av_clip_uint8((m->ly * l[x] + t[x >> sw]) >> 16);
+			}
+		}
+	}
+}
+
+/* Planar three-plane 8-bit YUV whose chroma is laid out as in dst's. */
+static bool same_planes(const AVPixFmtDescriptor *d, enum AVPixelFormat dst)
+{
+	const AVPixFmtDescriptor *e = av_pix_fmt_desc_get(dst);
+
+	if (!(d->flags & AV_PIX_FMT_FLAG_PLANAR) || d->nb_components != 3 ||
+	    d->log2_chroma_w != e->log2_chroma_w || d->log2_chroma_h != e->log2_chroma_h)
+		return false;
+	for (int i = 0; i < 3; i++)
+		if (d->comp[i].plane != i || d->comp[i].step != 1 || d->comp[i].depth != 8 ||
+		    d->comp[i].shift != 0 || d->comp[i].offset != 0)
+			return false;
+	return true;
+}
+
+static int jpeg_check(const AVFrame *f, const AVPixFmtDescriptor *d, char *err, size_t errlen)
+{
+	if (f->width <= 0 || f->height <= 0 || !f->data[0]) {
+		snprintf(err, errlen, "jpg: the frame holds no picture");
+		return -EINVAL;
+	}
+	if (!d || (d->flags & (AV_PIX_FMT_FLAG_HWACCEL | AV_PIX_FMT_FLAG_BITSTREAM))) {
+		snprintf(err, errlen, "jpg cannot be made from pixel format %s",
+			 d ? d->name : "(unknown)");
+		return -ENOTSUP;
+	}
+	if (d->flags & (AV_PIX_FMT_FLAG_ALPHA | AV_PIX_FMT_FLAG_PAL)) {
+		snprintf(err, errlen, "jpg cannot hold an alpha channel; use png");
+		return -ENOTSUP;
+	}
+	if (d->comp[0].depth > 8) {
+		snprintf(err, errlen, "jpg cannot hold more than 8 bits per sample; use png");
+		return -ENOTSUP;
+	}
+	return 0;
+}
+
+/* Converts f into js->yuv (format dst) in whichever way its matrix and layout ask for. */
+static int jpeg_convert(struct jpeg_state *js, const AVFrame *f, const AVPixFmtDescriptor *d,
+			enum AVPixelFormat dst)
+{
+	bool rgb = d->flags & AV_PIX_FMT_FLAG_RGB;
+	bool cli = !rgb && (d->nb_components < 3 || matrix_is_601(f->colorspace));
+	int ret;
+
+	ret = frame_fit(&js->yuv, dst, f->width, f->height);
+	if (ret < 0)
+		return ret;
+	if (rgb || cli) {
+		ret = conv_prepare(&js->conv, f->format, f->width, f->height, f->color_range,
+				   f->colorspace, dst, rgb);
+		if (ret < 0)
+			return ret;
+		sws_scale(js->conv.sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height,
+			  js->yuv->data, js->yuv->linesize);
+		return 0;
+	}
+	if (same_planes(d, dst)) {
+		int cw = AV_CEIL_RSHIFT(f->width, d->log2_chroma_w);
+		bool full = range_is_full(f);
+		if (js->row_cap < cw) {
+			av_freep(&js->row);
+			js->row_cap = 0;
+			js->row = av_malloc_array((size_t)cw, sizeof(*js->row));
+			if (!js->row)
+				return -ENOMEM;
+			js->row_cap = cw;
+		}
+		if (!js->mat.ly || js->mat.colorspace != (int)f->colorspace || js->mat.full != full)
+			jfif_matrix_init(&js->mat, f->colorspace, full);
+		jfif_from_yuv(f, js->yuv, &js->mat, js->row);
+		return 0;
+	}
+	/* other layouts of other matrices: to RGB as the PNG is made, then to JFIF */
+	ret = frame_fit(&js->rgb, AV_PIX_FMT_RGB24, f->width, f->height);
+	if (ret == 0)
+		ret = conv_prepare(&js->conv, f->format, f->width, f->height, f->color_range,
+				   f->colorspace, AV_PIX_FMT_RGB24, false);
+	if (ret == 0)
+		ret = conv_prepare(&js->conv2, AV_PIX_FMT_RGB24, f->width, f->height,
+				   AVCOL_RANGE_JPEG, AVCOL_SPC_RGB, dst, true);
+	if (ret < 0)
+		return ret;
+	sws_scale(js->conv.sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height,
+		  js->rgb->data, js->rgb->linesize);
+	sws_scale(js->conv2.sws, (const uint8_t *const *)js->rgb->data, js->rgb->linesize, 0,
+		  f->height, js->yuv->data, js->yuv->linesize);
+	return 0;
+}
+
+int image_encode_frame(const AVFrame *f, const struct image_opts *opts, struct image_buf *out,
+		       char *err, size_t errlen)
+{
+	struct jpeg_state *js = &jpeg_tls;
+	const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
+	AVRational sar = f->sample_aspect_ratio;
+	enum AVPixelFormat dst;
+	AVFrame *pic;
+	int ret;
+
+	out->len = 0;
+	if (opts->format != IMAGE_JPG) {
+		snprintf(err, errlen, "image_encode_frame makes jpg only; png is made from RGB");
+		return -ENOTSUP;
+	}
+	ret = jpeg_check(f, d, err, errlen);
+	if (ret < 0)
+		return ret;
+	dst = jpeg_target(f->format);
+	if (sar.num <= 0 || sar.den <= 0)
+		sar = (AVRational){1, 1}; /* always JFIF, square pixels unless told otherwise */
+	ret = enc_prepare(js, f->width, f->height, dst, opts->jpeg_q, sar);
+	if (ret < 0) {
+		snprintf(err, errlen, "the mjpeg encoder could not be opened for %dx%d", f->width,
+			 f->height);
+		return ret;
+	}
+	if (f->format == dst && matrix_is_601(f->colorspace)) {
+		if (!js->ref && !(js->ref = av_frame_alloc()))
+			return -ENOMEM;
+		if (av_frame_ref(js->ref, f) < 0)
+			return -ENOMEM;
+		pic = js->ref;
+	} else {
+		ret = jpeg_convert(js, f, d, dst);
+		if (ret < 0) {
+			snprintf(err, errlen, "out of memory converting a frame for jpg");
+			return ret;
+		}
+		pic = js->yuv;
+	}
+	ret = enc_run(js, pic, out, err, errlen);
+	if (pic == js->ref)
+		av_frame_unref(js->ref);
+	return ret;
+}
+
+/* A packed RGB picture through the same encoder: the CLI makes yuvj444p of RGB input. */
+static int encode_jpeg(const struct picture *pic, const struct image_opts *o,
+		       struct image_buf *out, char *err, size_t errlen)
+{
+	struct jpeg_state *js = &jpeg_tls;
+	AVFrame *f;
+
+	if (!js->wrap && !(js->wrap = av_frame_alloc()))
+		return -ENOMEM;
+	f = js->wrap;
+	av_frame_unref(f);
+	if (pic->depth == 8)
+		f->format = pic->channels == 4 ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
+	else
+		f->format = pic->channels == 4 ? AV_PIX_FMT_RGBA64BE : AV_PIX_FMT_RGB48BE;
+	f->width = pic->width;
+	f->height = pic->height;
+	f->data[0] = (uint8_t *)pic->data;
+	f->linesize[0] = (int)pic->stride;
+	f->color_range = AVCOL_RANGE_JPEG;
+	f->colorspace = AVCOL_SPC_RGB;
+	f->color_primaries = pic->primaries;
+	f->color_trc = pic->trc;
+	return image_encode_frame(f, o, out, err, errlen);
 }
 
 void image_encode_thread_done(void)

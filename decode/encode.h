@@ -1,10 +1,11 @@
 /*
- * encode: turns one packed RGB(A) picture into the bytes of an image file.
+ * encode: turns one picture into the bytes of an image file.
  *
- * PNG with libdeflate (the default: about 1.4x faster than zlib on grainy 1080p) or through
- * libpng with zlib (level, filter and strategy as configured); 16-bit pictures keep 16 bits
- * and get a cICP chunk for their colour tags; JPEG through libavcodec's mjpeg
- * encoder at a fixed qscale, from full-range YUV 4:2:0.
+ * PNG from packed RGB(A) with libdeflate (the default: about 1.4x faster than zlib on grainy
+ * 1080p) or through libpng with zlib (level, filter and strategy as configured); 16-bit
+ * pictures keep 16 bits and get a cICP chunk for their colour tags. JPEG (JFIF: BT.601
+ * matrix, full range) through libavcodec's mjpeg encoder, set as the ffmpeg CLI sets it for
+ * -q:v, preferably from the decoded frame itself (image_encode_frame).
  * Thread-safe: each call uses only its arguments and thread-local encoder state.
  */
 #ifndef HF_ENCODE_H
@@ -44,10 +45,33 @@ struct image_buf {
 
 /*
  * Encodes pic per opts into out (replacing its contents). 0, or a negative errno with a
- * sentence in err. JPEG refuses alpha and 16-bit pictures with -ENOTSUP.
+ * sentence in err. JPEG refuses alpha and 16-bit pictures with -ENOTSUP; from 8-bit RGB it
+ * is what `ffmpeg -i rgb.png -q:v Q f.jpg` makes (yuvj444p, BT.601).
  */
 int image_encode(const struct picture *pic, const struct image_opts *opts, struct image_buf *out,
 		 char *err, size_t errlen);
+
+struct AVFrame;
+
+/*
+ * Encodes a decoded (or transformed) picture, already oriented for display, as JPEG per opts
+ * into out (replacing its contents). 0, or a negative errno with a sentence in err:
+ * -ENOTSUP unless opts->format is IMAGE_JPG, and for alpha, > 8-bit, paletted or hardware
+ * frames. The frame is only read.
+ * - yuvj420p/422p/444p input of BT.601 or unspecified matrix is encoded as is.
+ * - other 8-bit YUV of BT.601 (bt470bg, smpte170m) or unspecified matrix is converted as the
+ *   ffmpeg 5.1 CLI converts it for `ffmpeg -i SRC -q:v Q f.jpg`: the same target format
+ *   (yuvj420p, yuvj422p or yuvj444p, whichever its format negotiation picks), the same
+ *   bicubic swscale context and colour details, no RGB on the way; the file decodes to the
+ *   CLI's pixels.
+ * - other matrices (BT.709, BT.2020, ...) are converted to JFIF's BT.601 full range from the
+ *   source's own matrix, directly when the chroma layout is kept, so the file decodes to the
+ *   colours the PNG of the frame shows; RGB input is converted with BT.601 into yuvj444p.
+ * The encoder: AV_CODEC_FLAG_QSCALE with global_quality = q * FF_QP2LAMBDA, full range, the
+ * frame's sample aspect ratio (1:1 when unknown) in the JFIF header, defaults otherwise.
+ */
+int image_encode_frame(const struct AVFrame *f, const struct image_opts *opts,
+		       struct image_buf *out, char *err, size_t errlen);
 
 /* Releases this thread's encoder state; worker threads call it before they exit. */
 void image_encode_thread_done(void);
@@ -57,7 +81,9 @@ void image_buf_free(struct image_buf *b);
 
 /*
  * Canonical text of everything in opts that changes an image's bytes, for keys:
- * "png:libdeflate:level=1:filter=up", "png:zlib:level=1:filter=up:strategy=rle" or "jpg:q=2". Returns the length or -ENAMETOOLONG.
+ * "png:libdeflate:level=1:filter=up", "png:zlib:level=1:filter=up:strategy=rle" or
+ * "jpg:v2:q=2" (v2: the CLI's conversion and JFIF header; plain "jpg:q=" images were made
+ * from RGB). Returns the length or -ENAMETOOLONG.
  */
 int image_opts_canon(const struct image_opts *opts, char *buf, size_t len);
 
