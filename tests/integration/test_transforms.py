@@ -23,11 +23,13 @@ def encoded(m):
     return m.stats()["images_encoded"]
 
 
-def check_transform(m, name, start, dur, fps, opts, kw, size, transform, canonical=None):
+def check_transform(m, name, start, dur, fps, opts, kw, size, transform, canonical=None,
+                    pix_fmt="rgb24", ihdr=(8, 2), decoder=None, tolerance=0):
     """Reads segment name@start+dur@fps@opts and proves it against the CLI's chain for the
     options kw (transform_chain's arguments): .hfinfo's size before any frame is read, its
-    transform text and not_applied, the count, the PNG's own size and depth, and every
-    slot's pixels. Returns (seg, blobs, images, info)."""
+    transform text and not_applied, the count, the PNG's own size, bit depth and colour type
+    (ihdr), and every slot's pixels (decoded as pix_fmt, within tolerance). Returns
+    (seg, blobs, images, info)."""
     src = h.fixture(name)
     seg = h.seg_name(name, start, dur, fps, opts)
     ext = "jpg" if "jpg" in opts.split(",") else "png"
@@ -43,9 +45,9 @@ def check_transform(m, name, start, dur, fps, opts, kw, size, transform, canonic
         check(info.get("segment") == canonical, "%s: .hfinfo segment %r, expected %r"
               % (seg, info.get("segment"), canonical))
     blobs = m.read_segment(seg, ext)
-    ours = h.decode_images(blobs, ext)
+    ours = h.decode_images(blobs, ext, pix_fmt)
     vf = h.transform_chain(**kw)
-    idx, ref, _ = h.ref_model_chain(src, start, dur, fps, vf)
+    idx, ref, _ = h.ref_model_chain(src, start, dur, fps, vf, pix_fmt=pix_fmt, decoder=decoder)
     check(len(idx) > 0, "%s: the model shows no slot; the case proves nothing" % seg)
     info = m.info(seg)
     check(info.get("count") == len(idx), "%s: .hfinfo count %r, expected %d"
@@ -56,10 +58,12 @@ def check_transform(m, name, start, dur, fps, opts, kw, size, transform, canonic
     if ext == "png":
         for k, b in enumerate(blobs):
             w, hh, depth, ctype = h.png_header(b)
-            check((w, hh, depth, ctype) == size + (8, 2),
+            check((w, hh, depth, ctype) == size + ihdr,
                   "%s/frame_%05d.png: IHDR %dx%d depth %d colour type %d, expected %dx%d "
-                  "8-bit RGB" % (seg, k + 1, w, hh, depth, ctype, size[0], size[1]))
-    h.assert_frames_equal(ours, ref, "%s vs ffmpeg -vf %s" % (seg, vf), 0, idx)
+                  "depth %d colour type %d" % ((seg, k + 1, w, hh, depth, ctype) + size + ihdr))
+    worst = h.assert_frames_equal(ours, ref, "%s vs ffmpeg -vf %s" % (seg, vf), tolerance, idx)
+    if tolerance:
+        print("  %s: worst sample difference vs ffmpeg %d (allowed %d)" % (seg, worst, tolerance))
     return seg, blobs, ours, info
 
 
@@ -119,6 +123,18 @@ def fit_rotated():
     check(h.display_rotation(src) in (90, -90, 270, -270), "fixture is not rotated")
     # Slots between frames (0.505 s): the slot map, not the frame grid, picks the pictures.
     run_cases("rotated.mp4", ROTATED, "0.505", "0.1", "30")
+
+
+@test
+def size_keeps_alpha_and_depth():
+    # A size alone keeps what the source has: RGBA for VP9 alpha (read by libvpx-vp9, as
+    # SPEC 4 says), 16-bit for 10-bit PQ (one 10-bit code value of slack, as test_formats).
+    with h.Mount() as m:
+        check_transform(m, "alpha.webm", "0.5", "0.1", "30", "w=161,h=120,fit=cover",
+                        dict(w=161, h=120, fit="cover"), (161, 120), "w=161,h=120,fit=cover",
+                        pix_fmt="rgba", ihdr=(8, 6), decoder="libvpx-vp9")
+        check_transform(m, "hdr10.mp4", "0.5", "0.1", "30", "h=120", dict(h=120), (160, 120),
+                        "h=120", pix_fmt="rgb48be", ihdr=(16, 2), tolerance=64)
 
 
 @test
