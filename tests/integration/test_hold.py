@@ -56,7 +56,7 @@ def check_hold(m, name, start, dur, fps, opts="hold", vf="", ext="png", qv=None)
           "frame")
     check(len(set(blobs[k] for k in held)) == 1, "%s: the held slots are not one image (%d "
           "different files)" % (seg, len(set(blobs[k] for k in held))))
-    info = m.info(seg)
+    info = m.wait_info(seg, lambda i: i.get("state") in ("complete", "error"))
     check(info.get("state") == "complete" and info.get("error") is None
           and info.get("frames_done") == n, "%s: after reading, .hfinfo state %r frames_done %r "
           "error %r" % (seg, info.get("state"), info.get("frames_done"), info.get("error")))
