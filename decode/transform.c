@@ -22,6 +22,7 @@
 #include <libavfilter/avfilter.h>
 #include <libavfilter/buffersink.h>
 #include <libavfilter/buffersrc.h>
+#include <libavutil/cpu.h>
 #include <libavutil/frame.h>
 #include <libavutil/imgutils.h>
 #include <libavutil/mathematics.h>
@@ -366,6 +367,30 @@ static int add_rotation(AVFilterGraph *g, AVFilterContext **last, enum source_or
 	return AVERROR(EINVAL);
 }
 
+/*
+ * The threads the ffmpeg CLI gives a filter graph by default (libavutil's slicethread:
+ * one more than the cores when there are several), hence its filters' slice counts.
+ */
+static int cli_threads(void)
+{
+	int cpus = av_cpu_count();
+
+	return cpus > 1 ? cpus + 1 : 1;
+}
+
+/* The graph's executor: every slice in turn on the calling thread. */
+static int run_serially(AVFilterContext *ctx, avfilter_action_func *func, void *arg, int *ret,
+			int nb_jobs)
+{
+	for (int i = 0; i < nb_jobs; i++) {
+		int r = func(ctx, arg, i, nb_jobs);
+
+		if (ret)
+			ret[i] = r;
+	}
+	return 0;
+}
+
 static void graph_free(struct transform *t)
 {
 	avfilter_graph_free(&t->graph);
@@ -387,9 +412,15 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	t->graph = avfilter_graph_alloc();
 	if (!t->graph)
 		return AVERROR(ENOMEM);
-	/* Callers run several graphs at once; the CLI's default sws flags, made explicit. */
-	if ((ret = av_opt_set_int(t->graph, "threads", 1, 0)) < 0 ||
-	    (ret = av_opt_set(t->graph, "scale_sws_opts", "flags=bicubic", 0)) < 0)
+	/*
+	 * The graph runs on its caller's thread only (callers run several at once), yet
+	 * filters cut pictures into as many slices as the CLI's would: zscale's slices
+	 * change pixels at their edges. threads=1 keeps swscale from starting its own.
+	 */
+	t->graph->nb_threads = cli_threads();
+	t->graph->execute = run_serially;
+	ret = av_opt_set(t->graph, "scale_sws_opts", "flags=bicubic:threads=1", 0);
+	if (ret < 0)
 		goto out_free_graph;
 
 	*what = "parsing the transform chain";
