@@ -590,7 +590,9 @@ static void jfif_matrix_init(struct jfif_matrix *m, int colorspace, bool full)
 
 /*
  * Planar 8-bit YUV of another matrix into JFIF planes of the same subsampling. Luma takes the
- * chroma of its own block, as swscale's YUV to RGB does for the PNG.
+ * chroma of its own block and is truncated, both as swscale's YUV to RGB does when it makes
+ * the PNG (a grey comes out at the PNG's level exactly; rounding instead left grainy
+ * pictures half a level brighter than their PNG); chroma is rounded.
  */
 static void jfif_from_yuv(const AVFrame *f, AVFrame *o, const struct jfif_matrix *m, int32_t *t)
 {
@@ -607,7 +609,7 @@ static void jfif_from_yuv(const AVFrame *f, AVFrame *o, const struct jfif_matrix
 
 		for (int x = 0; x < cw; x++) {
 			int cb = u[x] - 128, cr = v[x] - 128;
-			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff + (1 << 15);
+			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff;
 			ou[x] = av_clip_uint8(128 + ((m->cb_cb * cb + m->cb_cr * cr + (1 << 15)) >> 16));
 			ov[x] = av_clip_uint8(128 + ((m->cr_cb * cb + m->cr_cr * cr + (1 << 15)) >> 16));
 		}
