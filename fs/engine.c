@@ -177,14 +177,14 @@ static bool seg_idle_locked(struct segment *s)
 	return idle;
 }
 
-/* A source no segment and no job uses, with nobody waiting and no lease held. */
+/* A source no segment and no job uses (jobs hold the leases), with nobody waiting. */
 static bool src_idle_locked(struct source *src)
 {
 	bool idle;
 	if (src->users > 0 || !src->ready)
 		return false;
 	pthread_mutex_lock(&src->lock);
-	idle = !src->jobs && !src->waiters && !src->segs && src->lease_refs == 0;
+	idle = !src->jobs && !src->waiters && !src->segs;
 	pthread_mutex_unlock(&src->lock);
 	return idle;
 }
@@ -304,11 +304,14 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	pthread_mutex_init(&e->evict_lock, NULL);
 	pthread_mutex_init(&e->gc_lock, NULL);
 	pthread_mutex_init(&e->known_lock, NULL);
+	pthread_mutex_init(&e->lease_lock, NULL);
+	pthread_mutex_init(&e->start_lock, NULL);
 	{
 		pthread_condattr_t ca;
 		pthread_condattr_init(&ca);
 		pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
 		pthread_cond_init(&e->evict_cond, &ca);
+		pthread_cond_init(&e->start_cond, &ca);
 		pthread_condattr_destroy(&ca);
 	}
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
@@ -406,6 +409,9 @@ void engine_free(struct engine **pe)
 	pthread_mutex_destroy(&e->evict_lock);
 	pthread_mutex_destroy(&e->gc_lock);
 	pthread_mutex_destroy(&e->known_lock);
+	pthread_mutex_destroy(&e->lease_lock);
+	pthread_mutex_destroy(&e->start_lock);
+	pthread_cond_destroy(&e->start_cond);
 	pthread_cond_destroy(&e->evict_cond);
 	free(e);
 	*pe = NULL;

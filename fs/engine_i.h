@@ -58,6 +58,16 @@ struct job {
 	_Atomic int64_t pos; /* last frame index decoded, -1 before the first */
 	pthread_t thread;
 	bool urgent; /* made for a far-ahead reader whose frame is not stored yet */
+	/*
+	 * Its store lease (src->lock): the pts range [lease_lo, lease_hi] of the frames it
+	 * encodes, held on lease_fd (-1: none). The decode stops at the first frame at or past
+	 * stop_pts (INT64_MAX: none): the rest of its range is leased to another job, whose
+	 * images it adopts (stopped_early says the run ended there).
+	 */
+	int lease_fd;
+	int64_t lease_lo, lease_hi, stop_pts;
+	bool stopped_early;
+	atomic_bool starting; /* decoding toward its first frame: other jobs give it the cores */
 	struct job *next;
 };
 
@@ -88,8 +98,6 @@ struct source {
 	struct segment *segs; /* cold segments being tracked, via seg->src_next */
 	size_t damaged_at;    /* frames at or after this fail; SIZE_MAX when undamaged */
 	char damage[256];
-	int lease_fd;   /* the store lease for decoding this source, held while lease_refs > 0 */
-	int lease_refs;
 	int urgent_jobs;          /* other jobs pause while a far-ahead reader waits */
 	pthread_cond_t unpaused;
 	char store_error[256];    /* why the last image could not be stored; "" once one is */
@@ -162,10 +170,16 @@ struct engine {
 	_Atomic uint64_t write_ns;
 	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
 	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
+	pthread_mutex_t lease_lock; /* one lease scan-and-take of this process at a time */
+	/* jobs decoding toward their first frame; the others pause for them (bounded) */
+	pthread_mutex_t start_lock;
+	pthread_cond_t start_cond;
+	int starting;
 	int test_index_delay_ms;    /* HF_TEST_INDEX_DELAY_MS: for tests only */
 	_Atomic uint64_t extractions_started, extractions_completed, extractions_failed;
 	_Atomic uint64_t frames_served, images_encoded, cache_hits, cache_misses, joined;
 	_Atomic uint64_t segments_known, store_errors, adopted;
+	_Atomic uint64_t handovers; /* decodes that split a range with another job of this process */
 	atomic_bool stopping;
 	char store_error[256]; /* why the last write failed (engine lock) */
 	atomic_bool store_failing; /* the last write failed: .hfstats shows store_error */
@@ -235,6 +249,8 @@ int eng_source_identity(struct engine *e, const char *path, const struct stat *s
 struct source *eng_source_get(struct engine *e, const char *path, const struct stat *file,
 			      const char *identity, const struct image_opts *opts,
 			      const struct segname *sn);
+/* The hash chain holding the sources of src's video and format. Engine lock. */
+struct source *eng_source_chain_locked(struct engine *e, const struct source *src);
 /* Frees a source out of the table that nobody uses. */
 void eng_source_free(struct source *src);
 /* The store key of a frame's image; the source has an index. */

@@ -35,6 +35,26 @@ static bool seg_needs(const struct segment *s, size_t frame)
 	return lo < s->nneeded && s->needed[lo] == frame;
 }
 
+/* The job is no longer decoding toward its first frame: the paused jobs go on. */
+static void job_first_over(struct job *j)
+{
+	struct engine *e = j->src->e;
+
+	if (!atomic_exchange(&j->starting, false))
+		return;
+	pthread_mutex_lock(&e->start_lock);
+	if (--e->starting == 0)
+		pthread_cond_broadcast(&e->start_cond);
+	pthread_mutex_unlock(&e->start_lock);
+}
+
+/* The first frame of its owner got an answer (done, failed or released). */
+static void owner_first_answered(struct frame_state *f, size_t frame)
+{
+	if (f->owner && f->owner->first == frame)
+		job_first_over(f->owner);
+}
+
 /* Takes the waiters of a frame whose state was just set; they get that state's answer. */
 static void take_waiters_locked(struct source *src, size_t frame, struct wake *w)
 {
@@ -71,6 +91,7 @@ static void mark_done_locked(struct source *src, size_t frame, uint64_t size, st
 	struct frame_state *f = &src->fs[frame];
 	if (f->state == F_DONE)
 		return;
+	owner_first_answered(f, frame);
 	f->state = F_DONE;
 	f->owner = NULL;
 	f->size = size;
@@ -88,6 +109,7 @@ void eng_mark_failed_locked(struct source *src, size_t frame, struct wake *w)
 	struct frame_state *f = &src->fs[frame];
 	if (f->state == F_DONE || f->state == F_FAILED)
 		return;
+	owner_first_answered(f, frame);
 	f->state = F_FAILED;
 	f->owner = NULL;
 	take_waiters_locked(src, frame, w);
@@ -103,6 +125,7 @@ void eng_mark_failed_locked(struct source *src, size_t frame, struct wake *w)
 void eng_release_locked(struct source *src, size_t frame, struct wake *w)
 {
 	struct frame_state *f = &src->fs[frame];
+	owner_first_answered(f, frame);
 	f->state = F_NONE;
 	f->owner = NULL;
 	f->size = 0;
@@ -150,6 +173,24 @@ static bool has_waiter_locked(const struct source *src, size_t frame)
 	return false;
 }
 
+/* A job pauses while others decode toward their first frame, a second at most each time. */
+#define START_PAUSE_NS 1000000000LL
+
+static void pause_for_starting(struct engine *e)
+{
+	struct timespec until;
+
+	pthread_mutex_lock(&e->start_lock);
+	if (e->starting > 0) {
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		until.tv_sec += START_PAUSE_NS / NS;
+		while (e->starting > 0 && !atomic_load(&e->stopping))
+			if (pthread_cond_timedwait(&e->start_cond, &e->start_lock, &until) != 0)
+				break;
+	}
+	pthread_mutex_unlock(&e->start_lock);
+}
+
 static enum extract_visit job_visit(void *arg, size_t frame)
 {
 	struct job *j = arg;
@@ -157,12 +198,16 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 	enum extract_visit v = EXTRACT_SKIP;
 
 	atomic_store(&j->pos, (int64_t)frame);
+	if (!atomic_load(&j->starting))
+		pause_for_starting(src->e);
 	pthread_mutex_lock(&src->lock);
 	/* The cores go to a far-ahead reader's decode first. */
 	while (src->urgent_jobs > 0 && !j->urgent && !atomic_load(&src->e->stopping))
 		pthread_cond_wait(&src->unpaused, &src->lock);
 	if (frame > j->last)
 		v = EXTRACT_STOP;
+	else if (src->idx->pts[frame] >= j->stop_pts)
+		v = EXTRACT_STOP, j->stopped_early = true; /* another job has the rest */
 	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
 		v = has_waiter_locked(src, frame) ? EXTRACT_ENCODE_NOW : EXTRACT_ENCODE;
 	pthread_mutex_unlock(&src->lock);
@@ -276,7 +321,11 @@ static void job_damaged(void *arg, size_t frame, int err, const char *why)
 	eng_run_wake(src, &w);
 }
 
-/* ---- leases: one decode per source between processes ---- */
+/* ---- leases: one decode per source range between jobs and processes ---- */
+
+/* A job this far behind a new job's first frame hands it the rest of its range. */
+#define YIELD_SECONDS_NUM 3
+#define YIELD_SECONDS_DEN 2
 
 static void lease_key(const struct source *src, struct hf_key *k)
 {
@@ -285,39 +334,131 @@ static void lease_key(const struct source *src, struct hf_key *k)
 	key_string("lease", name, k);
 }
 
-/* Takes this process's share of the source's lease: 1 held, 0 held elsewhere, <0 error. */
-static int lease_take(struct source *src)
+/* The first frame the job still claims, or SIZE_MAX. src->lock. */
+static size_t first_claim_locked(const struct job *j)
 {
-	struct hf_key k;
-	int fd, ret = 1;
-
-	pthread_mutex_lock(&src->lock);
-	if (src->lease_refs > 0) {
-		src->lease_refs++;
-		pthread_mutex_unlock(&src->lock);
-		return 1;
-	}
-	lease_key(src, &k);
-	/* the window's packets: disjoint windows of one video are decoded at once */
-	fd = src->idx ? store_lease_try_range(src->e->store, &k, src->idx->pts[0],
-					      src->idx->pts[src->idx->n - 1])
-		      : store_lease_try(src->e->store, &k);
-	if (fd >= 0) {
-		src->lease_fd = fd;
-		src->lease_refs = 1;
-	} else {
-		ret = fd == -EWOULDBLOCK ? 0 : fd;
-	}
-	pthread_mutex_unlock(&src->lock);
-	return ret;
+	const struct source *src = j->src;
+	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++)
+		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j)
+			return i;
+	return SIZE_MAX;
 }
 
-static void lease_drop(struct source *src)
+/*
+ * Whether job o (of its source, o->src->lock held) is far enough behind pts `lo` that a
+ * new job starting there should decode from lo on rather than wait for o to get there.
+ */
+static bool lease_can_yield_locked(const struct job *o, int64_t lo)
 {
+	const struct source_index *idx = o->src->idx;
+	int64_t pos = atomic_load(&o->pos), at;
+	size_t f;
+
+	if (o->lease_lo >= lo || o->stop_pts <= lo)
+		return false;
+	if (pos >= 0 && (size_t)pos < idx->n)
+		at = idx->pts[pos];
+	else if ((f = first_claim_locked(o)) != SIZE_MAX)
+		at = idx->pts[f];
+	else
+		return false;
+	/* lo - at >= 1.5 s, in the stream's ticks (seconds = ticks * num / den) */
+	return (__int128)(lo - at) * idx->tb.num * YIELD_SECONDS_DEN >=
+	       (__int128)YIELD_SECONDS_NUM * idx->tb.den;
+}
+
+/* Job o keeps [o->lease_lo, lo - 1] and stops decoding at lo. o->src->lock held. */
+static void lease_yield_locked(struct job *o, int64_t lo, const struct hf_key *k)
+{
+	store_lease_release(&o->lease_fd);
+	o->lease_fd = store_lease_try_range(o->src->e->store, k, o->lease_lo, lo - 1);
+	if (o->lease_fd < 0)
+		o->lease_fd = -1; /* it decodes on to lo unleased; nothing is lost */
+	o->lease_hi = lo - 1;
+	o->stop_pts = lo;
+	hf_log(HF_LOG_DEBUG, "%s: a decode hands the frames from tick %" PRId64 " on to a new one",
+	       o->src->path, lo);
+}
+
+/*
+ * Takes the job's lease on the pts range of the frames it still claims: 1 held (maybe on
+ * a first part of it, stop_pts set where another job's range starts), 0 held elsewhere
+ * (its first frame is in another job's or process's range), <0 a store whose locks do
+ * not work. Another job of this process that is far behind the first frame hands over
+ * the rest of its range, so a clip's first frame does not wait for an overlapping clip's
+ * decode to get there.
+ */
+static int lease_take(struct job *j)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	int64_t lo, hi, c = INT64_MAX;
+	bool blocked = false;
+	struct hf_key k;
+	size_t first;
+	int fd;
+
 	pthread_mutex_lock(&src->lock);
-	if (src->lease_refs > 0 && --src->lease_refs == 0)
-		store_lease_release(&src->lease_fd);
+	first = first_claim_locked(j);
+	if (first != SIZE_MAX) {
+		lo = src->idx->pts[first];
+		hi = src->idx->pts[j->last < src->idx->n ? j->last : src->idx->n - 1];
+	}
 	pthread_mutex_unlock(&src->lock);
+	if (first == SIZE_MAX)
+		return 0; /* nothing left to decode: the caller adopts and is done */
+	lease_key(src, &k);
+
+	pthread_mutex_lock(&e->lease_lock); /* one scan-and-take of this process at a time */
+	pthread_mutex_lock(&e->lock);
+	for (struct source *o = eng_source_chain_locked(e, src); o; o = o->next) {
+		if (strcmp(o->identity, src->identity) != 0 || strcmp(o->fmt, src->fmt) != 0 ||
+		    !o->ready || !o->idx)
+			continue;
+		pthread_mutex_lock(&o->lock);
+		for (struct job *oj = o->jobs; oj; oj = oj->next) {
+			if (oj == j || oj->lease_fd < 0 || oj->lease_hi < lo || oj->lease_lo > hi)
+				continue;
+			if (lease_can_yield_locked(oj, lo)) {
+				lease_yield_locked(oj, lo, &k);
+				atomic_fetch_add(&e->handovers, 1);
+			}
+			else if (oj->lease_lo <= lo)
+				blocked = true;
+			else if (oj->lease_lo < c)
+				c = oj->lease_lo;
+		}
+		pthread_mutex_unlock(&o->lock);
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (blocked) {
+		pthread_mutex_unlock(&e->lease_lock);
+		return 0;
+	}
+	if (c <= hi) {
+		hi = c - 1;
+		atomic_fetch_add(&e->handovers, 1);
+	}
+	fd = store_lease_try_range(e->store, &k, lo, hi);
+	pthread_mutex_lock(&src->lock);
+	j->stop_pts = c; /* decode up to where another job's range starts */
+	if (fd >= 0) {
+		j->lease_fd = fd;
+		j->lease_lo = lo;
+		j->lease_hi = hi;
+	}
+	pthread_mutex_unlock(&src->lock);
+	pthread_mutex_unlock(&e->lease_lock);
+	if (fd == -EWOULDBLOCK)
+		return 0;
+	return fd >= 0 ? 1 : fd;
+}
+
+static void lease_drop(struct job *j)
+{
+	pthread_mutex_lock(&j->src->lock);
+	store_lease_release(&j->lease_fd);
+	pthread_mutex_unlock(&j->src->lock);
 }
 
 /*
@@ -381,9 +522,13 @@ static bool wait_for_lease(struct job *j, size_t *first)
 	struct engine *e = src->e;
 	struct store_watch *w = NULL;
 	size_t left;
-	int got = lease_take(src);
+	int got = lease_take(j);
 
-	*first = j->first;
+	pthread_mutex_lock(&src->lock);
+	*first = first_claim_locked(j);
+	pthread_mutex_unlock(&src->lock);
+	if (*first == SIZE_MAX)
+		return false;
 	if (got != 0)
 		return true; /* held, or a store without working locks: decode anyway */
 	w = store_watch_new(e->store);
@@ -391,12 +536,12 @@ static bool wait_for_lease(struct job *j, size_t *first)
 		left = adopt_stored_claims(j, w, first);
 		if (left == 0 || atomic_load(&e->stopping))
 			break;
-		got = lease_take(src);
+		got = lease_take(j);
 		if (got != 0) {
 			/* frames stored between the last look and the lease */
 			left = adopt_stored_claims(j, w, first);
 			if (left == 0 && got > 0)
-				lease_drop(src);
+				lease_drop(j);
 			break;
 		}
 		store_watch_wait(w, 250);
@@ -435,10 +580,32 @@ static void *job_main(void *arg)
 	/* -1 when it changed or went: the run then reports the source as not openable */
 	xj.fd = path ? eng_source_file_open(path, &file) : -ENOMEM;
 	free(path);
-	if (wait_for_lease(j, &first)) {
+	/*
+	 * Decode what it holds the lease of; a run stopped where another job's range starts
+	 * adopts that job's images, and decodes what is still missing once it may.
+	 */
+	while (wait_for_lease(j, &first)) {
+		bool again;
 		xj.first = first;
+		pthread_mutex_lock(&src->lock);
+		if (first == j->first && src->fs[first].state == F_CLAIMED &&
+		    src->fs[first].owner == j) {
+			atomic_store(&j->starting, true);
+			pthread_mutex_lock(&e->start_lock);
+			e->starting++;
+			pthread_mutex_unlock(&e->start_lock);
+		}
+		pthread_mutex_unlock(&src->lock);
 		extract_run(&xj);
-		lease_drop(src);
+		job_first_over(j);
+		lease_drop(j);
+		pthread_mutex_lock(&src->lock);
+		again = j->stopped_early && !atomic_load(&e->stopping);
+		j->stopped_early = false;
+		j->stop_pts = INT64_MAX;
+		pthread_mutex_unlock(&src->lock);
+		if (!again)
+			break;
 	}
 	if (xj.fd >= 0)
 		close(xj.fd);
@@ -483,6 +650,8 @@ struct job *eng_job_new_locked(struct source *src, size_t first, size_t last)
 	j->src = src;
 	j->first = first;
 	j->last = last;
+	j->lease_fd = -1;
+	j->stop_pts = INT64_MAX;
 	atomic_store(&j->pos, -1);
 	j->next = src->jobs;
 	src->jobs = j;

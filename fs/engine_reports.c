@@ -222,14 +222,16 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		",\n  \"frames_decoded\": %" PRIu64 ",\n  \"cache_hits\": %" PRIu64
 		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
 		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
-		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64,
+		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64
+		",\n  \"lease_handovers\": %" PRIu64,
 		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
 		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
 		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
 		atomic_load(&e->frames_served), atomic_load(&e->images_encoded),
 		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
 		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
-		atomic_load(&e->store_errors), atomic_load(&e->adopted));
+		atomic_load(&e->store_errors), atomic_load(&e->adopted),
+		atomic_load(&e->handovers));
 	pthread_mutex_lock(&e->lock);
 	fprintf(f,
 		",\n  \"segments_in_memory\": %zu,\n  \"sources_in_memory\": %zu"

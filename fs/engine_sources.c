@@ -367,7 +367,6 @@ again:
 	src->want_dur = sn->dur;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
 	src->damaged_at = SIZE_MAX;
-	src->lease_fd = -1;
 	src->users = 1; /* the caller's */
 	pthread_mutex_init(&src->lock, NULL);
 	pthread_cond_init(&src->unpaused, NULL);
@@ -394,6 +393,11 @@ again:
 	pthread_cond_broadcast(&e->built);
 	pthread_mutex_unlock(&e->lock);
 	return src;
+}
+
+struct source *eng_source_chain_locked(struct engine *e, const struct source *src)
+{
+	return e->sources[src_bucket(e, src->identity, src->fmt)];
 }
 
 void eng_source_free(struct source *src)
