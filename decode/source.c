@@ -140,6 +140,12 @@ static int describe_stream(AVFormatContext *fmt, int si, struct source_index *id
 	if (desc->flags & AV_PIX_FMT_FLAG_ALPHA)
 		idx->alpha = true;
 	idx->depth = desc->comp[0].depth;
+	idx->primaries = par->color_primaries;
+	idx->trc = par->color_trc;
+	idx->matrix = par->color_space;
+	idx->range = par->color_range;
+	idx->sar_num = par->sample_aspect_ratio.num > 0 ? par->sample_aspect_ratio.num : 0;
+	idx->sar_den = par->sample_aspect_ratio.num > 0 ? par->sample_aspect_ratio.den : 1;
 	idx->orient = orient_of((const int32_t *)av_stream_get_side_data(
 		st, AV_PKT_DATA_DISPLAYMATRIX, NULL));
 	switch (idx->orient) {
@@ -565,7 +571,7 @@ int64_t source_index_duration_ms(const struct source_index *idx)
 			    (AVRational){1, 1000});
 }
 
-#define IDX_MAGIC "HFIDX\x03\x00\x00"
+#define IDX_MAGIC "HFIDX\x04\x00\x00"
 
 struct idx_header {
 	char magic[8];
@@ -574,6 +580,7 @@ struct idx_header {
 	int64_t tb_num, tb_den, origin, end, data_end, hi;
 	uint64_t n;
 	int32_t width, height, orient, depth, alpha, at_end, from_start, pad;
+	int32_t primaries, trc, matrix, range, sar_num, sar_den;
 	char codec[32];
 };
 
@@ -603,6 +610,12 @@ int source_index_save(const struct source_index *idx, void **buf, size_t *len)
 	h.orient = idx->orient;
 	h.depth = idx->depth;
 	h.alpha = idx->alpha;
+	h.primaries = idx->primaries;
+	h.trc = idx->trc;
+	h.matrix = idx->matrix;
+	h.range = idx->range;
+	h.sar_num = idx->sar_num;
+	h.sar_den = idx->sar_den;
 	memcpy(h.codec, idx->codec, sizeof(h.codec));
 	memcpy(p, &h, sizeof(h));
 	memcpy(p + sizeof(h), idx->pts, idx->n * sizeof(int64_t));
@@ -619,7 +632,10 @@ static bool index_valid(const struct source_index *idx)
 
 	if (idx->stream < 0 || idx->tb.num > INT_MAX || idx->tb.den > INT_MAX || idx->width <= 0 ||
 	    idx->height <= 0 || (unsigned)idx->orient > ORIENT_ROT180 || idx->depth <= 0 ||
-	    idx->depth > 32 || idx->codec[0] == '\0' || idx->key[0] != 1)
+	    idx->depth > 32 || idx->codec[0] == '\0' || idx->key[0] != 1 || idx->primaries < 0 ||
+	    idx->primaries > 255 || idx->trc < 0 || idx->trc > 255 || idx->matrix < 0 ||
+	    idx->matrix > 255 || idx->range < 0 || idx->range > 2 || idx->sar_num < 0 ||
+	    idx->sar_den <= 0)
 		return false;
 	for (size_t i = 0; i < idx->n; i++)
 		if (idx->key[i] > 1 || (i > 0 && idx->pts[i] < idx->pts[i - 1]))
@@ -671,6 +687,12 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	idx->orient = (enum source_orient)h.orient;
 	idx->depth = h.depth;
 	idx->alpha = h.alpha != 0;
+	idx->primaries = h.primaries;
+	idx->trc = h.trc;
+	idx->matrix = h.matrix;
+	idx->range = h.range;
+	idx->sar_num = h.sar_num;
+	idx->sar_den = h.sar_den;
 	memcpy(idx->codec, h.codec, sizeof(idx->codec));
 	memcpy(idx->pts, p + sizeof(h), h.n * sizeof(int64_t));
 	memcpy(idx->key, p + sizeof(h) + h.n * sizeof(int64_t), h.n);

@@ -52,6 +52,9 @@ struct source_index {
 	int width, height;   /* of the output image, after orientation */
 	enum source_orient orient;
 	int depth;           /* bits per component of the decoded picture (8, 10, 12...) */
+	/* the stream's colour (H.273 codes, as AVColor*: 2 unspecified; range 0 unknown, 1 tv, 2 pc) */
+	int primaries, trc, matrix, range;
+	int sar_num, sar_den; /* sample aspect ratio; 0/1 when unknown */
 	bool alpha;          /* the picture carries alpha (yuva formats, VP8/VP9 alpha) */
 	char codec[32];      /* decoder to use, e.g. "h264", "libvpx-vp9" */
 };
