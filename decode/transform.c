@@ -41,11 +41,8 @@ struct transform {
 };
 
 static const char *const tonemap_names[] = {
-	[TF_TM_NONE] = "none",
-	[TF_TM_HABLE] = "hable",
-	[TF_TM_REINHARD] = "reinhard",
-	[TF_TM_MOBIUS] = "mobius",
-	[TF_TM_CLIP] = "clip",
+    [TF_TM_NONE] = "none",     [TF_TM_HABLE] = "hable", [TF_TM_REINHARD] = "reinhard",
+    [TF_TM_MOBIUS] = "mobius", [TF_TM_CLIP] = "clip",
 };
 
 static bool is_hdr(const struct tf_input *in)
@@ -78,8 +75,8 @@ static enum tf_fit fit_of(const struct tf_spec *s)
  * force_original_aspect_ratio by min/max against the input's own ratio (never its SAR),
  * crop rounded down to whole chroma samples of a subsampled format (log2 hsub, vsub).
  */
-static int chain_size(const struct tf_spec *s, int iw, int ih, int hsub, int vsub, int *sw,
-		      int *sh, int *cw, int *ch)
+static int chain_size(const struct tf_spec *s, int iw, int ih, int hsub, int vsub, int *sw, int *sh,
+		      int *cw, int *ch)
 {
 	int64_t w = s->w > 0 ? s->w : -1, h = s->h > 0 ? s->h : -1, cropw, croph;
 	enum tf_fit fit = fit_of(s);
@@ -106,8 +103,8 @@ static int chain_size(const struct tf_spec *s, int iw, int ih, int hsub, int vsu
 		cropw = s->w & ~((1 << hsub) - 1);
 		croph = s->h & ~((1 << vsub) - 1);
 	}
-	if (w <= 0 || h <= 0 || w > INT_MAX || h > INT_MAX || cropw <= 0 || croph <= 0 ||
-	    av_image_check_size((unsigned)w, (unsigned)h, 0, NULL) < 0)
+	/* libav's own limit on a picture (av_image_check_size), without its log line. */
+	if (w <= 0 || h <= 0 || cropw <= 0 || croph <= 0 || (w + 128) * (h + 128) >= INT_MAX / 8)
 		return -EINVAL;
 	*sw = (int)w;
 	*sh = (int)h;
@@ -124,7 +121,7 @@ static void oriented(const struct tf_input *in, int *w, int *h)
 
 /* Appends one clause to note, joining clauses into one sentence. */
 static void note_add(char *note, size_t notelen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void note_add(char *note, size_t notelen, const char *fmt, ...)
 {
@@ -160,11 +157,13 @@ void tf_effective(const struct tf_spec *spec, const struct tf_input *in, struct 
 	s.fit = fit_of(&s);
 	if (s.tonemap != TF_TM_NONE) {
 		if (!is_hdr(in)) {
-			note_add(note, notelen, "tonemap does not apply: the source is not PQ or HLG");
+			note_add(note, notelen,
+				 "tonemap does not apply: the source is not PQ or HLG");
 			s.tonemap = TF_TM_NONE;
 		} else if (in->alpha) {
-			note_add(note, notelen,
-				 "tonemap does not apply: the source has alpha, which it would drop");
+			note_add(
+			    note, notelen,
+			    "tonemap does not apply: the source has alpha, which it would drop");
 			s.tonemap = TF_TM_NONE;
 		}
 	}
@@ -183,8 +182,9 @@ void tf_effective(const struct tf_spec *spec, const struct tf_input *in, struct 
 				 "untagged",
 				 matrix_name(in->matrix));
 		else if (in->alpha)
-			note_add(note, notelen,
-				 "bt2020 does not apply: the source has alpha, which it would drop");
+			note_add(
+			    note, notelen,
+			    "bt2020 does not apply: the source has alpha, which it would drop");
 		else
 			s.bt2020 = true;
 	}
@@ -214,8 +214,8 @@ int tf_output_fmt(const struct tf_spec *eff, const struct tf_input *in, int out_
 		return -EINVAL;
 	oriented(in, &ow, &oh);
 	if (has_size(eff)) {
-		ret = chain_size(eff, ow, oh, d->log2_chroma_w, d->log2_chroma_h, &sw, &sh, &ow,
-				 &oh);
+		ret =
+		    chain_size(eff, ow, oh, d->log2_chroma_w, d->log2_chroma_h, &sw, &sh, &ow, &oh);
 		if (ret < 0)
 			return ret;
 	}
@@ -269,10 +269,11 @@ static int chain_text(const struct tf_spec *eff, char *buf, size_t len)
 
 	buf[0] = '\0';
 	if (eff->tonemap > TF_TM_NONE && eff->tonemap <= TF_TM_CLIP)
-		n = snprintf(buf, len,
-			     "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
-			     "tonemap=tonemap=%s:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p",
-			     tonemap_names[eff->tonemap]);
+		n = snprintf(
+		    buf, len,
+		    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+		    "tonemap=tonemap=%s:desat=0,zscale=t=bt709:m=bt709:r=tv,format=yuv420p",
+		    tonemap_names[eff->tonemap]);
 	else if (eff->bt2020)
 		n = snprintf(buf, len, "colorspace=all=bt2020:iall=bt709:range=tv");
 	if (n < 0 || (size_t)n >= len)
@@ -283,8 +284,9 @@ static int chain_text(const struct tf_spec *eff, char *buf, size_t len)
 
 		switch (fit_of(eff)) {
 		case TF_FIT_NONE:
-			n = eff->w > 0 ? snprintf(buf + used, len - used, "%sscale=%d:-1", sep, eff->w)
-				       : snprintf(buf + used, len - used, "%sscale=-1:%d", sep, eff->h);
+			n = eff->w > 0
+				? snprintf(buf + used, len - used, "%sscale=%d:-1", sep, eff->w)
+				: snprintf(buf + used, len - used, "%sscale=-1:%d", sep, eff->h);
 			break;
 		case TF_FIT_FILL:
 			n = snprintf(buf + used, len - used, "%sscale=%d:%d", sep, eff->w, eff->h);
@@ -295,9 +297,10 @@ static int chain_text(const struct tf_spec *eff, char *buf, size_t len)
 				     eff->w, eff->h);
 			break;
 		case TF_FIT_COVER:
-			n = snprintf(buf + used, len - used,
-				     "%sscale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d",
-				     sep, eff->w, eff->h, eff->w, eff->h);
+			n = snprintf(
+			    buf + used, len - used,
+			    "%sscale=%d:%d:force_original_aspect_ratio=increase,crop=%d:%d", sep,
+			    eff->w, eff->h, eff->w, eff->h);
 			break;
 		}
 		if (n < 0 || (size_t)n >= len - used)
@@ -321,8 +324,7 @@ static int errno_of(int averr)
 	return -EIO;
 }
 
-static int add_filter(AVFilterGraph *g, AVFilterContext **last, const char *name,
-		      const char *args)
+static int add_filter(AVFilterGraph *g, AVFilterContext **last, const char *name, const char *args)
 {
 	const AVFilter *f = avfilter_get_by_name(name);
 	AVFilterContext *ctx;
@@ -438,8 +440,9 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	*what = "creating the buffer source";
 	if (!sar.den)
 		sar = (AVRational){0, 1};
-	snprintf(args, sizeof(args), "video_size=%dx%d:pix_fmt=%d:time_base=1/90000:pixel_aspect=%d/%d",
-		 f->width, f->height, f->format, sar.num, sar.den);
+	snprintf(args, sizeof(args),
+		 "video_size=%dx%d:pix_fmt=%d:time_base=1/90000:pixel_aspect=%d/%d", f->width,
+		 f->height, f->format, sar.num, sar.den);
 	ret = avfilter_graph_create_filter(&t->src, avfilter_get_by_name("buffer"), "in", args,
 					   NULL, t->graph);
 	if (ret < 0)
@@ -462,8 +465,8 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 					   NULL, NULL, t->graph);
 	if (ret < 0)
 		goto out_free_inout;
-	ret = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("format"), "format",
-					   fmt_name, NULL, t->graph);
+	ret = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("format"), "format", fmt_name,
+					   NULL, t->graph);
 	if (ret < 0)
 		goto out_free_inout;
 	if ((ret = avfilter_link(outs->filter_ctx, outs->pad_idx, fmt, 0)) < 0 ||
@@ -494,7 +497,7 @@ int transform_new(const struct tf_spec *eff, enum source_orient orient, const st
 	struct transform *t;
 	const char *what = "";
 	char err[AV_ERROR_MAX_STRING_SIZE];
-	int ret;
+	int ret, fw, fh, sw, sh, cw, ch;
 
 	*out = NULL;
 	if (whylen > 0)
@@ -504,6 +507,15 @@ int transform_new(const struct tf_spec *eff, enum source_orient orient, const st
 	    first->height <= 0 || !av_pix_fmt_desc_get((enum AVPixelFormat)first->format) ||
 	    !av_pix_fmt_desc_get((enum AVPixelFormat)out_pix_fmt)) {
 		snprintf(why, whylen, "the transform was asked for with invalid arguments");
+		return -EINVAL;
+	}
+	fw = turns(orient) ? first->height : first->width;
+	fh = turns(orient) ? first->width : first->height;
+	if (has_size(eff) && chain_size(eff, fw, fh, 0, 0, &sw, &sh, &cw, &ch) < 0) {
+		snprintf(why, whylen,
+			 "the transform gives no image for %dx%d frames: a side rounds to 0 or the "
+			 "image is too large",
+			 fw, fh);
 		return -EINVAL;
 	}
 	t = calloc(1, sizeof(*t));

@@ -28,7 +28,7 @@ enum tf_tonemap { TF_TM_NONE, TF_TM_HABLE, TF_TM_REINHARD, TF_TM_MOBIUS, TF_TM_C
 
 /* What a segment name asks for (SPEC §3 options). */
 struct tf_spec {
-	int w, h;        /* 0 = not given */
+	int w, h;	 /* 0 = not given */
 	enum tf_fit fit; /* FILL when w and h given without fit; NONE when not both given */
 	bool bt2020;
 	enum tf_tonemap tonemap;
@@ -36,12 +36,14 @@ struct tf_spec {
 
 /* What the container says of the decoded picture (no decode). */
 struct tf_input {
-	int width, height;    /* coded size, BEFORE orientation */
-	int sar_num, sar_den; /* sample aspect ratio, 0/1 when unknown (the CLI's scale ignores it) */
+	int width, height; /* coded size, BEFORE orientation */
+	/* Sample aspect ratio, 0/1 when unknown: the CLI's scale ignores it. */
+	int sar_num, sar_den;
 	enum source_orient orient;
 	int depth; /* bits per component: 8, 10, 12 */
 	bool alpha;
-	int primaries, trc, matrix, range; /* AVColorPrimaries/..TransferCharacteristic/AVColorSpace/AVColorRange */
+	/* AVColorPrimaries, AVColorTransferCharacteristic, AVColorSpace, AVColorRange codes */
+	int primaries, trc, matrix, range;
 };
 
 /*
