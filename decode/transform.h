@@ -91,7 +91,10 @@ struct transform;
  * vflip as ffmpeg 5.1 inserts them), then eff's §4a chain (may be identity: rotation
  * only), then the conversion to out_pix_fmt (an AVPixelFormat: RGB24, RGBA, RGB48BE,
  * YUVJ420P...) as the CLI's negotiation makes it when its encoder takes only that format.
- * One thread, bicubic swscale. 0, or a negative errno with a sentence in why.
+ * Bicubic swscale. Runs on the calling thread only, yet cuts pictures into as many slices
+ * as the CLI's default graph would here (cores + 1): zscale's slice edges change pixels,
+ * so tone-mapped images, like the CLI's own, depend on the machine's core count.
+ * 0, or a negative errno with a sentence in why.
  */
 int transform_new(const struct tf_spec *eff, enum source_orient orient, const struct AVFrame *first,
 		  int out_pix_fmt, struct transform **out, char *why, size_t whylen);
