@@ -37,7 +37,48 @@ struct store {
 	char host[64];
 	_Atomic uint64_t seq;
 	_Atomic uint64_t images, bytes;
+	/* what a network filesystem made us do again: see store_lease_stats, store_image_stats */
+	_Atomic uint64_t lease_retries, lease_failures;
+	_Atomic uint64_t not_landed, not_landed_waits;
 };
+
+/*
+ * A network filesystem answers some calls with errors a local disk never gives: EEXIST
+ * from a create without O_EXCL when another client creates the same name at once,
+ * ESTALE for a name another client replaced, ENOENT for a directory another client just
+ * made. They are retried a few times with a short backoff.
+ */
+#define RETRIES 8
+#define RETRY_FIRST_US 1000 /* 1, 2, 4 .. 128 ms: about a quarter of a second in all */
+
+/*
+ * An image another process wrote is served only once this client sees it complete. With a
+ * network filesystem's client caches, a file renamed into place elsewhere can read empty
+ * or short here for about a second; it is looked at again for this long before it is
+ * taken for damage.
+ */
+#define LANDING_WAIT_MS 2000
+#define LANDING_FIRST_MS 10
+
+static void sleep_us(long us)
+{
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Errors of a shared filesystem that another try can get past. */
+static bool transient(int err)
+{
+	return err == EEXIST || err == ESTALE || err == EINTR || err == ENOENT || err == EAGAIN;
+}
 
 static mode_t dir_mode_of(const struct store_opts *opts)
 {
@@ -194,8 +235,15 @@ static int atomic_write(struct store *st, const char *final, const void *data, s
 		ret = -errno;
 	if (close(fd) < 0 && ret == 0)
 		ret = -errno;
-	if (ret == 0 && rename(tmp, final) < 0) {
+	/*
+	 * ENOENT: the final directory is missing, or (on a network filesystem) another client
+	 * made it a moment ago and this one does not see it yet; ESTALE: another client
+	 * replaced the final name. Both pass with another try.
+	 */
+	for (int i = 0; ret == 0 && rename(tmp, final) < 0; i++) {
 		ret = -errno;
+		if (i == RETRIES || (ret != -ENOENT && ret != -ESTALE && ret != -EINTR))
+			break;
 		if (ret == -ENOENT) {
 			char dir[PATH_MAX];
 			char *slash;
@@ -203,9 +251,12 @@ static int atomic_write(struct store *st, const char *final, const void *data, s
 			slash = strrchr(dir, '/');
 			*slash = 0;
 			ret = mkdir_p(dir, st->dir_mode, st->gid);
-			if (ret == 0 && rename(tmp, final) < 0)
-				ret = -errno;
+			if (ret < 0)
+				break;
 		}
+		if (i > 0)
+			sleep_us((long)RETRY_FIRST_US << (i - 1));
+		ret = 0;
 	}
 	if (ret < 0) {
 		unlink(tmp);
@@ -523,7 +574,11 @@ void store_image_path(struct store *st, const struct hf_key *k, const char *ext,
 	snprintf(buf, len, "%s/img/%.2s/%s.%s", st->dir, hex, hex, ext);
 }
 
-/* No PNG or JPEG is empty: an empty image was damaged outside our writes and is dropped. */
+/*
+ * No PNG or JPEG is empty: an empty image is not one. It is not removed: on a shared
+ * store it can be another client's complete image that this one does not see yet, and
+ * producing it again replaces it anyway.
+ */
 int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size)
 {
 	char path[PATH_MAX];
@@ -531,10 +586,8 @@ int store_image_size(struct store *st, const struct hf_key *k, const char *ext, 
 	store_image_path(st, k, ext, path, sizeof(path));
 	if (stat(path, &sb) < 0)
 		return -errno;
-	if (sb.st_size == 0 || !S_ISREG(sb.st_mode)) {
-		unlink(path);
+	if (sb.st_size == 0 || !S_ISREG(sb.st_mode))
 		return -ENOENT;
-	}
 	*size = (uint64_t)sb.st_size;
 	return 0;
 }
@@ -564,49 +617,72 @@ static bool image_trailer_ok(int fd, const char *ext, off_t size)
 	       memcmp(tail, want, n) == 0;
 }
 
+/*
+ * Whether the file open as fd holds a whole image as this client sees it: the size its
+ * writer recorded (when known, else any), the descriptor's own fstat, and the format's
+ * first and last bytes read through the descriptor (a short or stale view has no end
+ * marker where fstat says the file ends). 0 with the size, or -EAGAIN.
+ */
+static int image_check(int fd, const char *ext, uint64_t want, uint64_t *size)
+{
+	struct stat sb;
+
+	if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode) || sb.st_size == 0 ||
+	    (want && (uint64_t)sb.st_size != want) || !image_header_ok(fd, ext) ||
+	    !image_trailer_ok(fd, ext, sb.st_size))
+		return -EAGAIN;
+	*size = (uint64_t)sb.st_size;
+	return 0;
+}
+
 int store_image_complete(struct store *st, const struct hf_key *k, const char *ext,
 			 uint64_t *size)
 {
 	char path[PATH_MAX];
-	struct stat sb;
-	int fd = -1;
-	bool ok;
+	int fd, ret;
 
 	store_image_path(st, k, ext, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return -errno;
-	ok = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_size > 0 &&
-	     image_header_ok(fd, ext) && image_trailer_ok(fd, ext, sb.st_size);
+		return errno == ESTALE ? -EAGAIN : -errno;
+	ret = image_check(fd, ext, 0, size);
 	close(fd);
-	if (!ok) {
-		unlink(path); /* damaged: produced again, never served */
-		return -ENOENT;
-	}
-	*size = (uint64_t)sb.st_size;
-	return 0;
+	if (ret < 0)
+		atomic_fetch_add(&st->not_landed, 1);
+	return ret;
 }
 
 int store_image_open(struct store *st, const struct hf_key *k, const char *ext, uint64_t size)
 {
 	char path[PATH_MAX];
-	struct stat sb;
+	int64_t deadline = 0;
+	int delay = LANDING_FIRST_MS;
+	uint64_t got;
 	int fd;
+
 	store_image_path(st, k, ext, path, sizeof(path));
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (fstat(fd, &sb) < 0 || sb.st_size == 0) {
-		close(fd);
-		return -ENOENT;
+	for (;;) {
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0 && errno != ESTALE)
+			return -errno;
+		if (fd >= 0 && image_check(fd, ext, size, &got) == 0)
+			return fd;
+		if (fd >= 0)
+			close(fd);
+		/* not landed here yet (or damaged): looked at again, for a bounded time */
+		if (!deadline) {
+			deadline = mono_ms() + LANDING_WAIT_MS;
+			atomic_fetch_add(&st->not_landed, 1);
+		}
+		if (mono_ms() >= deadline)
+			break;
+		atomic_fetch_add(&st->not_landed_waits, 1);
+		sleep_us((long)delay * 1000);
+		delay = delay * 2 > 250 ? 250 : delay * 2;
 	}
-	if ((size && (uint64_t)sb.st_size != size) || !image_header_ok(fd, ext)) {
-		/* Damaged from outside: never served; removed so that it is produced again. */
-		close(fd);
-		unlink(path);
-		return -ENOENT;
-	}
-	return fd;
+	/* Still wrong after the wait: damaged, never served; removed so that it is produced again. */
+	unlink(path);
+	return -ENOENT;
 }
 
 int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,
@@ -617,8 +693,16 @@ int store_image_put(struct store *st, const struct hf_key *k, const char *ext, c
 	int ret;
 
 	store_image_path(st, k, ext, path, sizeof(path));
-	if (stat(path, &sb) == 0 && (size_t)sb.st_size == len && len > 0)
-		return 0;
+	if (stat(path, &sb) == 0 && (size_t)sb.st_size == len && len > 0) {
+		/* stored already (by another process, say), unless what is there is damaged */
+		uint64_t got;
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		ret = fd >= 0 ? image_check(fd, ext, len, &got) : -EAGAIN;
+		if (fd >= 0)
+			close(fd);
+		if (ret == 0)
+			return 0;
+	}
 	ret = atomic_write(st, path, data, len);
 	if (ret == 0) {
 		atomic_fetch_add(&st->images, 1);
@@ -1054,22 +1138,81 @@ const char *store_dir(const struct store *st)
 }
 
 
-int store_lease_try(struct store *st, const struct hf_key *k)
+/*
+ * Opens (creating if missing) a lease file. Two clients of a network filesystem that
+ * create one name at once can get EEXIST even without O_EXCL (GlusterFS does): the file
+ * is there then, and is opened without O_CREAT; ENOENT after that (removed meanwhile),
+ * ESTALE and EINTR are tried again.
+ */
+static int lease_open(struct store *st, const char *path)
+{
+	int fd = -1;
+
+	for (int i = 0; i <= RETRIES; i++) {
+		if (i > 0) {
+			atomic_fetch_add(&st->lease_retries, 1);
+			sleep_us((long)RETRY_FIRST_US << (i - 1));
+		}
+		fd = create_file(st, path, O_RDWR);
+		if (fd == -EEXIST) {
+			atomic_fetch_add(&st->lease_retries, 1);
+			fd = open(path, O_RDWR | O_CLOEXEC);
+			fd = fd < 0 ? -errno : fd;
+		}
+		if (fd >= 0 || !transient(-fd))
+			return fd;
+	}
+	return fd;
+}
+
+/*
+ * Takes a lock on a lease file with take (0 or -errno, -EWOULDBLOCK while another holds
+ * it), retrying what a network filesystem may answer for a while (ESTALE: the file was
+ * replaced, so it is opened again; EINTR; ENOLCK from an overloaded lock manager).
+ * Counts the retries, and the failures that remain.
+ */
+static int lease_take(struct store *st, const struct hf_key *k, int (*take)(int fd, void *arg),
+		      void *arg)
 {
 	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
-	int fd;
+	int fd = -1, ret = 0;
 
 	key_hex(k, hex);
 	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
-	fd = create_file(st, path, O_RDWR);
-	if (fd < 0)
-		return fd;
-	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
-		int ret = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+	for (int i = 0; i <= RETRIES; i++) {
+		if (i > 0) {
+			atomic_fetch_add(&st->lease_retries, 1);
+			sleep_us((long)RETRY_FIRST_US << (i - 1));
+		}
+		fd = lease_open(st, path);
+		if (fd < 0) {
+			ret = fd;
+			break; /* lease_open retried already */
+		}
+		ret = take(fd, arg);
+		if (ret == 0)
+			return fd;
 		close(fd);
-		return ret;
+		if (ret == -EWOULDBLOCK)
+			return ret;
+		if (ret != -ESTALE && ret != -EINTR && ret != -ENOLCK)
+			break;
 	}
-	return fd;
+	atomic_fetch_add(&st->lease_failures, 1);
+	return ret;
+}
+
+static int take_flock(int fd, void *arg)
+{
+	(void)arg;
+	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+		return 0;
+	return errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+}
+
+int store_lease_try(struct store *st, const struct hf_key *k)
+{
+	return lease_take(st, k, take_flock, NULL);
 }
 
 /* A tick value as a lock offset: order kept, always >= 0. */
@@ -1078,28 +1221,35 @@ static off_t lock_offset(int64_t v)
 	return (off_t)(((uint64_t)v ^ (1ull << 63)) >> 1);
 }
 
+static int take_range(int fd, void *arg)
+{
+	/* an open-file-description lock: per descriptor, released when it closes or its holder dies */
+	if (fcntl(fd, F_OFD_SETLK, (struct flock *)arg) == 0)
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -EWOULDBLOCK : -errno;
+}
+
 int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi)
 {
-	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
 	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-	int fd;
 
 	if (hi < lo)
 		return -EINVAL;
-	key_hex(k, hex);
-	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
-	fd = create_file(st, path, O_RDWR);
-	if (fd < 0)
-		return fd;
 	fl.l_start = lock_offset(lo);
 	fl.l_len = lock_offset(hi) - fl.l_start + 1;
-	/* an open-file-description lock: per descriptor, released when it closes or its holder dies */
-	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
-		int ret = errno == EAGAIN || errno == EACCES ? -EWOULDBLOCK : -errno;
-		close(fd);
-		return ret;
-	}
-	return fd;
+	return lease_take(st, k, take_range, &fl);
+}
+
+void store_lease_stats(struct store *st, uint64_t *retries, uint64_t *failures)
+{
+	*retries = atomic_load(&st->lease_retries);
+	*failures = atomic_load(&st->lease_failures);
+}
+
+void store_image_stats(struct store *st, uint64_t *not_landed, uint64_t *waits)
+{
+	*not_landed = atomic_load(&st->not_landed);
+	*waits = atomic_load(&st->not_landed_waits);
 }
 
 void store_lease_release(int *fd)

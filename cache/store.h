@@ -72,25 +72,40 @@ int store_clean(struct store *st);
 /* Closes the store; accepts NULL and clears the caller's pointer. */
 void store_close(struct store **st);
 
-/* Size of a stored image, -ENOENT if absent. Does not open the file. */
+/*
+ * Size of a stored image, -ENOENT if absent or empty. Does not open the file (so on a
+ * network filesystem the size may be this client's cached view: serve through
+ * store_image_open, which checks).
+ */
 int store_image_size(struct store *st, const struct hf_key *k, const char *ext, uint64_t *size);
 
 /*
- * Size of a stored image another writer made, checked complete without a manifest to say
- * its size: it starts and ends as its format does (PNG signature and IEND, JPEG SOI and
- * EOI). A damaged one is removed: -ENOENT. Opens and reads 20 bytes of the file.
+ * Size of a stored image another writer made, checked complete on this client without a
+ * manifest to say its size: through the opened descriptor, its fstat size is not 0 and
+ * it starts and ends there as its format does (PNG signature and IEND, JPEG SOI and EOI).
+ * -ENOENT when absent; -EAGAIN when it is there but not whole: "not landed yet" (a
+ * network filesystem's client can show a file renamed into place elsewhere empty or
+ * short for about a second), or damaged. Nothing is removed; never blocks beyond the
+ * open and two 12-byte reads. The caller looks again later, or produces it (storing
+ * replaces what is there).
  */
 int store_image_complete(struct store *st, const struct hf_key *k, const char *ext,
 			 uint64_t *size);
 
 /*
- * Opens a stored image read-only; returns the fd or -ENOENT. An image that is not `size`
- * bytes (0: any size) or does not start as its format does is damaged: it is removed,
- * never served, and -ENOENT says to produce it again.
+ * Opens a stored image read-only; returns the fd or -ENOENT. The fd is returned only when
+ * the image is whole as this client sees it: its descriptor's fstat says `size` bytes
+ * (its writer's record; 0: any size) and it starts and ends as its format does there.
+ * Otherwise it has not landed here yet: it is opened again with backoff for up to 2 s
+ * (blocking the caller); one still wrong then is damaged: removed, never served, and
+ * -ENOENT says to produce it again.
  */
 int store_image_open(struct store *st, const struct hf_key *k, const char *ext, uint64_t size);
 
-/* Stores an image atomically. Storing an existing key is a no-op. 0, -ENOSPC, -EIO... */
+/*
+ * Stores an image atomically. Storing an existing key is a no-op unless what is stored
+ * under it is not a whole image of len bytes, which is replaced. 0, -ENOSPC, -EIO...
+ */
 int store_image_put(struct store *st, const struct hf_key *k, const char *ext, const void *data,
 		    size_t len);
 
@@ -136,6 +151,14 @@ void manifest_free(struct manifest **m);
  * machines, where the filesystem provides flock, as NFSv4 and CephFS do). A lease is an
  * exclusive flock on STORE/lock/<key>.lock, released when its fd closes, including when
  * the holder dies. try returns the fd, or -EWOULDBLOCK while another holder has it.
+ *
+ * On a network filesystem, creating the lock file can fail with EEXIST when another
+ * client creates it at once, and calls can fail with ESTALE, EINTR or ENOLCK: those are
+ * retried inside (up to 8 times, 1 to 128 ms apart; the call blocks that long at most,
+ * about 0.25 s, or twice that when the lock itself keeps failing). Any other negative
+ * errno, or one of those still there after the retries, is a lease not taken: counted
+ * in store_lease_stats's failures, and the caller must not decode as if it held it
+ * silently.
  */
 int store_lease_try(struct store *st, const struct hf_key *k);
 /*
@@ -147,6 +170,13 @@ int store_lease_try(struct store *st, const struct hf_key *k);
  */
 int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi);
 void store_lease_release(int *fd);
+/* Lease retries (each a short sleep) and leases that still failed, since store_open. */
+void store_lease_stats(struct store *st, uint64_t *retries, uint64_t *failures);
+/*
+ * Images found not whole on this client (not landed yet, or damaged) by
+ * store_image_complete or store_image_open, and the re-opens store_image_open waited for.
+ */
+void store_image_stats(struct store *st, uint64_t *not_landed, uint64_t *waits);
 
 /*
  * Watches image directories for images that other processes store. wait returns after

@@ -1,18 +1,187 @@
-/* Store: atomic puts, manifests that round-trip and refuse zero frames, leftovers cleaned. */
+/*
+ * Store: atomic puts, manifests that round-trip and refuse zero frames, leftovers cleaned;
+ * images served only whole; leases that hold when the filesystem answers as a network
+ * one does (open and fcntl are interposed below to give its errors on demand).
+ */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/store.h"
 
-#define PNG13 "\x89PNG\r\n\x1a\n12345"
+/* the smallest whole PNG and JPEG as the store checks them: signature .. IEND, SOI .. EOI */
+#define PNG_SIG "\x89PNG\r\n\x1a\n"
+#define IEND "\0\0\0\0IEND\xae\x42\x60\x82"
+#define PNG25 PNG_SIG "12345" IEND
+#define JPG6 "\xff\xd8\xff\xe0\xff\xd9"
 #include "hftest.h"
 
 static char dir[] = "/tmp/hfstoreXXXXXX";
+
+/*
+ * A network filesystem's answers, injected: the next `create_eexist` creates of a *.lock
+ * file behave as when another client creates it at the same moment (the file appears,
+ * the create fails with EEXIST, as GlusterFS does); the next `lock_estale` byte-range
+ * locks fail with ESTALE.
+ */
+static int create_eexist, lock_estale;
+
+static bool is_lock(const char *path)
+{
+	size_t n = strlen(path);
+	return n > 5 && strcmp(path + n - 5, ".lock") == 0;
+}
+
+int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+	if (flags & O_CREAT) {
+		va_list ap;
+		va_start(ap, flags);
+		mode = va_arg(ap, mode_t);
+		va_end(ap);
+	}
+	if ((flags & O_CREAT) && create_eexist > 0 && is_lock(path)) {
+		create_eexist--;
+		close((int)syscall(SYS_openat, AT_FDCWD, path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600));
+		errno = EEXIST;
+		return -1;
+	}
+	return (int)syscall(SYS_openat, AT_FDCWD, path, flags, mode);
+}
+
+int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+
+int fcntl(int fd, int cmd, ...)
+{
+	va_list ap;
+	long arg;
+	va_start(ap, cmd);
+	arg = va_arg(ap, long);
+	va_end(ap);
+	if (cmd == F_OFD_SETLK && lock_estale > 0) {
+		lock_estale--;
+		errno = ESTALE;
+		return -1;
+	}
+	return (int)syscall(SYS_fcntl, fd, cmd, arg);
+}
+
+int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
+
+static void leases(struct store *st)
+{
+	struct hf_key k;
+	uint64_t retries, failures, r0, f0;
+	int a, b;
+
+	key_string("t", "lease", &k);
+	store_lease_stats(st, &r0, &f0);
+	/* another client creates the lock file at the same moment: the lease is still taken */
+	create_eexist = 1;
+	a = store_lease_try_range(st, &k, 0, 99);
+	CHECK(a >= 0);
+	store_lease_stats(st, &retries, &failures);
+	CHECK(retries >= r0 + 1 && failures == f0);
+	/* a disjoint range at once, an overlapping one not */
+	b = store_lease_try_range(st, &k, 100, 199);
+	CHECK(b >= 0);
+	CHECK_EQ_INT(store_lease_try_range(st, &k, 50, 150), -EWOULDBLOCK);
+	store_lease_release(&b);
+	CHECK_EQ_INT(b, -1);
+	/* ESTALE from the lock: opened and tried again */
+	lock_estale = 2;
+	b = store_lease_try_range(st, &k, 100, 199);
+	CHECK(b >= 0);
+	store_lease_release(&b);
+	/* errors that outlast the retries: a failure, counted, and said */
+	lock_estale = 1000;
+	CHECK_EQ_INT(store_lease_try_range(st, &k, 300, 399), -ESTALE);
+	lock_estale = 0;
+	store_lease_stats(st, &retries, &failures);
+	CHECK_EQ_INT(failures, f0 + 1);
+	store_lease_release(&a);
+	/* whole-source leases too */
+	key_string("t", "lease2", &k);
+	create_eexist = 1;
+	a = store_lease_try(st, &k);
+	CHECK(a >= 0);
+	CHECK_EQ_INT(store_lease_try(st, &k), -EWOULDBLOCK);
+	store_lease_release(&a);
+}
+
+static int64_t ms_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Not landed yet: an image whose bytes this client does not see whole (empty or short, as
+ * a network filesystem's client shows a file another client just renamed into place) is
+ * never served; store_image_open waits for it, store_image_complete says -EAGAIN.
+ */
+static void landing(struct store *st)
+{
+	char path[512];
+	struct hf_key k;
+	uint64_t size = 0, nl0, nl, waits;
+	int64_t t;
+	int fd;
+	pid_t child;
+
+	key_string("t", "landing", &k);
+	store_image_stats(st, &nl0, &waits);
+	CHECK_EQ_INT(store_image_put(st, &k, "jpg", JPG6, 6), 0);
+	store_image_path(st, &k, "jpg", path, sizeof(path));
+	CHECK_EQ_INT(truncate(path, 4), 0); /* the view of a short file */
+	CHECK_EQ_INT(store_image_complete(st, &k, "jpg", &size), -EAGAIN);
+	CHECK(access(path, F_OK) == 0); /* not removed: it may be whole elsewhere */
+	CHECK_EQ_INT(store_image_size(st, &k, "jpg", &size), 0);
+	/* it lands 300 ms later: the open waits for it and serves the whole image */
+	child = fork();
+	if (child == 0) {
+		usleep(300000);
+		_exit(store_image_put(st, &k, "jpg", JPG6, 6) == 0 ? 0 : 1);
+	}
+	t = ms_now();
+	fd = store_image_open(st, &k, "jpg", 6);
+	t = ms_now() - t;
+	CHECK(fd >= 0);
+	CHECK(t >= 250 && t < 1500);
+	if (fd >= 0) {
+		char b[8];
+		CHECK_EQ_INT(pread(fd, b, sizeof(b), 0), 6);
+		close(fd);
+	}
+	waitpid(child, NULL, 0);
+	/* never lands: damage, removed after the bounded wait, so it is produced again */
+	CHECK_EQ_INT(truncate(path, 0), 0);
+	CHECK_EQ_INT(store_image_size(st, &k, "jpg", &size), -ENOENT); /* empty is no image */
+	t = ms_now();
+	CHECK_EQ_INT(store_image_open(st, &k, "jpg", 6), -ENOENT);
+	t = ms_now() - t;
+	CHECK(t >= 1500 && t < 4000);
+	CHECK(access(path, F_OK) < 0);
+	store_image_stats(st, &nl, &waits);
+	CHECK(nl >= nl0 + 3 && waits > 0);
+	/* a stored image cut short behind its writer's back is replaced by the next put */
+	CHECK_EQ_INT(store_image_put(st, &k, "jpg", JPG6, 6), 0);
+	fd = open(path, O_WRONLY);
+	CHECK_EQ_INT(pwrite(fd, "\0\0", 2, 4), 2); /* same size, no EOI */
+	close(fd);
+	CHECK_EQ_INT(store_image_put(st, &k, "jpg", JPG6, 6), 0);
+	CHECK_EQ_INT(store_image_complete(st, &k, "jpg", &size), 0);
+	CHECK_EQ_INT(size, 6);
+}
 
 static int count_files(const char *sub)
 {
@@ -80,34 +249,39 @@ int main(void)
 	key_string("t", "one", &k1);
 	key_string("t", "two", &k2);
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
-	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0);
-	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0); /* idempotent */
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG25, 25), 0);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG25, 25), 0); /* idempotent */
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), 0);
-	CHECK_EQ_INT(size, 13);
+	CHECK_EQ_INT(size, 25);
 	store_usage(st, &images, &bytes);
 	CHECK_EQ_INT(images, 1);
-	CHECK_EQ_INT(bytes, 13);
-	fd = store_image_open(st, &k1, "png", 13);
+	CHECK_EQ_INT(bytes, 25);
+	fd = store_image_open(st, &k1, "png", 25);
 	CHECK(fd >= 0);
 	if (fd >= 0) {
-		char b[16] = {0};
-		CHECK_EQ_INT(read(fd, b, sizeof(b)), 13);
-		CHECK_EQ_STR(b + 8, "12345");
+		char b[32] = {0};
+		CHECK_EQ_INT(read(fd, b, sizeof(b)), 25);
+		CHECK(memcmp(b + 8, "12345", 5) == 0);
 		close(fd);
 	}
+	CHECK_EQ_INT(store_image_complete(st, &k1, "png", &size), 0);
+	CHECK_EQ_INT(size, 25);
 	/* checked: the wrong size or the wrong header is damage, removed and never served */
 	CHECK_EQ_INT(store_image_open(st, &k1, "png", 54374), -ENOENT);
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
 	CHECK_EQ_INT(store_image_put(st, &k1, "png", "12345", 5), 0);
+	CHECK_EQ_INT(store_image_complete(st, &k1, "png", &size), -EAGAIN);
 	CHECK_EQ_INT(store_image_open(st, &k1, "png", 0), -ENOENT);
 	CHECK_EQ_INT(store_image_size(st, &k1, "png", &size), -ENOENT);
-	CHECK_EQ_INT(store_image_put(st, &k1, "jpg", "\xff\xd8\xff\xe0", 4), 0);
-	fd = store_image_open(st, &k1, "jpg", 4);
+	CHECK_EQ_INT(store_image_put(st, &k1, "jpg", JPG6, 6), 0);
+	fd = store_image_open(st, &k1, "jpg", 6);
 	CHECK(fd >= 0);
 	if (fd >= 0)
 		close(fd);
-	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG13, 13), 0);
+	CHECK_EQ_INT(store_image_put(st, &k1, "png", PNG25, 25), 0);
 	CHECK_EQ_INT(count_files("tmp"), 0);
+	landing(st);
+	leases(st);
 
 	/* manifests: written only when every image exists, never with zero frames */
 	key_string("t", "segment", &sk);
@@ -119,7 +293,7 @@ int main(void)
 	m.height = 240;
 	strcpy(m.ext, "png");
 	m.image = (struct hf_key[]){k1, k2};
-	m.size = (uint64_t[]){13, 3};
+	m.size = (uint64_t[]){25, 3};
 	m.first = (int64_t[]){0, 1};
 	m.nimages = 2;
 	CHECK_EQ_INT(store_manifest_put(st, &sk, &m), -ENOENT); /* k2 missing */
