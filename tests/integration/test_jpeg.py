@@ -77,6 +77,12 @@ def check_untagged(m, name, start, dur, fps, opts, vf, qv, size):
     truth = h.decode_images(m.read_segment(png_seg))
     _, cli_truth, _ = h.ref_model_chain(src, start, dur, fps, vf)
     h.assert_frames_equal(truth, cli_truth, png_seg + " vs ffmpeg", 0, idx)
+    if (truth[0].w, truth[0].h) != size:
+        # An odd cover crop of 4:2:0 JPEG is rounded down to even sides by the CLI's crop
+        # filter: no PNG of that size to measure against; the pixels equal the CLI's above.
+        print("  %s: %dx%d like the CLI's, the PNG is %dx%d" % (
+            seg, size[0], size[1], truth[0].w, truth[0].h))
+        return blobs
     ps, cli_ps = psnrs(ours, truth), psnrs(ref, cli_truth)
     print("  %s: PSNR vs the PNG min %.2f dB (the CLI's -q:v %d: %.2f dB), %d bytes"
           % (seg, min(ps), qv, min(cli_ps), sum(map(len, blobs))))
@@ -126,6 +132,9 @@ def jpg_untagged_with_a_transform():
                        h.transform_chain(w=320, h=240, fit="cover"), 2, (320, 240))
         check_untagged(m, "wide640.mp4", "0.5", "0.1", "30", "h=181,jpg,q=5",
                        h.transform_chain(h=181), 5, (322, 181))
+        # The CLI's crop rounds an odd cover box down to even sides for yuvj420p: 254x254.
+        check_untagged(m, "wide640.mp4", "0.5", "0.1", "30", "jpg,w=255,h=255,fit=cover",
+                       h.transform_chain(w=255, h=255, fit="cover"), 2, (254, 254))
         check_untagged(m, "four3.mp4", "0.2", "0.1", "30", "jpg,w=301,h=301,fit=contain",
                        h.transform_chain(w=301, h=301, fit="contain"), 2, (301, 226))
         check_untagged(m, "rotated.mp4", "0.2", "0.1", "30", "jpg,w=120,h=90",
