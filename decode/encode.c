@@ -609,7 +609,8 @@ static void jfif_from_yuv(const AVFrame *f, AVFrame *o, const struct jfif_matrix
 
 		for (int x = 0; x < cw; x++) {
 			int cb = u[x] - 128, cr = v[x] - 128;
-			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff;
+			/* 1/1024 of a level makes up for ly being rounded: whole results stay whole */
+			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff + (1 << 6);
 			ou[x] = av_clip_uint8(128 + ((m->cb_cb * cb + m->cb_cr * cr + (1 << 15)) >> 16));
 			ov[x] = av_clip_uint8(128 + ((m->cr_cb * cb + m->cr_cr * cr + (1 << 15)) >> 16));
 		}
