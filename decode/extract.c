@@ -32,6 +32,13 @@ struct task {
 struct job_run {
 	const struct extract_job *job;
 	enum AVPixelFormat dst_fmt;
+	/*
+	 * Frames go through a filter graph (a transform, or a JPEG's rotation): one per
+	 * encoder thread, built from the first frame it gets, freed when the run ends.
+	 */
+	bool graph;
+	struct transform **tf; /* [pool.threads] */
+	int out_w, out_h;      /* the images' size, for what a frame costs in flight */
 	pthread_mutex_t lock;
 	pthread_cond_t idle;
 	int inflight;
@@ -44,6 +51,7 @@ static struct {
 	size_t cap, head, len;
 	pthread_t *workers;
 	int nworkers;
+	int threads; /* workers asked for: each has an index below it */
 	bool stopping;
 	/*
 	 * The memory budget (decode.memory): bytes of frames in flight, decoded pictures
@@ -86,6 +94,8 @@ struct conv_state {
 };
 
 static __thread struct conv_state conv_tls;
+static __thread int worker_index;     /* this encoder thread's, for per-thread state of a run */
+static __thread AVFrame *filtered_tls; /* a transform's output, reused */
 
 static void conv_reset(struct conv_state *c)
 {
@@ -188,6 +198,52 @@ static void orient_picture(const uint8_t *src, int w, int h, size_t bpp, enum so
 	*oh = H;
 }
 
+/* The format a graph of this run ends in for a frame like f (the encoder's input). */
+static enum AVPixelFormat graph_sink(const struct job_run *run, const AVFrame *f)
+{
+	const struct extract_job *job = run->job;
+	const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
+	enum AVColorSpace m = job->tf.tonemap != TF_TM_NONE ? AVCOL_SPC_BT709
+			      : job->tf.bt2020			  ? AVCOL_SPC_BT2020_NCL
+								  : f->colorspace;
+
+	if (job->opts.format != IMAGE_JPG)
+		return run->dst_fmt;
+	/* JFIF's own matrix: the CLI's yuvj format for the picture's chroma (its negotiation) */
+	if (m == AVCOL_SPC_UNSPECIFIED || m == AVCOL_SPC_BT470BG || m == AVCOL_SPC_SMPTE170M) {
+		if (job->tf.tonemap == TF_TM_NONE && d && !(d->flags & AV_PIX_FMT_FLAG_RGB) &&
+		    d->log2_chroma_h == 0)
+			return d->log2_chroma_w == 0 ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUVJ422P;
+		return AV_PIX_FMT_YUVJ420P;
+	}
+	/* another matrix: image_encode_frame converts it to JFIF's from planar YUV */
+	return AV_PIX_FMT_YUV420P;
+}
+
+/* Runs the frame through this thread's graph of the run; *out holds the result. */
+static int run_graph(struct task *t, AVFrame **out, char *why, size_t whylen)
+{
+	struct job_run *run = t->run;
+	struct transform **tp = &run->tf[worker_index];
+	int ret;
+
+	if (!filtered_tls && !(filtered_tls = av_frame_alloc()))
+		return -ENOMEM;
+	if (!*tp) {
+		ret = transform_new(&run->job->tf, run->job->idx->orient, t->frame,
+				    graph_sink(run, t->frame), tp, why, whylen);
+		if (ret < 0)
+			return ret;
+	}
+	ret = transform_run(*tp, t->frame, filtered_tls);
+	if (ret < 0) {
+		snprintf(why, whylen, "the transform failed on this frame");
+		return ret;
+	}
+	*out = filtered_tls;
+	return 0;
+}
+
 static void process_task(struct task *t)
 {
 	const struct extract_job *job = t->run->job;
@@ -197,6 +253,7 @@ static void process_task(struct task *t)
 	uint8_t *dst[4] = {0};
 	int dst_stride[4] = {0};
 	struct picture pic;
+	AVFrame *f = t->frame;
 	char why[256] = "";
 	uint64_t t0 = now_ns();
 	int ret;
@@ -205,40 +262,75 @@ static void process_task(struct task *t)
 		job->done(job->arg, t->index, -ECANCELED, NULL, "stopped");
 		return;
 	}
-	ret = conv_prepare(c, t->frame, t->run->dst_fmt);
-	if (ret < 0) {
-		job->done(job->arg, t->index, ret, NULL, "out of memory converting a frame");
+	if (t->run->graph) {
+		ret = run_graph(t, &f, why, sizeof(why));
+		add_ns(job->stats, job->stats ? &job->stats->transform_ns : NULL, t0);
+		if (ret < 0) {
+			job->done(job->arg, t->index, ret, NULL, why);
+			return;
+		}
+		t0 = now_ns();
+	}
+	if (job->opts.format == IMAGE_JPG) {
+		/* from the decoded (or filtered) picture itself, as the CLI does */
+		ret = image_encode_frame(f, &job->opts, &c->img, why, sizeof(why));
+		add_ns(job->stats, job->stats ? &job->stats->encode_ns : NULL, t0);
+		if (f == filtered_tls)
+			av_frame_unref(filtered_tls);
+		job->done(job->arg, t->index, ret, ret < 0 ? NULL : &c->img, why);
 		return;
 	}
-	dst[0] = c->rgb;
-	dst_stride[0] = (int)(bpp * (size_t)t->frame->width);
-	sws_scale(c->sws, (const uint8_t *const *)t->frame->data, t->frame->linesize, 0,
-		  t->frame->height, dst, dst_stride);
-	pic = (struct picture){
-		.data = c->rgb,
-		.stride = (size_t)dst_stride[0],
-		.width = t->frame->width,
-		.height = t->frame->height,
-		.channels = job->idx->alpha ? 4 : 3,
-		.depth = job->idx->depth > 8 ? 16 : 8,
-		.primaries = t->frame->color_primaries,
-		.trc = t->frame->color_trc,
-	};
-	if (job->idx->orient != ORIENT_NONE) {
-		orient_picture(c->rgb, pic.width, pic.height, bpp, job->idx->orient, c->turned,
-			       &pic.width, &pic.height);
-		pic.data = c->turned;
-		pic.stride = bpp * (size_t)pic.width;
+	if (t->run->graph) {
+		/* the graph made the packed picture itself */
+		pic = (struct picture){
+			.data = f->data[0],
+			.stride = (size_t)f->linesize[0],
+			.width = f->width,
+			.height = f->height,
+			.channels = bpp == 4 || bpp == 8 ? 4 : 3,
+			.depth = bpp > 4 ? 16 : 8,
+			.primaries = f->color_primaries,
+			.trc = f->color_trc,
+		};
+	} else {
+		ret = conv_prepare(c, f, t->run->dst_fmt);
+		if (ret < 0) {
+			job->done(job->arg, t->index, ret, NULL, "out of memory converting a frame");
+			return;
+		}
+		dst[0] = c->rgb;
+		dst_stride[0] = (int)(bpp * (size_t)f->width);
+		sws_scale(c->sws, (const uint8_t *const *)f->data, f->linesize, 0, f->height, dst,
+			  dst_stride);
+		pic = (struct picture){
+			.data = c->rgb,
+			.stride = (size_t)dst_stride[0],
+			.width = f->width,
+			.height = f->height,
+			.channels = job->idx->alpha ? 4 : 3,
+			.depth = job->idx->depth > 8 ? 16 : 8,
+			.primaries = f->color_primaries,
+			.trc = f->color_trc,
+		};
+		if (job->idx->orient != ORIENT_NONE) {
+			orient_picture(c->rgb, pic.width, pic.height, bpp, job->idx->orient,
+				       c->turned, &pic.width, &pic.height);
+			pic.data = c->turned;
+			pic.stride = bpp * (size_t)pic.width;
+		}
 	}
 	add_ns(job->stats, job->stats ? &job->stats->convert_ns : NULL, t0);
 	t0 = now_ns();
 	ret = image_encode(&pic, &job->opts, &c->img, why, sizeof(why));
 	add_ns(job->stats, job->stats ? &job->stats->encode_ns : NULL, t0);
+	if (f == filtered_tls)
+		av_frame_unref(filtered_tls);
 	job->done(job->arg, t->index, ret, ret < 0 ? NULL : &c->img, why);
 }
 
-static void *worker_main(void *unused)
+static void *worker_main(void *arg)
 {
+	worker_index = (int)(intptr_t)arg;
 	for (;;) {
 		struct task t;
 		pthread_mutex_lock(&pool.lock);
@@ -271,6 +363,7 @@ static void *worker_main(void *unused)
 	}
 	conv_reset(&conv_tls);
 	image_encode_thread_done();
+	av_frame_free(&filtered_tls);
 	return NULL;
 }
 
@@ -312,8 +405,9 @@ int extract_pool_start(int threads)
 		return -ENOMEM;
 	}
 	pool.stopping = false;
+	pool.threads = threads;
 	for (int i = 0; i < threads; i++) {
-		if (pthread_create(&pool.workers[i], NULL, worker_main, NULL) != 0) {
+		if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) {
 			pool.nworkers = i;
 			extract_pool_stop();
 			return -EAGAIN;
@@ -345,16 +439,19 @@ void extract_pool_stop(void)
  * What a frame costs in flight: its decoded picture, and four images' worth for the
  * worker (converted, turned, filtered for PNG, and the encoding).
  */
-static uint64_t frame_cost(const AVFrame *f, enum AVPixelFormat dst)
+static uint64_t frame_cost(const AVFrame *f, const struct job_run *run)
 {
 	int dec = av_image_get_buffer_size(f->format, f->width, f->height, 1);
-	int rgb = av_image_get_buffer_size(dst, f->width, f->height, 1);
+	int rgb = av_image_get_buffer_size(run->dst_fmt, f->width, f->height, 1);
+	int out = run->graph ? av_image_get_buffer_size(run->dst_fmt, run->out_w, run->out_h, 1) : 0;
+	if (out > rgb)
+		rgb = out;
 	return (uint64_t)(dec > 0 ? dec : 0) + 4 * (uint64_t)(rgb > 0 ? rgb : 0);
 }
 
 static void submit(struct job_run *run, AVFrame *frame, size_t index, bool urgent)
 {
-	uint64_t cost = frame_cost(frame, run->dst_fmt);
+	uint64_t cost = frame_cost(frame, run);
 
 	pthread_mutex_lock(&run->lock);
 	run->inflight++;
@@ -660,16 +757,66 @@ static void decode_loop(struct loop_state *ls)
 	}
 }
 
-static enum AVPixelFormat dst_format(const struct source_index *idx)
+static struct tf_input tf_input_of(const struct source_index *idx)
 {
-	if (idx->depth > 8)
+	bool turned = idx->orient == ORIENT_CLOCK || idx->orient == ORIENT_CCLOCK ||
+		      idx->orient == ORIENT_CLOCK_FLIP || idx->orient == ORIENT_CCLOCK_FLIP;
+	return (struct tf_input){
+		.width = turned ? idx->height : idx->width, /* coded, before orientation */
+		.height = turned ? idx->width : idx->height,
+		.sar_num = idx->sar_num,
+		.sar_den = idx->sar_den,
+		.orient = idx->orient,
+		.depth = idx->depth,
+		.alpha = idx->alpha,
+		.primaries = idx->primaries,
+		.trc = idx->trc,
+		.matrix = idx->matrix,
+		.range = idx->range,
+	};
+}
+
+/* The packed format of PNG images: 8 bits after a tone map or BT.2020, else the source's. */
+static enum AVPixelFormat dst_format(const struct source_index *idx, const struct tf_spec *tf)
+{
+	if (idx->depth > 8 && tf->tonemap == TF_TM_NONE && !tf->bt2020)
 		return idx->alpha ? AV_PIX_FMT_RGBA64BE : AV_PIX_FMT_RGB48BE;
 	return idx->alpha ? AV_PIX_FMT_RGBA : AV_PIX_FMT_RGB24;
 }
 
+int extract_out_size(const struct source_index *idx, const struct image_opts *o,
+		     const struct tf_spec *tf, int *w, int *h, int *depth, char *why, size_t whylen)
+{
+	struct tf_input in = tf_input_of(idx);
+	int ret;
+
+	if (o->format == IMAGE_JPG) {
+		bool deep = idx->depth > 8 && tf->tonemap == TF_TM_NONE;
+		if (idx->alpha || deep) {
+			snprintf(why, whylen, "jpg cannot hold %s; use png",
+				 idx->alpha ? "the alpha channel" : "the more-than-8-bit samples");
+			return -ENOTSUP;
+		}
+		/* cover's crop rounds to whole chroma samples of the JFIF format, as the CLI's */
+		enum AVPixelFormat jf = AV_PIX_FMT_YUVJ420P;
+		enum AVColorSpace m = tf->tonemap != TF_TM_NONE ? AVCOL_SPC_BT709
+				      : tf->bt2020		? AVCOL_SPC_BT2020_NCL
+								: (enum AVColorSpace)idx->matrix;
+		if (tf->tonemap == TF_TM_NONE && idx->chroma_h == 0 &&
+		    (m == AVCOL_SPC_UNSPECIFIED || m == AVCOL_SPC_BT470BG || m == AVCOL_SPC_SMPTE170M))
+			jf = idx->chroma_w == 0 ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUVJ422P;
+		ret = tf_output_fmt(tf, &in, jf, w, h, depth);
+	} else {
+		ret = tf_output(tf, &in, w, h, depth);
+	}
+	if (ret < 0)
+		snprintf(why, whylen, "the size asked for gives no picture of this source");
+	return ret;
+}
+
 int extract_run(const struct extract_job *job)
 {
-	struct job_run run = {.job = job, .dst_fmt = dst_format(job->idx),
+	struct job_run run = {.job = job, .dst_fmt = dst_format(job->idx, &job->tf),
 			      .lock = PTHREAD_MUTEX_INITIALIZER, .idle = PTHREAD_COND_INITIALIZER};
 	struct decoder d;
 	struct loop_state ls = {.run = &run, .d = &d, .expect = job->first};
@@ -677,9 +824,24 @@ int extract_run(const struct extract_job *job)
 	uint64_t t0 = now_ns();
 	int ret;
 
+	run.graph = !tf_is_identity(&job->tf) ||
+		    (job->opts.format == IMAGE_JPG && job->idx->orient != ORIENT_NONE);
+	if (run.graph && !(run.tf = calloc((size_t)(pool.threads > 0 ? pool.threads : 1),
+					   sizeof(*run.tf)))) {
+		if (job->damaged)
+			job->damaged(job->arg, job->first, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	if (run.graph) {
+		struct tf_input in = tf_input_of(job->idx);
+		int depth;
+		if (tf_output(&job->tf, &in, &run.out_w, &run.out_h, &depth) < 0)
+			run.out_w = run.out_h = 0;
+	}
 	ret = decoder_open(&d, job->fd, job->idx, why, sizeof(why));
 	add_ns(job->stats, job->stats ? &job->stats->open_ns : NULL, t0);
 	if (ret < 0) {
+		free(run.tf);
 		if (job->damaged)
 			job->damaged(job->arg, job->first, ret, why);
 		return ret;
@@ -692,6 +854,9 @@ int extract_run(const struct extract_job *job)
 	}
 	decode_loop(&ls);
 	wait_idle(&run);
+	for (int i = 0; run.tf && i < pool.threads; i++)
+		transform_free(&run.tf[i]);
+	free(run.tf);
 	if (job->stats)
 		atomic_fetch_add(&job->stats->source_bytes, input_bytes_read(d.fmt));
 	decoder_close(&d);

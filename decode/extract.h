@@ -18,10 +18,11 @@
 
 #include "decode/encode.h"
 #include "decode/source.h"
+#include "decode/transform.h"
 
 /* Nanoseconds spent per phase, added to atomically by every job that points at it. */
 struct extract_stats {
-	_Atomic uint64_t open_ns, seek_ns, decode_ns, convert_ns, encode_ns;
+	_Atomic uint64_t open_ns, seek_ns, decode_ns, convert_ns, transform_ns, encode_ns;
 	_Atomic uint64_t frames_decoded;
 	_Atomic uint64_t source_bytes; /* read from sources by decoders */
 };
@@ -36,6 +37,7 @@ struct extract_job {
 	int fd; /* the source, a regular file (the caller keeps it open during the run) */
 	const struct source_index *idx;
 	struct image_opts opts;
+	struct tf_spec tf; /* the transforms that apply (tf_effective); identity: none */
 	size_t first; /* decode from the keyframe before this frame; frames before it are not visited */
 	/* Decode thread, in presentation order, for each decoded frame index >= first. */
 	enum extract_visit (*visit)(void *arg, size_t frame);
@@ -52,6 +54,15 @@ struct extract_job {
 	 */
 	const atomic_bool *cancel;
 };
+
+/*
+ * The images a source gives with these options and transforms (tf as tf_effective left
+ * it): their size and bits per component, as the CLI makes them. 0, or -ENOTSUP with a
+ * sentence in why when the format cannot hold them (jpg of alpha or of more than 8 bits),
+ * or -EINVAL when the chain cannot make an image of that size.
+ */
+int extract_out_size(const struct source_index *idx, const struct image_opts *o,
+		     const struct tf_spec *tf, int *w, int *h, int *depth, char *why, size_t whylen);
 
 /* Starts the encoder pool with `threads` workers (0 = one per core). 0 or -errno. */
 int extract_pool_start(int threads);

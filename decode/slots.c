@@ -266,3 +266,16 @@ int64_t slots_count(const struct slot_frames *fr, struct hf_q start, struct hf_q
 		return -ERANGE;
 	return (int64_t)n;
 }
+
+int64_t slots_count_held(struct hf_q dur, struct hf_q fps)
+{
+	struct q128 d, f, by_dur;
+	i128 n;
+	int ret;
+
+	if ((ret = q128_from(dur, &d)) < 0 || (ret = q128_from(fps, &f)) < 0 ||
+	    (ret = q128_mul(d, f, &by_dur)) < 0)
+		return ret;
+	n = count_below(by_dur);
+	return n > INT64_MAX ? -ERANGE : (int64_t)n;
+}

@@ -45,6 +45,12 @@ int64_t slots_count(const struct slot_frames *fr, struct hf_q start, struct hf_q
 		    struct hf_q fps);
 
 /*
+ * Number of slots of a segment with `hold` (SPEC §4): every k with k/F < dur, whatever
+ * the source's length (slots past its end show the last frame). N >= 0 or -ERANGE.
+ */
+int64_t slots_count_held(struct hf_q dur, struct hf_q fps);
+
+/*
  * Index into fr->pts of the frame that slot k shows (the last index i with
  * (pts[i] - origin) * tb <= T_k + tb/2; 0 if none). Requires n > 0 and k >= 0.
  * Returns the index, or -ERANGE on arithmetic overflow.

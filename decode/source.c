@@ -146,6 +146,8 @@ static int describe_stream(AVFormatContext *fmt, int si, struct source_index *id
 	idx->range = par->color_range;
 	idx->sar_num = par->sample_aspect_ratio.num > 0 ? par->sample_aspect_ratio.num : 0;
 	idx->sar_den = par->sample_aspect_ratio.num > 0 ? par->sample_aspect_ratio.den : 1;
+	idx->chroma_w = desc->log2_chroma_w;
+	idx->chroma_h = desc->log2_chroma_h;
 	idx->orient = orient_of((const int32_t *)av_stream_get_side_data(
 		st, AV_PKT_DATA_DISPLAYMATRIX, NULL));
 	switch (idx->orient) {
@@ -580,7 +582,7 @@ struct idx_header {
 	int64_t tb_num, tb_den, origin, end, data_end, hi;
 	uint64_t n;
 	int32_t width, height, orient, depth, alpha, at_end, from_start, pad;
-	int32_t primaries, trc, matrix, range, sar_num, sar_den;
+	int32_t primaries, trc, matrix, range, sar_num, sar_den, chroma_w, chroma_h;
 	char codec[32];
 };
 
@@ -616,6 +618,8 @@ int source_index_save(const struct source_index *idx, void **buf, size_t *len)
 	h.range = idx->range;
 	h.sar_num = idx->sar_num;
 	h.sar_den = idx->sar_den;
+	h.chroma_w = idx->chroma_w;
+	h.chroma_h = idx->chroma_h;
 	memcpy(h.codec, idx->codec, sizeof(h.codec));
 	memcpy(p, &h, sizeof(h));
 	memcpy(p + sizeof(h), idx->pts, idx->n * sizeof(int64_t));
@@ -635,7 +639,8 @@ static bool index_valid(const struct source_index *idx)
 	    idx->depth > 32 || idx->codec[0] == '\0' || idx->key[0] != 1 || idx->primaries < 0 ||
 	    idx->primaries > 255 || idx->trc < 0 || idx->trc > 255 || idx->matrix < 0 ||
 	    idx->matrix > 255 || idx->range < 0 || idx->range > 2 || idx->sar_num < 0 ||
-	    idx->sar_den <= 0)
+	    idx->sar_den <= 0 || idx->chroma_w < 0 || idx->chroma_w > 2 || idx->chroma_h < 0 ||
+	    idx->chroma_h > 2)
 		return false;
 	for (size_t i = 0; i < idx->n; i++)
 		if (idx->key[i] > 1 || (i > 0 && idx->pts[i] < idx->pts[i - 1]))
@@ -693,6 +698,8 @@ int source_index_load(const void *buf, size_t len, struct source_index **out)
 	idx->range = h.range;
 	idx->sar_num = h.sar_num;
 	idx->sar_den = h.sar_den;
+	idx->chroma_w = h.chroma_w;
+	idx->chroma_h = h.chroma_h;
 	memcpy(idx->codec, h.codec, sizeof(idx->codec));
 	memcpy(idx->pts, p + sizeof(h), h.n * sizeof(int64_t));
 	memcpy(idx->key, p + sizeof(h) + h.n * sizeof(int64_t), h.n);

@@ -55,6 +55,7 @@ struct source_index {
 	/* the stream's colour (H.273 codes, as AVColor*: 2 unspecified; range 0 unknown, 1 tv, 2 pc) */
 	int primaries, trc, matrix, range;
 	int sar_num, sar_den; /* sample aspect ratio; 0/1 when unknown */
+	int chroma_w, chroma_h; /* log2 of the chroma subsampling (1, 1 for 4:2:0; 0, 0 for RGB) */
 	bool alpha;          /* the picture carries alpha (yuva formats, VP8/VP9 alpha) */
 	char codec[32];      /* decoder to use, e.g. "h264", "libvpx-vp9" */
 };

@@ -77,8 +77,19 @@ struct source {
 	char *open_path; /* the path it was last asked for under: decodes open it (src->lock) */
 	struct stat file; /* what a caller opened at open_path: decodes open only that (src->lock) */
 	char *identity;
-	char fmt[96]; /* image_opts_canon */
+	char fmt[192]; /* image_opts_canon, then "|" and the transforms asked for (tf_canon) */
 	struct image_opts opts;
+	/*
+	 * Set once by the builder with the index: the transforms that apply (tf_effective),
+	 * why the others do not (""), the images' size, or why the format cannot hold them
+	 * (out_err < 0), and key_fmt: image_opts_canon and the applied transforms, what image
+	 * keys and leases use (a transform that changes nothing shares the plain images).
+	 */
+	struct tf_spec tf;
+	char tf_note[160];
+	int out_w, out_h, out_depth, out_err;
+	char out_why[160];
+	char key_fmt[192];
 	struct source *next; /* engine hash chain */
 	int users; /* segments attached to it and jobs running on it (engine lock): at 0 it may go */
 
@@ -158,7 +169,7 @@ struct engine {
 	pthread_cond_t built;
 	pthread_cond_t jobs_done;
 	int running_jobs;
-	/* hash tables (engine lock): sources by (identity, format), segments by key */
+	/* hash tables (engine lock): sources by identity, segments by key */
 	struct source **sources;
 	size_t nsources, sources_cap;
 	struct segment **segments;
@@ -241,6 +252,8 @@ struct segment *eng_seg_find_locked(struct engine *e, const struct hf_key *key, 
 void eng_source_put(struct engine *e, struct source *src);
 /* The image options of a segment's format under this mount's conf. */
 struct image_opts eng_opts_for(const struct engine *e, const struct segname *sn);
+/* The transforms a segment asks for. */
+struct tf_spec eng_tf_for(const struct segname *sn);
 /* An fd of path, only if it is still the very regular file want; -ESTALE or -errno. */
 int eng_source_file_open(const char *path, const struct stat *want);
 /* The identity of the file at path into malloc'ed *out (sb NULL: stat it); 0 or -errno. */
@@ -249,7 +262,7 @@ int eng_source_identity(struct engine *e, const char *path, const struct stat *s
 struct source *eng_source_get(struct engine *e, const char *path, const struct stat *file,
 			      const char *identity, const struct image_opts *opts,
 			      const struct segname *sn);
-/* The hash chain holding the sources of src's video and format. Engine lock. */
+/* The hash chain holding the sources of src's video (every format). Engine lock. */
 struct source *eng_source_chain_locked(struct engine *e, const struct source *src);
 /* Frees a source out of the table that nobody uses. */
 void eng_source_free(struct source *src);

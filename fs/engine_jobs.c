@@ -330,7 +330,7 @@ static void job_damaged(void *arg, size_t frame, int err, const char *why)
 static void lease_key(const struct source *src, struct hf_key *k)
 {
 	char name[512];
-	snprintf(name, sizeof(name), "%s\n%s", src->identity, src->fmt);
+	snprintf(name, sizeof(name), "%s\n%s", src->identity, src->key_fmt);
 	key_string("lease", name, k);
 }
 
@@ -412,8 +412,8 @@ static int lease_take(struct job *j)
 	pthread_mutex_lock(&e->lease_lock); /* one scan-and-take of this process at a time */
 	pthread_mutex_lock(&e->lock);
 	for (struct source *o = eng_source_chain_locked(e, src); o; o = o->next) {
-		if (strcmp(o->identity, src->identity) != 0 || strcmp(o->fmt, src->fmt) != 0 ||
-		    !o->ready || !o->idx)
+		if (!o->ready || !o->idx || strcmp(o->identity, src->identity) != 0 ||
+		    strcmp(o->key_fmt, src->key_fmt) != 0)
 			continue;
 		pthread_mutex_lock(&o->lock);
 		for (struct job *oj = o->jobs; oj; oj = oj->next) {
@@ -559,6 +559,7 @@ static void *job_main(void *arg)
 		.fd = -1, /* below */
 		.idx = src->idx,
 		.opts = src->opts,
+		.tf = src->tf,
 		.first = j->first,
 		.visit = job_visit,
 		.done = job_done,

@@ -127,6 +127,21 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 		json_str(f, error);
 	else
 		fprintf(f, "null");
+	{
+		/* the transforms that apply, and why the others do not (warm: as asked) */
+		struct tf_spec asked = eng_tf_for(&s->sn);
+		const struct tf_spec *tf = s->src && s->src->idx ? &s->src->tf : &asked;
+		char text[96] = "";
+		if (tf_canon(tf, text, sizeof(text)) < 0)
+			text[0] = 0;
+		fprintf(f, ",\n  \"transform\": ");
+		json_str(f, text);
+		fprintf(f, ",\n  \"not_applied\": ");
+		if (s->src && s->src->idx)
+			json_str(f, s->src->tf_note);
+		else
+			fprintf(f, "null");
+	}
 	fprintf(f, ",\n  \"from_store\": %s", s->man && !s->src ? "true" : "false");
 	/* the lookup's share: finding or indexing the window (its bytes: 0 when known) */
 	fprintf(f, ",\n  \"index_ms\": %.1f,\n  \"index_bytes_read\": %" PRIu64,
@@ -275,9 +290,10 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		atomic_load(&e->windows_known));
 	fprintf(f,
 		",\n  \"time_ms\": {\"index\": %.1f, \"open\": %.1f, \"seek\": %.1f, "
-		"\"decode\": %.1f, \"convert\": %.1f, \"encode\": %.1f, \"write\": %.1f}\n}\n",
+		"\"decode\": %.1f, \"convert\": %.1f, \"transform\": %.1f, \"encode\": %.1f, "
+		"\"write\": %.1f}\n}\n",
 		MS(e->index_ns), MS(e->xs.open_ns), MS(e->xs.seek_ns), MS(e->xs.decode_ns),
-		MS(e->xs.convert_ns), MS(e->xs.encode_ns), MS(e->write_ns));
+		MS(e->xs.convert_ns), MS(e->xs.transform_ns), MS(e->xs.encode_ns), MS(e->write_ns));
 #undef MS
 	return fclose(f) == 0 ? 0 : -ENOMEM;
 }

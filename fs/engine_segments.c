@@ -206,16 +206,23 @@ static int seg_fill_cold(struct segment *s)
 		seg_error(s, "%s", src->error);
 		return 0;
 	}
-	s->width = src->idx->width;
-	s->height = src->idx->height;
-	if (s->sn.format == SEG_JPG && (src->idx->alpha || src->idx->depth > 8)) {
+	s->width = src->out_w;
+	s->height = src->out_h;
+	if (src->out_err == -ENOTSUP) { /* jpg of alpha or deep samples not tone-mapped */
 		seg_error(s, "jpg cannot hold %s of %s; use png",
 			  src->idx->alpha ? "the alpha channel" : "the more-than-8-bit samples",
 			  source_name(s->path));
 		return 0;
 	}
+	if (src->out_err < 0) {
+		seg_error(s, "the size asked for gives no picture of %s (%dx%d)",
+			  source_name(s->path), src->idx->width, src->idx->height);
+		return 0;
+	}
 	fr = source_index_frames(src->idx);
-	n = slots_count(&fr, s->sn.start, s->sn.dur, s->sn.fps);
+	/* hold: every slot of the duration, those past the end showing the last frame */
+	n = s->sn.hold && src->idx->at_end ? slots_count_held(s->sn.dur, s->sn.fps)
+					   : slots_count(&fr, s->sn.start, s->sn.dur, s->sn.fps);
 	if (n < 0)
 		return -ENOENT;
 	if (n == 0) {

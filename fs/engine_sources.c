@@ -40,9 +40,10 @@ size_t eng_seg_bucket(const struct engine *e, const struct hf_key *k)
 	return (size_t)h & (e->segments_cap - 1);
 }
 
-static size_t src_bucket(const struct engine *e, const char *identity, const char *fmt)
+/* Every format of a video in one chain: leases are looked at across them. */
+static size_t src_bucket(const struct engine *e, const char *identity)
 {
-	return (size_t)str_hash(identity, fmt) & (e->sources_cap - 1);
+	return (size_t)str_hash(identity, "") & (e->sources_cap - 1);
 }
 
 /* Doubles a table once it holds twice as many entries as buckets. */
@@ -77,7 +78,7 @@ static void grow_sources(struct engine *e)
 	for (size_t b = 0; b < e->sources_cap; b++)
 		while (e->sources[b]) {
 			struct source *src = e->sources[b];
-			size_t nb = (size_t)str_hash(src->identity, src->fmt) & (cap - 1);
+			size_t nb = (size_t)str_hash(src->identity, "") & (cap - 1);
 			e->sources[b] = src->next;
 			src->next = t[nb];
 			t[nb] = src;
@@ -115,6 +116,53 @@ struct image_opts eng_opts_for(const struct engine *e, const struct segname *sn)
 		.png_deflate = e->conf.png_deflate,
 		.jpeg_q = sn->q,
 	};
+}
+
+struct tf_spec eng_tf_for(const struct segname *sn)
+{
+	static const enum tf_fit fits[] = {
+		[SEG_FIT_NONE] = TF_FIT_NONE, [SEG_FIT_FILL] = TF_FIT_FILL,
+		[SEG_FIT_CONTAIN] = TF_FIT_CONTAIN, [SEG_FIT_COVER] = TF_FIT_COVER};
+	static const enum tf_tonemap tms[] = {
+		[SEG_TM_NONE] = TF_TM_NONE, [SEG_TM_HABLE] = TF_TM_HABLE,
+		[SEG_TM_REINHARD] = TF_TM_REINHARD, [SEG_TM_MOBIUS] = TF_TM_MOBIUS,
+		[SEG_TM_CLIP] = TF_TM_CLIP};
+	return (struct tf_spec){.w = sn->w, .h = sn->h, .fit = fits[sn->fit],
+				.bt2020 = sn->bt2020, .tonemap = tms[sn->tonemap]};
+}
+
+/* What the source's images are, once it is indexed: see struct source. */
+static void decide_output(struct source *src)
+{
+	struct tf_spec asked = src->tf;
+	char applied[96];
+	size_t n;
+
+	snprintf(src->key_fmt, sizeof(src->key_fmt), "%s", src->fmt);
+	if (!src->idx)
+		return;
+	{
+		bool turned = src->idx->orient == ORIENT_CLOCK || src->idx->orient == ORIENT_CCLOCK ||
+			      src->idx->orient == ORIENT_CLOCK_FLIP ||
+			      src->idx->orient == ORIENT_CCLOCK_FLIP;
+		struct tf_input in = {
+			.width = turned ? src->idx->height : src->idx->width,
+			.height = turned ? src->idx->width : src->idx->height,
+			.sar_num = src->idx->sar_num, .sar_den = src->idx->sar_den,
+			.orient = src->idx->orient, .depth = src->idx->depth,
+			.alpha = src->idx->alpha, .primaries = src->idx->primaries,
+			.trc = src->idx->trc, .matrix = src->idx->matrix, .range = src->idx->range,
+		};
+		tf_effective(&asked, &in, &src->tf, src->tf_note, sizeof(src->tf_note));
+	}
+	src->out_err = extract_out_size(src->idx, &src->opts, &src->tf, &src->out_w, &src->out_h,
+					&src->out_depth, src->out_why, sizeof(src->out_why));
+	/* the plain images' format, then what the transforms that apply change */
+	n = strcspn(src->fmt, "|");
+	if (tf_canon(&src->tf, applied, sizeof(applied)) > 0)
+		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s|%s", (int)n, src->fmt, applied);
+	else
+		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s", (int)n, src->fmt);
 }
 
 static bool same_file(const struct stat *a, const struct stat *b)
@@ -311,17 +359,20 @@ struct source *eng_source_get(struct engine *e, const char *path, const struct s
 			      const char *identity, const struct image_opts *opts,
 			      const struct segname *sn)
 {
-	char fmt[96];
+	struct tf_spec tf = eng_tf_for(sn);
+	char fmt[192], tfc[96];
 	struct source *src;
+	int n = image_opts_canon(opts, fmt, sizeof(fmt));
 
-	image_opts_canon(opts, fmt, sizeof(fmt));
+	if (n > 0 && tf_canon(&tf, tfc, sizeof(tfc)) > 0)
+		snprintf(fmt + n, sizeof(fmt) - (size_t)n, "|%s", tfc);
 	pthread_mutex_lock(&e->lock);
 again:
 	/*
 	 * A window of this video that holds the segment's, built or being built for a window
 	 * that holds it; else a new one (windows of one video are built in parallel).
 	 */
-	for (src = e->sources[src_bucket(e, identity, fmt)]; src; src = src->next)
+	for (src = e->sources[src_bucket(e, identity)]; src; src = src->next)
 		if (strcmp(src->identity, identity) == 0 && strcmp(src->fmt, fmt) == 0 &&
 		    (src->ready ? src_serves(src, sn) : want_covers(src, sn)))
 			break;
@@ -363,6 +414,7 @@ again:
 	src->e = e;
 	src->file = *file;
 	src->opts = *opts;
+	src->tf = tf;
 	src->want_start = sn->start;
 	src->want_dur = sn->dur;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);
@@ -372,7 +424,7 @@ again:
 	pthread_cond_init(&src->unpaused, NULL);
 	grow_sources(e);
 	{
-		size_t b = src_bucket(e, identity, fmt);
+		size_t b = src_bucket(e, identity);
 		src->next = e->sources[b];
 		e->sources[b] = src;
 	}
@@ -380,6 +432,7 @@ again:
 	pthread_mutex_unlock(&e->lock);
 
 	build_index(e, src);
+	decide_output(src);
 	if (src->idx) {
 		src->fs = calloc(src->idx->n, sizeof(*src->fs));
 		if (!src->fs) {
@@ -397,7 +450,7 @@ again:
 
 struct source *eng_source_chain_locked(struct engine *e, const struct source *src)
 {
-	return e->sources[src_bucket(e, src->identity, src->fmt)];
+	return e->sources[src_bucket(e, src->identity)];
 }
 
 void eng_source_free(struct source *src)
@@ -414,5 +467,5 @@ void eng_source_free(struct source *src)
 
 void eng_image_key(const struct source *src, size_t frame, struct hf_key *k)
 {
-	key_image(src->identity, src->idx->stream, src->idx->pts[frame], src->fmt, k);
+	key_image(src->identity, src->idx->stream, src->idx->pts[frame], src->key_fmt, k);
 }
