@@ -374,10 +374,10 @@ struct jpeg_conv {
 struct jfif_matrix {
 	int colorspace;
 	bool full;
-	int ly, yoff;        /* luma scale and offset */
-	int y_cb, y_cr;      /* what the chroma adds to luma */
-	int cb_cb, cb_cr;    /* new Cb from old Cb, Cr */
-	int cr_cb, cr_cr;    /* new Cr from old Cb, Cr */
+	int ly, yoff;	  /* luma scale and offset */
+	int y_cb, y_cr;	  /* what the chroma adds to luma */
+	int cb_cb, cb_cr; /* new Cb from old Cb, Cr */
+	int cr_cb, cr_cr; /* new Cr from old Cb, Cr */
 };
 
 /* One mjpeg encoder and its converters per thread, each rebuilt when its key changes. */
@@ -386,15 +386,15 @@ struct jpeg_state {
 	enum AVPixelFormat enc_fmt;
 	int enc_w, enc_h, enc_q;
 	AVRational enc_sar;
-	struct jpeg_conv conv;  /* source to the encoder's format, or to RGB24 first */
+	struct jpeg_conv conv;	/* source to the encoder's format, or to RGB24 first */
 	struct jpeg_conv conv2; /* RGB24 to the encoder's format (two-step path only) */
 	struct jfif_matrix mat;
-	AVFrame *yuv;           /* the encoder's input when converted here */
-	AVFrame *rgb;           /* two-step path's RGB24 picture */
-	AVFrame *ref;           /* the caller's frame, referenced, when encoded as is */
-	AVFrame *wrap;          /* a packed RGB picture of image_encode, not owned */
+	AVFrame *yuv;  /* the encoder's input when converted here */
+	AVFrame *rgb;  /* two-step path's RGB24 picture */
+	AVFrame *ref;  /* the caller's frame, referenced, when encoded as is */
+	AVFrame *wrap; /* a packed RGB picture of image_encode, not owned */
 	AVPacket *pkt;
-	int32_t *row;           /* luma term of one chroma row */
+	int32_t *row; /* luma term of one chroma row */
 	int row_cap;
 };
 
@@ -609,10 +609,12 @@ static void jfif_from_yuv(const AVFrame *f, AVFrame *o, const struct jfif_matrix
 
 		for (int x = 0; x < cw; x++) {
 			int cb = u[x] - 128, cr = v[x] - 128;
-			/* 1/1024 of a level makes up for ly being rounded: whole results stay whole */
+			/* + 1/1024 level: ly is rounded, whole results stay whole */
 			t[x] = m->y_cb * cb + m->y_cr * cr - m->ly * m->yoff + (1 << 6);
-			ou[x] = av_clip_uint8(128 + ((m->cb_cb * cb + m->cb_cr * cr + (1 << 15)) >> 16));
-			ov[x] = av_clip_uint8(128 + ((m->cr_cb * cb + m->cr_cr * cr + (1 << 15)) >> 16));
+			ou[x] = av_clip_uint8(128 +
+					      ((m->cb_cb * cb + m->cb_cr * cr + (1 << 15)) >> 16));
+			ov[x] = av_clip_uint8(128 +
+					      ((m->cr_cb * cb + m->cr_cr * cr + (1 << 15)) >> 16));
 		}
 		for (int y = cy << sh; y < y1; y++) {
 			const uint8_t *l = f->data[0] + (ptrdiff_t)y * f->linesize[0];
@@ -772,8 +774,8 @@ int image_encode_frame(const AVFrame *f, const struct image_opts *opts, struct i
 }
 
 /* A packed RGB picture through the same encoder: the CLI makes yuvj444p of RGB input. */
-static int encode_jpeg(const struct picture *pic, const struct image_opts *o,
-		       struct image_buf *out, char *err, size_t errlen)
+static int encode_jpeg(const struct picture *pic, const struct image_opts *o, struct image_buf *out,
+		       char *err, size_t errlen)
 {
 	struct jpeg_state *js = &jpeg_tls;
 	AVFrame *f;

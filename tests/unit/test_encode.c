@@ -61,7 +61,7 @@ static void fill_noise(AVFrame *f, unsigned seed)
 			for (int x = 0; x < bytes; x++) {
 				seed = seed * 1103515245u + 12345u;
 				f->data[p][y * f->linesize[p] + x] =
-					(uint8_t)(40 + (x * 3 + y) % 160 + (int)((seed >> 16) % 48));
+				    (uint8_t)(40 + (x * 3 + y) % 160 + (int)((seed >> 16) % 48));
 			}
 	}
 }
@@ -133,8 +133,8 @@ static int encode(const AVFrame *f, const struct image_opts *o, struct image_buf
 	char err[256] = "";
 	int ret = image_encode_frame(f, o, out, err, sizeof(err));
 	if (ret < 0)
-		fprintf(stderr, "  image_encode_frame(%s): %d %s\n",
-			av_get_pix_fmt_name(f->format), ret, err);
+		fprintf(stderr, "  image_encode_frame(%s): %d %s\n", av_get_pix_fmt_name(f->format),
+			ret, err);
 	return ret;
 }
 
@@ -151,17 +151,17 @@ static void test_refused(void)
 		enum AVPixelFormat fmt;
 		const char *why;
 	} bad[] = {
-		{AV_PIX_FMT_YUVA420P, "alpha"}, {AV_PIX_FMT_RGBA, "alpha"},
-		{AV_PIX_FMT_PAL8, "alpha"},     {AV_PIX_FMT_YUV420P10LE, "8 bits"},
-		{AV_PIX_FMT_RGB48LE, "8 bits"}, {AV_PIX_FMT_P010LE, "8 bits"},
+	    {AV_PIX_FMT_YUVA420P, "alpha"}, {AV_PIX_FMT_RGBA, "alpha"},
+	    {AV_PIX_FMT_PAL8, "alpha"},	    {AV_PIX_FMT_YUV420P10LE, "8 bits"},
+	    {AV_PIX_FMT_RGB48LE, "8 bits"}, {AV_PIX_FMT_P010LE, "8 bits"},
 	};
 	struct image_buf out = {0};
 	struct image_opts png = jpg2;
 	char err[256];
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		AVFrame *f = frame_new(bad[i].fmt, 32, 16, AVCOL_SPC_UNSPECIFIED,
-				       AVCOL_RANGE_UNSPECIFIED);
+		AVFrame *f =
+		    frame_new(bad[i].fmt, 32, 16, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_UNSPECIFIED);
 		err[0] = 0;
 		CHECK_EQ_INT(image_encode_frame(f, &jpg2, &out, err, sizeof(err)), -ENOTSUP);
 		if (!CHECK(strstr(err, bad[i].why) != NULL))
@@ -170,8 +170,8 @@ static void test_refused(void)
 	}
 	/* png is not made from frames */
 	png.format = IMAGE_PNG;
-	AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 32, 16, AVCOL_SPC_UNSPECIFIED,
-			       AVCOL_RANGE_UNSPECIFIED);
+	AVFrame *f =
+	    frame_new(AV_PIX_FMT_YUV420P, 32, 16, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_UNSPECIFIED);
 	fill_noise(f, 1);
 	err[0] = 0;
 	CHECK_EQ_INT(image_encode_frame(f, &png, &out, err, sizeof(err)), -ENOTSUP);
@@ -200,22 +200,22 @@ static void test_formats_and_sizes(void)
 		enum AVPixelFormat in, out;
 		enum AVColorSpace cs;
 	} cases[] = {
-		{AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
-		{AV_PIX_FMT_YUV422P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_YUV422P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_BT2020_NCL},
-		{AV_PIX_FMT_YUV444P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_SMPTE170M},
-		{AV_PIX_FMT_YUV444P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_BT709},
-		{AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
-		{AV_PIX_FMT_NV12, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_NV12, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
-		{AV_PIX_FMT_YUV411P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_YUV440P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_BT709},
-		{AV_PIX_FMT_GRAY8, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_RGB24, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_RGB},
-		{AV_PIX_FMT_BGR24, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_UNSPECIFIED},
-		{AV_PIX_FMT_GBRP, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_RGB},
+	    {AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_YUV420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
+	    {AV_PIX_FMT_YUV422P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_YUV422P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_BT2020_NCL},
+	    {AV_PIX_FMT_YUV444P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_SMPTE170M},
+	    {AV_PIX_FMT_YUV444P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_BT709},
+	    {AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_YUVJ420P, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
+	    {AV_PIX_FMT_NV12, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_NV12, AV_PIX_FMT_YUVJ420P, AVCOL_SPC_BT709},
+	    {AV_PIX_FMT_YUV411P, AV_PIX_FMT_YUVJ422P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_YUV440P, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_BT709},
+	    {AV_PIX_FMT_GRAY8, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_RGB24, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_RGB},
+	    {AV_PIX_FMT_BGR24, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_UNSPECIFIED},
+	    {AV_PIX_FMT_GBRP, AV_PIX_FMT_YUVJ444P, AVCOL_SPC_RGB},
 	};
 	static const int sizes[][2] = {{1, 1}, {33, 17}, {17, 33}, {64, 48}};
 	struct image_buf out = {0};
@@ -249,8 +249,7 @@ static void test_formats_and_sizes(void)
 static void test_jfif_header(void)
 {
 	struct image_buf out = {0};
-	AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 48, 32, AVCOL_SPC_UNSPECIFIED,
-			       AVCOL_RANGE_MPEG);
+	AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 48, 32, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_MPEG);
 	fill_noise(f, 7);
 	for (int i = 0; i < 2; i++) {
 		int num = i ? 4 : 1, den = i ? 3 : 1;
@@ -277,10 +276,10 @@ static void test_jfif_header(void)
 static void test_cli_conversion(void)
 {
 	struct image_buf a = {0}, b = {0};
-	AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 96, 64, AVCOL_SPC_UNSPECIFIED,
-			       AVCOL_RANGE_UNSPECIFIED);
-	AVFrame *g = frame_new(AV_PIX_FMT_YUVJ420P, 96, 64, AVCOL_SPC_UNSPECIFIED,
-			       AVCOL_RANGE_JPEG);
+	AVFrame *f =
+	    frame_new(AV_PIX_FMT_YUV420P, 96, 64, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_UNSPECIFIED);
+	AVFrame *g =
+	    frame_new(AV_PIX_FMT_YUVJ420P, 96, 64, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_JPEG);
 	struct SwsContext *sws;
 	int *inv, *tbl, sf, df, bri, con, sat;
 
@@ -305,7 +304,7 @@ static void test_cli_conversion(void)
 		CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
 
 	/* greys: Y 16, 60, 126, 235 are 0, 51.2, 128.1, 255 in full range */
-	static const uint8_t greys[][3] = {{16, 128, 128}, {60, 128, 128}, {126, 128, 128},
+	static const uint8_t greys[][3] = {{16, 128, 128},  {60, 128, 128},  {126, 128, 128},
 					   {235, 128, 128}, {240, 128, 128}, {8, 128, 128}};
 	static const int want[] = {0, 51, 128, 255, 255, 0};
 	f->colorspace = AVCOL_SPC_UNSPECIFIED;
@@ -329,11 +328,11 @@ static void test_cli_conversion(void)
 /* yuvj input of BT.601 or no matrix goes to the encoder untouched: flat patches come back. */
 static void test_full_range_as_is(void)
 {
-	static const uint8_t patches[][3] = {{0, 128, 128}, {255, 128, 128}, {90, 60, 200},
-					     {170, 200, 70}, {30, 250, 5}, {128, 128, 128}};
+	static const uint8_t patches[][3] = {{0, 128, 128},  {255, 128, 128}, {90, 60, 200},
+					     {170, 200, 70}, {30, 250, 5},    {128, 128, 128}};
 	struct image_buf out = {0};
-	AVFrame *f = frame_new(AV_PIX_FMT_YUVJ420P, 96, 32, AVCOL_SPC_UNSPECIFIED,
-			       AVCOL_RANGE_JPEG);
+	AVFrame *f =
+	    frame_new(AV_PIX_FMT_YUVJ420P, 96, 32, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_JPEG);
 	fill_patches(f, patches, 6);
 	if (CHECK_EQ_INT(encode(f, &jpg2, &out), 0)) {
 		AVFrame *back = jpeg_decode(&out);
@@ -378,8 +377,8 @@ static void check_matrix(enum AVPixelFormat fmt, enum AVColorSpace cs, double kr
 			 bool via_png)
 {
 	static const double colours[][3] = {
-		{0.80, 0.15, 0.15}, {0.15, 0.70, 0.25}, {0.20, 0.25, 0.80}, {0.50, 0.50, 0.50},
-		{0.90, 0.85, 0.20}, {0.10, 0.10, 0.10}, {0.95, 0.60, 0.70}, {0.30, 0.75, 0.75},
+	    {0.80, 0.15, 0.15}, {0.15, 0.70, 0.25}, {0.20, 0.25, 0.80}, {0.50, 0.50, 0.50},
+	    {0.90, 0.85, 0.20}, {0.10, 0.10, 0.10}, {0.95, 0.60, 0.70}, {0.30, 0.75, 0.75},
 	};
 	enum { N = 8 };
 	uint8_t yuv[N][3], *png = NULL;
@@ -410,7 +409,8 @@ static void check_matrix(enum AVPixelFormat fmt, enum AVColorSpace cs, double kr
 			for (int p = 0; p < 3; p++) {
 				double d = sample_at(back, p, k, 16) - want[k][p];
 				if (!CHECK(d >= (p ? -1.5 : -2.0) && d <= 1.5))
-					fprintf(stderr, "  %s %d patch %d plane %d: %d, want %.2f\n",
+					fprintf(stderr,
+						"  %s %d patch %d plane %d: %d, want %.2f\n",
 						av_get_pix_fmt_name(fmt), cs, k, p,
 						sample_at(back, p, k, 16), want[k][p]);
 			}
@@ -429,7 +429,8 @@ static void check_greys(void)
 	for (int base = 10; base < 240; base += N) {
 		uint8_t yuv[N][3], *png;
 		AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 16 * N, 16, AVCOL_SPC_BT709,
-				       AVCOL_RANGE_MPEG), *back;
+				       AVCOL_RANGE_MPEG),
+			*back;
 		for (int k = 0; k < N; k++) {
 			yuv[k][0] = (uint8_t)(base + k);
 			yuv[k][1] = yuv[k][2] = 128;
@@ -438,7 +439,8 @@ static void check_greys(void)
 		png = png_rgb(f);
 		if (CHECK_EQ_INT(encode(f, &jpg2, &out), 0) && CHECK((back = jpeg_decode(&out)))) {
 			for (int k = 0; k < N; k++) {
-				if (!CHECK_EQ_INT(sample_at(back, 0, k, 8), png[(8 * f->width + k * 16 + 8) * 3]))
+				if (!CHECK_EQ_INT(sample_at(back, 0, k, 8),
+						  png[(8 * f->width + k * 16 + 8) * 3]))
 					fprintf(stderr, "  grey Y=%d\n", base + k);
 				CHECK_EQ_INT(sample_at(back, 1, k, 8), 128);
 				CHECK_EQ_INT(sample_at(back, 2, k, 8), 128);
@@ -465,7 +467,7 @@ static void test_other_matrices(void)
 /* Packed RGB (image_encode) is JFIF of those colours, in yuvj444p as the CLI makes it. */
 static void test_rgb(void)
 {
-	static const uint8_t colours[][3] = {{255, 0, 0},   {0, 255, 0},     {0, 0, 255},
+	static const uint8_t colours[][3] = {{255, 0, 0},     {0, 255, 0},    {0, 0, 255},
 					     {128, 128, 128}, {250, 240, 30}, {10, 20, 30}};
 	enum { N = 6, W = 16 * N, H = 16 };
 	uint8_t *px = malloc(W * H * 3);
@@ -508,8 +510,8 @@ static void *det_thread(void *p)
 	a->same = 1;
 	for (int i = 0; i < 8; i++) {
 		/* alternate sizes and matrices so the thread's state is rebuilt in between */
-		AVFrame *other = frame_new(AV_PIX_FMT_YUV422P, 40 + i, 24, AVCOL_SPC_BT709,
-					   AVCOL_RANGE_MPEG);
+		AVFrame *other =
+		    frame_new(AV_PIX_FMT_YUV422P, 40 + i, 24, AVCOL_SPC_BT709, AVCOL_RANGE_MPEG);
 		fill_noise(other, (unsigned)i);
 		if (image_encode_frame(other, &jpg2, &out, err, sizeof(err)) < 0 ||
 		    image_encode_frame(a->f, &jpg2, &out, err, sizeof(err)) < 0 ||
