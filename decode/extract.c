@@ -198,26 +198,34 @@ static void orient_picture(const uint8_t *src, int w, int h, size_t bpp, enum so
 	*oh = H;
 }
 
+/*
+ * The format a jpg's graph ends in: for JFIF's own matrix (BT.601 or untagged) the CLI's
+ * yuvj format for the picture's chroma, as its negotiation picks it; for another matrix
+ * packed RGB, exactly the PNG's pixels, that image_encode_frame turns into JFIF's YUV.
+ */
+static enum AVPixelFormat jpeg_sink(const struct tf_spec *tf, int matrix, int chroma_w,
+				    int chroma_h, bool rgb)
+{
+	enum AVColorSpace m = tf->tonemap != TF_TM_NONE ? AVCOL_SPC_BT709
+			      : tf->bt2020		? AVCOL_SPC_BT2020_NCL
+							: (enum AVColorSpace)matrix;
+
+	if (m != AVCOL_SPC_UNSPECIFIED && m != AVCOL_SPC_BT470BG && m != AVCOL_SPC_SMPTE170M)
+		return AV_PIX_FMT_RGB24;
+	if (tf->tonemap == TF_TM_NONE && !rgb && chroma_h == 0)
+		return chroma_w == 0 ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUVJ422P;
+	return AV_PIX_FMT_YUVJ420P;
+}
+
 /* The format a graph of this run ends in for a frame like f (the encoder's input). */
 static enum AVPixelFormat graph_sink(const struct job_run *run, const AVFrame *f)
 {
-	const struct extract_job *job = run->job;
 	const AVPixFmtDescriptor *d = av_pix_fmt_desc_get(f->format);
-	enum AVColorSpace m = job->tf.tonemap != TF_TM_NONE ? AVCOL_SPC_BT709
-			      : job->tf.bt2020			  ? AVCOL_SPC_BT2020_NCL
-								  : f->colorspace;
 
-	if (job->opts.format != IMAGE_JPG)
+	if (run->job->opts.format != IMAGE_JPG)
 		return run->dst_fmt;
-	/* JFIF's own matrix: the CLI's yuvj format for the picture's chroma (its negotiation) */
-	if (m == AVCOL_SPC_UNSPECIFIED || m == AVCOL_SPC_BT470BG || m == AVCOL_SPC_SMPTE170M) {
-		if (job->tf.tonemap == TF_TM_NONE && d && !(d->flags & AV_PIX_FMT_FLAG_RGB) &&
-		    d->log2_chroma_h == 0)
-			return d->log2_chroma_w == 0 ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUVJ422P;
-		return AV_PIX_FMT_YUVJ420P;
-	}
-	/* another matrix: image_encode_frame converts it to JFIF's from planar YUV */
-	return AV_PIX_FMT_YUV420P;
+	return jpeg_sink(&run->job->tf, f->colorspace, d ? d->log2_chroma_w : 1,
+			 d ? d->log2_chroma_h : 1, d && (d->flags & AV_PIX_FMT_FLAG_RGB));
 }
 
 /* Runs the frame through this thread's graph of the run; *out holds the result. */
@@ -797,14 +805,9 @@ int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 				 idx->alpha ? "the alpha channel" : "the more-than-8-bit samples");
 			return -ENOTSUP;
 		}
-		/* cover's crop rounds to whole chroma samples of the JFIF format, as the CLI's */
-		enum AVPixelFormat jf = AV_PIX_FMT_YUVJ420P;
-		enum AVColorSpace m = tf->tonemap != TF_TM_NONE ? AVCOL_SPC_BT709
-				      : tf->bt2020		? AVCOL_SPC_BT2020_NCL
-								: (enum AVColorSpace)idx->matrix;
-		if (tf->tonemap == TF_TM_NONE && idx->chroma_h == 0 &&
-		    (m == AVCOL_SPC_UNSPECIFIED || m == AVCOL_SPC_BT470BG || m == AVCOL_SPC_SMPTE170M))
-			jf = idx->chroma_w == 0 ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUVJ422P;
+		/* cover's crop rounds to whole chroma samples of a yuvj format, as the CLI's */
+		enum AVPixelFormat jf = jpeg_sink(tf, idx->matrix, idx->chroma_w, idx->chroma_h,
+						  false);
 		ret = tf_output_fmt(tf, &in, jf, w, h, depth);
 	} else {
 		ret = tf_output(tf, &in, w, h, depth);

@@ -54,6 +54,41 @@ static int64_t seg_slots_done_locked(const struct segment *s)
 	return done;
 }
 
+/*
+ * The transforms that apply to a segment as the options that ask for them
+ * ("w=960,h=540,fit=cover"); "" when none. Warm (no source opened): those asked for.
+ */
+static void transform_options(const struct segment *s, char *buf, size_t len)
+{
+	static const enum seg_fit fits[] = {
+		[TF_FIT_NONE] = SEG_FIT_NONE, [TF_FIT_FILL] = SEG_FIT_FILL,
+		[TF_FIT_CONTAIN] = SEG_FIT_CONTAIN, [TF_FIT_COVER] = SEG_FIT_COVER};
+	static const enum seg_tonemap tms[] = {
+		[TF_TM_NONE] = SEG_TM_NONE, [TF_TM_HABLE] = SEG_TM_HABLE,
+		[TF_TM_REINHARD] = SEG_TM_REINHARD, [TF_TM_MOBIUS] = SEG_TM_MOBIUS,
+		[TF_TM_CLIP] = SEG_TM_CLIP};
+	struct segname sn = s->sn;
+	char name[512];
+	const char *at;
+
+	buf[0] = 0;
+	if (s->src && s->src->idx) {
+		const struct tf_spec *tf = &s->src->tf;
+		sn.w = tf->w;
+		sn.h = tf->h;
+		sn.fit = fits[tf->fit];
+		sn.bt2020 = tf->bt2020;
+		sn.tonemap = tms[tf->tonemap];
+	}
+	if (!sn.w && !sn.h && !sn.bt2020 && sn.tonemap == SEG_TM_NONE)
+		return;
+	sn.format = SEG_PNG;
+	sn.hold = false;
+	/* "x@S+D@F@OPTS": the options follow the last '@' */
+	if (segname_format(&sn, "x", 1, name, sizeof(name)) > 0 && (at = strrchr(name, '@')))
+		snprintf(buf, len, "%s", at + 1);
+}
+
 int segment_info_json(struct segment *s, char **out, size_t *len)
 {
 	FILE *f = open_memstream(out, len);
@@ -128,19 +163,16 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	else
 		fprintf(f, "null");
 	{
-		/* the transforms that apply, and why the others do not (warm: as asked) */
-		struct tf_spec asked = eng_tf_for(&s->sn);
-		const struct tf_spec *tf = s->src && s->src->idx ? &s->src->tf : &asked;
-		char text[96] = "";
-		if (tf_canon(tf, text, sizeof(text)) < 0)
-			text[0] = 0;
+		/* the transforms that apply, spelled as options, and why the others do not */
+		char text[160] = "";
+		transform_options(s, text, sizeof(text));
 		fprintf(f, ",\n  \"transform\": ");
 		json_str(f, text);
 		fprintf(f, ",\n  \"not_applied\": ");
 		if (s->src && s->src->idx)
 			json_str(f, s->src->tf_note);
 		else
-			fprintf(f, "null");
+			fprintf(f, "null"); /* warm: served from the store, the source not opened */
 	}
 	fprintf(f, ",\n  \"from_store\": %s", s->man && !s->src ? "true" : "false");
 	/* the lookup's share: finding or indexing the window (its bytes: 0 when known) */

@@ -157,9 +157,23 @@ static void decide_output(struct source *src)
 	}
 	src->out_err = extract_out_size(src->idx, &src->opts, &src->tf, &src->out_w, &src->out_h,
 					&src->out_depth, src->out_why, sizeof(src->out_why));
-	/* the plain images' format, then what the transforms that apply change */
+	/*
+	 * The plain images' format, then what the transforms that apply change. A scale
+	 * without a crop is keyed by the size it gives: w=320 and w=320,h=180 of a 16:9
+	 * video are one scale to 320x180, the same pixels, one image.
+	 */
 	n = strcspn(src->fmt, "|");
-	if (tf_canon(&src->tf, applied, sizeof(applied)) > 0)
+	{
+		struct tf_spec k = src->tf;
+		if ((k.w || k.h) && k.fit != TF_FIT_COVER && src->out_err == 0) {
+			k.w = src->out_w;
+			k.h = src->out_h;
+			k.fit = TF_FIT_FILL;
+		}
+		if (tf_canon(&k, applied, sizeof(applied)) < 0)
+			applied[0] = 0;
+	}
+	if (applied[0])
 		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s|%s", (int)n, src->fmt, applied);
 	else
 		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s", (int)n, src->fmt);
