@@ -134,6 +134,18 @@ static int zlib_strategy(enum hf_png_strategy s)
 	}
 }
 
+/*
+ * Whether the picture's colour is said in a cICP chunk: deep pictures whenever it is
+ * known (HDR keeps its signal), 8-bit ones only for BT.2020 (a bt2020 transform's output):
+ * an 8-bit BT.709 or BT.601 PNG stays untagged, as browsers have always shown it.
+ */
+static bool wants_cicp(const struct picture *pic)
+{
+	if (pic->depth > 8)
+		return !(pic->primaries == 2 && pic->trc == 2);
+	return pic->primaries == 9; /* BT.2020 */
+}
+
 /* cICP (PNG third edition): primaries, transfer, matrix 0 (RGB), full range. */
 static void write_cicp(png_structp png, const struct picture *pic)
 {
@@ -156,7 +168,7 @@ static int png_body(png_structp png, png_infop info, const struct picture *pic,
 		     pic->channels == 4 ? PNG_COLOR_TYPE_RGB_ALPHA : PNG_COLOR_TYPE_RGB,
 		     PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_BASE, PNG_FILTER_TYPE_BASE);
 	png_write_info(png, info);
-	if (pic->depth > 8)
+	if (wants_cicp(pic))
 		write_cicp(png, pic);
 	for (int y = 0; y < pic->height; y++)
 		png_write_row(png, pic->data + (size_t)y * pic->stride);
@@ -324,7 +336,7 @@ static int encode_png_own(const struct picture *pic, const struct image_opts *o,
 	p[18] = p[19] = p[20] = 0;          /* deflate, adaptive filtering, no interlace */
 	p = close_chunk(p, "IHDR", 13);
 
-	if (pic->depth > 8 && !(pic->primaries == 2 && pic->trc == 2)) {
+	if (wants_cicp(pic)) {
 		p[8] = (uint8_t)pic->primaries;
 		p[9] = (uint8_t)pic->trc;
 		p[10] = 0; /* RGB */

@@ -306,7 +306,7 @@ static const char *const status_known[] = {
 	"version", "uptime_s", "segments_active", "segments_known", "extractions_started",
 	"extractions_completed", "extractions_failed", "frames_served", "frames_decoded",
 	"images_encoded", "cache_hits", "cache_misses", "joined", "store_images", "store_bytes",
-	"store_errors", "store_error", "adopted_from_other_processes", "store_max_size",
+	"store_errors", "store_error", "adopted_from_other_processes", "lease_handovers", "store_max_size",
 	"store_min_free", "store_free_bytes", "store_over_bounds", "evictions", "evicted_images",
 	"evicted_bytes", "kept_in_use", "extractions", "time_ms", "segments_in_memory",
 	"sources_in_memory", "segments_freed", "sources_freed", "memory_in_flight",
@@ -365,6 +365,7 @@ static void status_counters(const char *mount, const struct json *st)
 	line_size(&l, st, "store_bytes", "", "");
 	line_count(&l, st, "store_errors", "errors");
 	line_count(&l, st, "adopted_from_other_processes", "adopted from other processes");
+	line_count(&l, st, "lease_handovers", "ranges handed to a new decode");
 	line_print("store", &l);
 	line_size(&l, st, "store_max_size", "max ", "");
 	line_size(&l, st, "store_min_free", "keep ", " free");

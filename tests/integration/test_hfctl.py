@@ -165,8 +165,9 @@ def status_shows_the_live_counts():
         check(re.search(r"up \d", f["mount"]), "no uptime:\n" + out)
         check(re.search(r"hit ratio", f.get("cache", "")), "no hit ratio:\n" + out)
         phases = re.findall(r"^ +(\w+) +[\d.]+ m?s +([\d.]+)%$", out, re.M)
-        check([p for p, _ in phases][:7] == ["index", "open", "seek", "decode", "convert",
-                                             "encode", "write"], "phase table:\n" + out)
+        check([p for p, _ in phases][:8] == ["index", "open", "seek", "decode", "convert",
+                                             "transform", "encode", "write"],
+              "phase table:\n" + out)
         check(abs(sum(float(x) for _, x in phases) - 100) < 1, "phase shares do not add up:\n"
               + out)
 
