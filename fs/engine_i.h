@@ -112,6 +112,7 @@ struct source {
 	int urgent_jobs;          /* other jobs pause while a far-ahead reader waits */
 	pthread_cond_t unpaused;
 	char store_error[256];    /* why the last image could not be stored; "" once one is */
+	bool lease_warned;        /* "no lease can be taken" was logged for it */
 };
 
 enum seg_state { SEG_LISTED, SEG_EXTRACTING, SEG_COMPLETE, SEG_ERROR };

@@ -449,9 +449,28 @@ static int lease_take(struct job *j)
 	}
 	pthread_mutex_unlock(&src->lock);
 	pthread_mutex_unlock(&e->lease_lock);
+	if (fd >= 0)
+		return 1;
 	if (fd == -EWOULDBLOCK)
 		return 0;
-	return fd >= 0 ? 1 : fd;
+	/*
+	 * The store retried it already. A lease that may be taken later (a network
+	 * filesystem's stale handle, a create race, an interrupted lock) is treated as held
+	 * elsewhere: the job adopts what lands and tries again. A store whose filesystem has
+	 * no working locks is decoded anyway: said once per source (the store counts both).
+	 */
+	if (fd == -EOPNOTSUPP || fd == -ENOSYS || fd == -EINVAL) {
+		pthread_mutex_lock(&src->lock);
+		if (!src->lease_warned)
+			hf_log(HF_LOG_WARN, "%s: no lease can be taken in %s (%s): decoding without one",
+			       src->path, store_dir(e->store), strerror(-fd));
+		src->lease_warned = true;
+		pthread_mutex_unlock(&src->lock);
+		return fd;
+	}
+	hf_log(HF_LOG_WARN, "%s: the lease in %s could not be taken (%s): waiting for it",
+	       src->path, store_dir(e->store), strerror(-fd));
+	return 0;
 }
 
 static void lease_drop(struct job *j)

@@ -248,7 +248,7 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	char *ext = NULL;
 	size_t ext_len = 0;
 	FILE *f, *xf = open_memstream(&ext, &ext_len);
-	uint64_t images, bytes;
+	uint64_t images, bytes, lease_retries, store_lease_failures, not_landed, landing_waits;
 	char store_error[256];
 	int active;
 
@@ -260,6 +260,8 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		return -ENOMEM;
 	}
 	store_usage(e->store, &images, &bytes);
+	store_lease_stats(e->store, &lease_retries, &store_lease_failures);
+	store_image_stats(e->store, &not_landed, &landing_waits);
 #define MS(x) ((double)atomic_load(&(x)) / 1e6)
 	fprintf(f,
 		"{\n  \"version\": \"%s\",\n  \"uptime_s\": %.3f,\n  \"segments_active\": %d,\n"
@@ -270,7 +272,9 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
 		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
 		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64
-		",\n  \"lease_handovers\": %" PRIu64,
+		",\n  \"lease_handovers\": %" PRIu64 ",\n  \"lease_failures\": %" PRIu64
+		",\n  \"lease_retries\": %" PRIu64 ",\n  \"images_not_landed\": %" PRIu64
+		",\n  \"image_landing_waits\": %" PRIu64,
 		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
 		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
 		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
@@ -278,7 +282,8 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
 		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
 		atomic_load(&e->store_errors), atomic_load(&e->adopted),
-		atomic_load(&e->handovers));
+		atomic_load(&e->handovers), store_lease_failures, lease_retries,
+		not_landed, landing_waits);
 	pthread_mutex_lock(&e->lock);
 	fprintf(f,
 		",\n  \"segments_in_memory\": %zu,\n  \"sources_in_memory\": %zu"

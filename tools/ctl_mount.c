@@ -306,7 +306,8 @@ static const char *const status_known[] = {
 	"version", "uptime_s", "segments_active", "segments_known", "extractions_started",
 	"extractions_completed", "extractions_failed", "frames_served", "frames_decoded",
 	"images_encoded", "cache_hits", "cache_misses", "joined", "store_images", "store_bytes",
-	"store_errors", "store_error", "adopted_from_other_processes", "lease_handovers", "store_max_size",
+	"store_errors", "store_error", "adopted_from_other_processes", "lease_handovers",
+	"lease_failures", "lease_retries", "images_not_landed", "image_landing_waits", "store_max_size",
 	"store_min_free", "store_free_bytes", "store_over_bounds", "evictions", "evicted_images",
 	"evicted_bytes", "kept_in_use", "extractions", "time_ms", "segments_in_memory",
 	"sources_in_memory", "segments_freed", "sources_freed", "memory_in_flight",
@@ -367,6 +368,11 @@ static void status_counters(const char *mount, const struct json *st)
 	line_count(&l, st, "adopted_from_other_processes", "adopted from other processes");
 	line_count(&l, st, "lease_handovers", "ranges handed to a new decode");
 	line_print("store", &l);
+	line_count(&l, st, "lease_failures", "leases not taken");
+	line_count(&l, st, "lease_retries", "lease retries");
+	line_count(&l, st, "images_not_landed", "images not landed here yet");
+	line_count(&l, st, "image_landing_waits", "waits for one to land");
+	line_print("shared", &l);
 	line_size(&l, st, "store_max_size", "max ", "");
 	line_size(&l, st, "store_min_free", "keep ", " free");
 	line_size(&l, st, "store_free_bytes", "", " free now");
