@@ -450,11 +450,24 @@ void extract_pool_stop(void)
 static uint64_t frame_cost(const AVFrame *f, const struct job_run *run)
 {
 	int dec = av_image_get_buffer_size(f->format, f->width, f->height, 1);
-	int rgb = av_image_get_buffer_size(run->dst_fmt, f->width, f->height, 1);
-	int out = run->graph ? av_image_get_buffer_size(run->dst_fmt, run->out_w, run->out_h, 1) : 0;
-	if (out > rgb)
-		rgb = out;
-	return (uint64_t)(dec > 0 ? dec : 0) + 4 * (uint64_t)(rgb > 0 ? rgb : 0);
+	uint64_t d = dec > 0 ? (uint64_t)dec : 0, work;
+	int rgb;
+
+	if (!run->graph) {
+		rgb = av_image_get_buffer_size(run->dst_fmt, f->width, f->height, 1);
+		return d + 4 * (uint64_t)(rgb > 0 ? rgb : 0);
+	}
+	/*
+	 * Through a graph the full-size picture is not converted to RGB: the graph's own
+	 * working pictures (a tone map's are 32-bit float planes, 12 bytes a pixel, twice;
+	 * a scale or colour change works at about the decoded size), then four images' worth
+	 * of what it makes.
+	 */
+	work = run->job->tf.tonemap != TF_TM_NONE ? 24 * (uint64_t)f->width * (uint64_t)f->height
+						   : d;
+	rgb = av_image_get_buffer_size(run->dst_fmt, run->out_w > 0 ? run->out_w : f->width,
+				       run->out_h > 0 ? run->out_h : f->height, 1);
+	return d + work + 4 * (uint64_t)(rgb > 0 ? rgb : 0);
 }
 
 static void submit(struct job_run *run, AVFrame *frame, size_t index, bool urgent)
@@ -515,21 +528,24 @@ static void decoder_close(struct decoder *d)
 
 /*
  * Decoder threads: one per core, but frame threads each hold pictures, so no more than the
- * memory budget has room for (a quarter of it, four pictures a thread).
+ * memory budget has room for (half of it, four pictures a thread: two threads for 8-bit 4K
+ * in the default 256M, one for 10-bit 4K).
  */
-static int decoder_threads(const AVCodecParameters *par)
+static int decoder_threads(const AVCodecParameters *par, const struct source_index *idx)
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
-	int pic = av_image_get_buffer_size(par->format >= 0 ? par->format : AV_PIX_FMT_YUV420P10,
-					   par->width, par->height, 1);
+	/* a decoded picture, as the index knows it (the codec parameters may not say yet) */
+	uint64_t px = (uint64_t)par->width * (uint64_t)par->height;
+	uint64_t pic = (px + 2 * (px >> (idx->chroma_w + idx->chroma_h)) + (idx->alpha ? px : 0)) *
+		       (idx->depth > 8 ? 2 : 1);
 	uint64_t budget;
 	long n = cores > 0 ? cores : 1;
 
 	pthread_mutex_lock(&pool.lock);
 	budget = pool.budget;
 	pthread_mutex_unlock(&pool.lock);
-	if (budget && pic > 0 && (uint64_t)n * 4 * (uint64_t)pic > budget / 4)
-		n = (long)(budget / 4 / (4 * (uint64_t)pic));
+	if (budget && pic > 0 && (uint64_t)n * 4 * pic > budget / 2)
+		n = (long)(budget / 2 / (4 * pic));
 	return n < 1 ? 1 : n > 16 ? 16 : (int)n;
 }
 
@@ -576,7 +592,7 @@ static int decoder_open(struct decoder *d, int fd, const struct source_index *id
 	}
 	avcodec_parameters_to_context(d->dec, d->st->codecpar);
 	d->dec->pkt_timebase = d->st->time_base;
-	d->dec->thread_count = decoder_threads(d->st->codecpar);
+	d->dec->thread_count = decoder_threads(d->st->codecpar, idx);
 	d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
 	ret = avcodec_open2(d->dec, codec, NULL);
 	if (ret < 0) {
