@@ -41,13 +41,8 @@ static void ask(struct ahead *a, struct segment *seg, int64_t slot)
 		a->lo = slot;
 		a->upto = slot - 1;
 	}
-	for (int64_t k = from; k <= end && k < count; k++) {
-		int fd = segment_frame_open(seg, k);
-		if (fd >= 0) {
-			posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED);
-			close(fd);
-		}
-	}
+	for (int64_t k = from; k <= end && k < count; k++)
+		segment_frame_prefetch(seg, k);
 	if (a->last != seg) {
 		segment_put(&a->last);
 		segment_get(seg);

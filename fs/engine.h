@@ -84,6 +84,12 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 int segment_frame_open(struct segment *s, int64_t slot);
 
 /*
+ * Asks the kernel to read a stored slot's image into the page cache, without waiting for
+ * the data (read-ahead); nothing when it is not stored. Never blocks on another process.
+ */
+void segment_frame_prefetch(struct segment *s, int64_t slot);
+
+/*
  * The open of a slot found no image (evicted since, or removed by hand): forgets the
  * segment's images that are gone, so that the next wait extracts them again.
  */

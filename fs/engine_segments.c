@@ -10,10 +10,13 @@
 #include "fs/engine_i.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fs/log.h"
 
@@ -698,6 +701,36 @@ int segment_frame_open(struct segment *s, int64_t slot)
 	size = s->src->fs[f].state == F_DONE ? s->src->fs[f].size : 0;
 	pthread_mutex_unlock(&s->src->lock);
 	return store_image_open(s->e->store, &k, s->ext, size);
+}
+
+void segment_frame_prefetch(struct segment *s, int64_t slot)
+{
+	char path[PATH_MAX];
+	struct hf_key k;
+	size_t f = 0;
+	int fd;
+
+	if (slot < 0 || slot >= s->count)
+		return;
+	if (s->man && !s->src) {
+		k = s->man->image[manifest_image_of(s->man, slot)];
+	} else {
+		if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
+			return;
+		pthread_mutex_lock(&s->src->lock);
+		if (s->src->fs[f].state != F_DONE) {
+			pthread_mutex_unlock(&s->src->lock);
+			return;
+		}
+		pthread_mutex_unlock(&s->src->lock);
+		eng_image_key(s->src, f, &k);
+	}
+	store_image_path(s->e->store, &k, s->ext, path, sizeof(path));
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+	if (fd >= 0) {
+		posix_fadvise(fd, 0, 0, POSIX_FADV_WILLNEED); /* queued, not waited for */
+		close(fd);
+	}
 }
 
 void segment_frame_lost(struct segment *s, int64_t slot)

@@ -13,12 +13,15 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
-      libavutil-dev libswscale-dev libavfilter-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev)
+      libavutil-dev libswscale-dev libavfilter-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev
+      libjansson-dev)
 if [ $want_test = 1 ]; then
 	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core man-db)
 	# tests/integration/test_gluster.py: one store on a real network filesystem (a
 	# single-node volume mounted twice, as two machines' clients)
 	pkgs+=(glusterfs-server glusterfs-client)
+	# tests/integration/test_package.py: cpack's DEB generator and dpkg-shlibdeps
+	pkgs+=(dpkg-dev file)
 	command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 	# tests/fuzz: libFuzzer ships in the compiler-rt of the clang that `clang` runs (14 on Debian 12)
 	clang_major=$(clang -dumpversion 2>/dev/null | cut -d. -f1 || true)
