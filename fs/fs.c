@@ -933,15 +933,16 @@ struct read_wait {
  * threads, never on an engine thread: the answer to such a read may have to wait for
  * the engine (an evicted image produced again), which must never wait for a push.
  */
-static void push_rest(struct fuse_session *se, struct node *n, int fd, uint64_t from)
+static void push_rest(struct fuse_session *se, fuse_ino_t ino, uint64_t size, int fd,
+		      uint64_t from)
 {
-	uint64_t size = n->size;
 	for (uint64_t off = from; off < size; off += PUSH_PIECE) {
 		struct fuse_bufvec bv =
 			fd_bytes(fd, size - off < PUSH_PIECE ? size - off : PUSH_PIECE, (off_t)off);
-		int ret = fuse_lowlevel_notify_store(se, n->ino, (off_t)off, &bv, 0);
+		int ret = fuse_lowlevel_notify_store(se, ino, (off_t)off, &bv, 0);
 		if (ret < 0) {
-			hf_log(HF_LOG_DEBUG, "%s: pages not stored ahead: %s", n->path, strerror(-ret));
+			hf_log(HF_LOG_DEBUG, "inode %lu: pages not stored ahead: %s",
+			       (unsigned long)ino, strerror(-ret));
 			return;
 		}
 	}
@@ -957,9 +958,16 @@ static void read_frame(struct read_wait *rw)
 	int fd = segment_frame_open(rw->node->seg, rw->node->slot);
 	if (fd >= 0) {
 		struct hf_fs *fs = fuse_req_userdata(rw->req);
+		/*
+		 * Once the kernel has the reply, the reader may close the file and the kernel
+		 * forget the node (freeing it on another thread): what the push needs is
+		 * taken before replying.
+		 */
+		fuse_ino_t ino = rw->node->ino;
+		uint64_t size = rw->node->size;
 		reply_from_fd(rw->req, fd, rw->size, rw->off);
 		if (rw->off == 0 && rw->tries == 0)
-			push_rest(fs->se, rw->node, fd, rw->size);
+			push_rest(fs->se, ino, size, fd, rw->size);
 		close(fd);
 	} else if (fd == -ENOENT && rw->tries++ < 3) {
 		segment_frame_lost(rw->node->seg, rw->node->slot);
