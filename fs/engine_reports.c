@@ -8,28 +8,95 @@
 #include "fs/engine_i.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cache/gc.h"
 
-/* ---- JSON ---- */
+/* ---- JSON, through jansson ---- */
 
-static void json_str(FILE *f, const char *s)
+/* Two-space indents; reals (milliseconds to 0.1, uptime to 0.001, already rounded) with
+ * 15 significant digits, enough for them to read back as they were written. */
+#define REPORT_FLAGS (JSON_INDENT(2) | JSON_REAL_PRECISION(15))
+
+/* U+FFFD, the replacement character, in UTF-8. */
+static const char replacement[] = "\xef\xbf\xbd";
+
+/* Bytes of the UTF-8 sequence led by c: 1-4, or 0 for a byte no sequence starts with. */
+static size_t utf8_lead_len(unsigned char c)
 {
-	fputc('"', f);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(f, "\\%c", c);
-		else if (c < 0x20)
-			fprintf(f, "\\u%04x", c);
-		else
-			fputc(c, f);
+	return c < 0x80 ? 1 : c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+}
+
+/*
+ * A string value. jansson takes UTF-8 only, and a name or a path holds any bytes: a byte
+ * that does not start a sequence jansson accepts becomes U+FFFD. NULL without memory.
+ */
+static json_t *report_str(const char *s)
+{
+	size_t len = strlen(s), used = 0;
+	json_t *j = json_stringn(s, len), *one;
+	char *fixed;
+
+	if (j || !(fixed = malloc(3 * len + 1)))
+		return j;
+	for (size_t i = 0, n; i < len; i += n) {
+		n = utf8_lead_len((unsigned char)s[i]);
+		one = n && n <= len - i ? json_stringn(s + i, n) : NULL;
+		if (one) {
+			json_decref(one);
+			memcpy(fixed + used, s + i, n);
+			used += n;
+		} else {
+			memcpy(fixed + used, replacement, 3);
+			used += 3;
+			n = 1;
+		}
 	}
-	fputc('"', f);
+	j = json_stringn(fixed, used);
+	free(fixed);
+	return j;
+}
+
+/* A count; one past the largest json_int_t (none seen so far) becomes the nearest real. */
+static json_t *report_u64(uint64_t v)
+{
+	return v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v);
+}
+
+/* A real rounded to `scale` (10: tenths). */
+static json_t *report_real(double v, double scale)
+{
+	return json_real(round(v * scale) / scale);
+}
+
+/* Sets key to v, taking v over; a NULL v or obj (out of memory) sets *ret to -ENOMEM. */
+static void set(json_t *obj, const char *key, json_t *v, int *ret)
+{
+	if (json_object_set_new(obj, key, v) < 0)
+		*ret = -ENOMEM;
+}
+
+/* The document, indented, with a final newline, into a malloc'ed buffer. */
+static int report_dump(json_t *root, char **out, size_t *len)
+{
+	FILE *f = open_memstream(out, len);
+	int ret;
+
+	if (!f)
+		return -ENOMEM;
+	ret = json_dumpf(root, f, REPORT_FLAGS) == 0 && fputc('\n', f) != EOF ? 0 : -ENOMEM;
+	if (fclose(f) != 0)
+		ret = -ENOMEM;
+	if (ret < 0) {
+		free(*out);
+		*out = NULL;
+	}
+	return ret;
 }
 
 static const char *state_name(enum seg_state st)
@@ -60,13 +127,15 @@ static int64_t seg_slots_done_locked(const struct segment *s)
  */
 static void transform_options(const struct segment *s, char *buf, size_t len)
 {
-	static const enum seg_fit fits[] = {
-		[TF_FIT_NONE] = SEG_FIT_NONE, [TF_FIT_FILL] = SEG_FIT_FILL,
-		[TF_FIT_CONTAIN] = SEG_FIT_CONTAIN, [TF_FIT_COVER] = SEG_FIT_COVER};
-	static const enum seg_tonemap tms[] = {
-		[TF_TM_NONE] = SEG_TM_NONE, [TF_TM_HABLE] = SEG_TM_HABLE,
-		[TF_TM_REINHARD] = SEG_TM_REINHARD, [TF_TM_MOBIUS] = SEG_TM_MOBIUS,
-		[TF_TM_CLIP] = SEG_TM_CLIP};
+	static const enum seg_fit fits[] = {[TF_FIT_NONE] = SEG_FIT_NONE,
+					    [TF_FIT_FILL] = SEG_FIT_FILL,
+					    [TF_FIT_CONTAIN] = SEG_FIT_CONTAIN,
+					    [TF_FIT_COVER] = SEG_FIT_COVER};
+	static const enum seg_tonemap tms[] = {[TF_TM_NONE] = SEG_TM_NONE,
+					       [TF_TM_HABLE] = SEG_TM_HABLE,
+					       [TF_TM_REINHARD] = SEG_TM_REINHARD,
+					       [TF_TM_MOBIUS] = SEG_TM_MOBIUS,
+					       [TF_TM_CLIP] = SEG_TM_CLIP};
 	struct segname sn = s->sn;
 	char name[512];
 	const char *at;
@@ -91,15 +160,14 @@ static void transform_options(const struct segment *s, char *buf, size_t len)
 
 int segment_info_json(struct segment *s, char **out, size_t *len)
 {
-	FILE *f = open_memstream(out, len);
+	json_t *o;
 	enum seg_state state;
 	int64_t done = 0;
 	char error[512] = "";
-	char q[48];
+	char q[48], text[160] = "";
 	uint64_t t_start, t_done;
+	int ret = 0;
 
-	if (!f)
-		return -ENOMEM;
 	if (s->src && s->src->idx) {
 		struct source *src = s->src;
 		pthread_mutex_lock(&src->lock);
@@ -125,7 +193,9 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 			fmt_seconds_ms(av_ms(src->idx, src->idx->data_end), a, sizeof(a));
 			fmt_seconds_ms(source_index_duration_ms(src->idx), b, sizeof(b));
 			snprintf(error, sizeof(error),
-				 "frames from frame_%05" PRId64 ".%s on cannot be read: %s ends after %s s of its declared %s s (truncated)",
+				 "frames from frame_%05" PRId64
+				 ".%s on cannot be read: %s ends after %s s of its declared %s s "
+				 "(truncated)",
 				 s->data_slots + 1, s->ext, source_name(s->path), a, b);
 		}
 		t_start = s->t_start_ns;
@@ -142,49 +212,39 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	if (error[0] && state != SEG_COMPLETE)
 		state = SEG_ERROR;
 
-	fprintf(f, "{\n  \"segment\": ");
-	json_str(f, s->name);
-	fprintf(f, ",\n  \"source\": ");
-	json_str(f, s->path);
+	o = json_object();
+	set(o, "segment", report_str(s->name), &ret);
+	set(o, "source", report_str(s->path), &ret);
 	segname_format_q(s->sn.start, q, sizeof(q));
-	fprintf(f, ",\n  \"start\": \"%s\"", q);
+	set(o, "start", json_string(q), &ret);
 	segname_format_q(s->sn.dur, q, sizeof(q));
-	fprintf(f, ",\n  \"duration\": \"%s\"", q);
+	set(o, "duration", json_string(q), &ret);
 	if (segname_format_q(s->sn.fps, q, sizeof(q)) < 0) /* no decimal: 30000:1001 */
 		snprintf(q, sizeof(q), "%" PRId64 ":%" PRId64, s->sn.fps.num, s->sn.fps.den);
-	fprintf(f, ",\n  \"fps\": \"%s\"", q);
-	fprintf(f, ",\n  \"count\": %" PRId64 ",\n  \"width\": %d,\n  \"height\": %d", s->count,
-		s->width, s->height);
-	fprintf(f, ",\n  \"format\": \"%s\",\n  \"state\": \"%s\",\n  \"frames_done\": %" PRId64,
-		s->ext, state_name(state), done);
-	fprintf(f, ",\n  \"error\": ");
-	if (error[0])
-		json_str(f, error);
-	else
-		fprintf(f, "null");
-	{
-		/* the transforms that apply, spelled as options, and why the others do not */
-		char text[160] = "";
-		transform_options(s, text, sizeof(text));
-		fprintf(f, ",\n  \"transform\": ");
-		json_str(f, text);
-		fprintf(f, ",\n  \"not_applied\": ");
-		if (s->src && s->src->idx)
-			json_str(f, s->src->tf_note);
-		else
-			fprintf(f, "null"); /* warm: served from the store, the source not opened */
-	}
-	fprintf(f, ",\n  \"from_store\": %s", s->man && !s->src ? "true" : "false");
+	set(o, "fps", json_string(q), &ret);
+	set(o, "count", json_integer(s->count), &ret);
+	set(o, "width", json_integer(s->width), &ret);
+	set(o, "height", json_integer(s->height), &ret);
+	set(o, "format", json_string(s->ext), &ret);
+	set(o, "state", json_string(state_name(state)), &ret);
+	set(o, "frames_done", json_integer(done), &ret);
+	set(o, "error", error[0] ? report_str(error) : json_null(), &ret);
+	/* the transforms that apply, spelled as options, and why the others do not (null
+	 * warm: served from the store, the source not opened) */
+	transform_options(s, text, sizeof(text));
+	set(o, "transform", json_string(text), &ret);
+	set(o, "not_applied", s->src && s->src->idx ? report_str(s->src->tf_note) : json_null(),
+	    &ret);
+	set(o, "from_store", json_boolean(s->man && !s->src), &ret);
 	/* the lookup's share: finding or indexing the window (its bytes: 0 when known) */
-	fprintf(f, ",\n  \"index_ms\": %.1f,\n  \"index_bytes_read\": %" PRIu64,
-		(double)s->prepare_ns / 1e6, s->src ? s->src->index_bytes : 0);
-	fprintf(f, ",\n  \"extract_ms\": ");
-	if (t_start && t_done)
-		fprintf(f, "%" PRIu64, (t_done - t_start) / 1000000);
-	else
-		fprintf(f, "null");
-	fprintf(f, "\n}\n");
-	return fclose(f) == 0 ? 0 : -ENOMEM;
+	set(o, "index_ms", report_real((double)s->prepare_ns / 1e6, 10), &ret);
+	set(o, "index_bytes_read", report_u64(s->src ? s->src->index_bytes : 0), &ret);
+	set(o, "extract_ms",
+	    t_start && t_done ? report_u64((t_done - t_start) / 1000000) : json_null(), &ret);
+	if (ret == 0)
+		ret = report_dump(o, out, len);
+	json_decref(o);
+	return ret;
 }
 
 /* Directory of a segment relative to the mount root, as a reader would name it. */
@@ -204,19 +264,22 @@ static void mount_dir(const struct engine *e, const struct segment *s, char *buf
 	snprintf(buf, len, "%s/%s", dir, s->name);
 }
 
-/* The segments being extracted now, with their progress, as a JSON array; how many. */
-static int stats_extractions(struct engine *e, FILE *f)
+/* The segments being extracted now, with their progress, as a JSON array; how many are
+ * in it in *n. NULL without memory. */
+static json_t *stats_extractions(struct engine *e, int *n)
 {
 	uint64_t now = now_ns();
-	int n = 0;
+	json_t *list = json_array();
+	int ret = 0;
 	char dir[PATH_MAX + 256];
 
-	fprintf(f, "[");
 	pthread_mutex_lock(&e->lock);
-	FOR_EACH_SEGMENT(e, s) {
+	FOR_EACH_SEGMENT(e, s)
+	{
 		struct source *src = s->src;
 		int64_t done = 0;
 		uint64_t t0;
+		json_t *x;
 		if (!src || !src->idx)
 			continue;
 		pthread_mutex_lock(&src->lock);
@@ -228,111 +291,104 @@ static int stats_extractions(struct engine *e, FILE *f)
 		t0 = s->t_start_ns;
 		pthread_mutex_unlock(&src->lock);
 		mount_dir(e, s, dir, sizeof(dir));
-		fprintf(f, "%s\n    {\"segment\": ", n ? "," : "");
-		json_str(f, s->name);
-		fprintf(f, ", \"path\": ");
-		json_str(f, dir);
-		fprintf(f,
-			", \"count\": %" PRId64 ", \"frames_done\": %" PRId64 ", \"elapsed_ms\": %" PRIu64
-			"}",
-			s->count, done, (now - t0) / 1000000);
-		n++;
+		x = json_object();
+		set(x, "segment", report_str(s->name), &ret);
+		set(x, "path", report_str(dir), &ret);
+		set(x, "count", json_integer(s->count), &ret);
+		set(x, "frames_done", json_integer(done), &ret);
+		set(x, "elapsed_ms", report_u64((now - t0) / 1000000), &ret);
+		if (json_array_append_new(list, x) < 0)
+			ret = -ENOMEM;
 	}
 	pthread_mutex_unlock(&e->lock);
-	fprintf(f, "%s]", n ? "\n  " : "");
-	return n;
+	*n = (int)json_array_size(list);
+	if (ret < 0)
+		json_decref(list);
+	return ret < 0 ? NULL : list;
 }
 
 int engine_stats_json(struct engine *e, char **out, size_t *len)
 {
-	char *ext = NULL;
-	size_t ext_len = 0;
-	FILE *f, *xf = open_memstream(&ext, &ext_len);
 	uint64_t images, bytes, lease_retries, store_lease_failures, not_landed, landing_waits;
+	uint64_t mem_now, mem_peak, mem_budget;
+	json_t *o = json_object(), *ext, *tm;
 	char store_error[256];
-	int active;
+	int active, ret = 0;
 
-	if (!xf)
-		return -ENOMEM;
-	active = stats_extractions(e, xf); /* the segments active are the ones listed */
-	if (fclose(xf) != 0 || !(f = open_memstream(out, len))) {
-		free(ext);
-		return -ENOMEM;
-	}
+	ext = stats_extractions(e, &active); /* the segments active are the ones listed */
 	store_usage(e->store, &images, &bytes);
 	store_lease_stats(e->store, &lease_retries, &store_lease_failures);
 	store_image_stats(e->store, &not_landed, &landing_waits);
-#define MS(x) ((double)atomic_load(&(x)) / 1e6)
-	fprintf(f,
-		"{\n  \"version\": \"%s\",\n  \"uptime_s\": %.3f,\n  \"segments_active\": %d,\n"
-		"  \"segments_known\": %" PRIu64 ",\n  \"extractions_started\": %" PRIu64
-		",\n  \"extractions_completed\": %" PRIu64 ",\n  \"extractions_failed\": %" PRIu64
-		",\n  \"frames_served\": %" PRIu64 ",\n  \"images_encoded\": %" PRIu64
-		",\n  \"frames_decoded\": %" PRIu64 ",\n  \"cache_hits\": %" PRIu64
-		",\n  \"cache_misses\": %" PRIu64 ",\n  \"joined\": %" PRIu64
-		",\n  \"store_images\": %" PRIu64 ",\n  \"store_bytes\": %" PRIu64
-		",\n  \"store_errors\": %" PRIu64 ",\n  \"adopted_from_other_processes\": %" PRIu64
-		",\n  \"lease_handovers\": %" PRIu64 ",\n  \"lease_failures\": %" PRIu64
-		",\n  \"lease_retries\": %" PRIu64 ",\n  \"images_not_landed\": %" PRIu64
-		",\n  \"image_landing_waits\": %" PRIu64,
-		HF_VERSION, (double)(now_ns() - e->t0_ns) / 1e9, active,
-		atomic_load(&e->segments_known), atomic_load(&e->extractions_started),
-		atomic_load(&e->extractions_completed), atomic_load(&e->extractions_failed),
-		atomic_load(&e->frames_served), atomic_load(&e->images_encoded),
-		atomic_load(&e->xs.frames_decoded), atomic_load(&e->cache_hits),
-		atomic_load(&e->cache_misses), atomic_load(&e->joined), images, bytes,
-		atomic_load(&e->store_errors), atomic_load(&e->adopted),
-		atomic_load(&e->handovers), store_lease_failures, lease_retries,
-		not_landed, landing_waits);
+#define COUNT(key, x) set(o, key, report_u64(atomic_load(&(x))), &ret)
+	set(o, "version", json_string(HF_VERSION), &ret);
+	set(o, "uptime_s", report_real((double)(now_ns() - e->t0_ns) / 1e9, 1000), &ret);
+	set(o, "segments_active", json_integer(active), &ret);
+	COUNT("segments_known", e->segments_known);
+	COUNT("extractions_started", e->extractions_started);
+	COUNT("extractions_completed", e->extractions_completed);
+	COUNT("extractions_failed", e->extractions_failed);
+	COUNT("frames_served", e->frames_served);
+	COUNT("images_encoded", e->images_encoded);
+	COUNT("frames_decoded", e->xs.frames_decoded);
+	COUNT("cache_hits", e->cache_hits);
+	COUNT("cache_misses", e->cache_misses);
+	COUNT("joined", e->joined);
+	set(o, "store_images", report_u64(images), &ret);
+	set(o, "store_bytes", report_u64(bytes), &ret);
+	COUNT("store_errors", e->store_errors);
+	COUNT("adopted_from_other_processes", e->adopted);
+	COUNT("lease_handovers", e->handovers);
+	set(o, "lease_failures", report_u64(store_lease_failures), &ret);
+	set(o, "lease_retries", report_u64(lease_retries), &ret);
+	set(o, "images_not_landed", report_u64(not_landed), &ret);
+	set(o, "image_landing_waits", report_u64(landing_waits), &ret);
 	pthread_mutex_lock(&e->lock);
-	fprintf(f,
-		",\n  \"segments_in_memory\": %zu,\n  \"sources_in_memory\": %zu"
-		",\n  \"segments_freed\": %" PRIu64 ",\n  \"sources_freed\": %" PRIu64,
-		e->nsegments, e->nsources, atomic_load(&e->segments_freed),
-		atomic_load(&e->sources_freed));
+	set(o, "segments_in_memory", report_u64(e->nsegments), &ret);
+	set(o, "sources_in_memory", report_u64(e->nsources), &ret);
 	pthread_mutex_unlock(&e->lock);
-	fprintf(f,
-		",\n  \"store_max_size\": %" PRIu64 ",\n  \"store_min_free\": %" PRIu64
-		",\n  \"store_free_bytes\": %" PRIu64 ",\n  \"store_over_bounds\": %s"
-		",\n  \"evictions\": %" PRIu64 ",\n  \"evicted_images\": %" PRIu64
-		",\n  \"evicted_bytes\": %" PRIu64 ",\n  \"kept_in_use\": %" PRIu64,
-		e->conf.max_size, e->conf.min_free, store_free_bytes(e->store),
-		atomic_load(&e->over_bound) ? "true" : "false", atomic_load(&e->evictions),
-		atomic_load(&e->evicted_images), atomic_load(&e->evicted_bytes),
-		atomic_load(&e->kept_in_use));
-	fprintf(f, ",\n  \"store_error\": ");
+	COUNT("segments_freed", e->segments_freed);
+	COUNT("sources_freed", e->sources_freed);
+	set(o, "store_max_size", report_u64(e->conf.max_size), &ret);
+	set(o, "store_min_free", report_u64(e->conf.min_free), &ret);
+	set(o, "store_free_bytes", report_u64(store_free_bytes(e->store)), &ret);
+	set(o, "store_over_bounds", json_boolean(atomic_load(&e->over_bound)), &ret);
+	COUNT("evictions", e->evictions);
+	COUNT("evicted_images", e->evicted_images);
+	COUNT("evicted_bytes", e->evicted_bytes);
+	COUNT("kept_in_use", e->kept_in_use);
 	pthread_mutex_lock(&e->lock);
 	snprintf(store_error, sizeof(store_error), "%s",
 		 atomic_load(&e->store_failing) ? e->store_error : "");
 	pthread_mutex_unlock(&e->lock);
-	if (store_error[0])
-		json_str(f, store_error);
-	else
-		fprintf(f, "null");
-	fprintf(f, ",\n  \"extractions\": %s", ext);
-	free(ext);
-	{
-		uint64_t now, peak, budget;
-		extract_memory(&now, &peak, &budget);
-		fprintf(f,
-			",\n  \"memory_in_flight\": %" PRIu64 ",\n  \"memory_in_flight_peak\": %" PRIu64
-			",\n  \"memory_budget\": %" PRIu64,
-			now, peak, budget);
-	}
-	fprintf(f,
-		",\n  \"source_bytes_read\": %" PRIu64 ",\n  \"index_bytes_read\": %" PRIu64
-		",\n  \"windows_indexed\": %" PRIu64 ",\n  \"windows_from_store\": %" PRIu64,
-		atomic_load(&e->index_bytes) + atomic_load(&e->xs.source_bytes),
-		atomic_load(&e->index_bytes), atomic_load(&e->windows_built),
-		atomic_load(&e->windows_known));
-	fprintf(f,
-		",\n  \"time_ms\": {\"index\": %.1f, \"open\": %.1f, \"seek\": %.1f, "
-		"\"decode\": %.1f, \"convert\": %.1f, \"transform\": %.1f, \"encode\": %.1f, "
-		"\"write\": %.1f}\n}\n",
-		MS(e->index_ns), MS(e->xs.open_ns), MS(e->xs.seek_ns), MS(e->xs.decode_ns),
-		MS(e->xs.convert_ns), MS(e->xs.transform_ns), MS(e->xs.encode_ns), MS(e->write_ns));
+	set(o, "store_error", store_error[0] ? report_str(store_error) : json_null(), &ret);
+	set(o, "extractions", ext, &ret);
+	extract_memory(&mem_now, &mem_peak, &mem_budget);
+	set(o, "memory_in_flight", report_u64(mem_now), &ret);
+	set(o, "memory_in_flight_peak", report_u64(mem_peak), &ret);
+	set(o, "memory_budget", report_u64(mem_budget), &ret);
+	set(o, "source_bytes_read",
+	    report_u64(atomic_load(&e->index_bytes) + atomic_load(&e->xs.source_bytes)), &ret);
+	COUNT("index_bytes_read", e->index_bytes);
+	COUNT("windows_indexed", e->windows_built);
+	COUNT("windows_from_store", e->windows_known);
+#undef COUNT
+	/* time per phase, in milliseconds to 0.1 */
+#define MS(key, x) set(tm, key, report_real((double)atomic_load(&(x)) / 1e6, 10), &ret)
+	tm = json_object();
+	MS("index", e->index_ns);
+	MS("open", e->xs.open_ns);
+	MS("seek", e->xs.seek_ns);
+	MS("decode", e->xs.decode_ns);
+	MS("convert", e->xs.convert_ns);
+	MS("transform", e->xs.transform_ns);
+	MS("encode", e->xs.encode_ns);
+	MS("write", e->write_ns);
 #undef MS
-	return fclose(f) == 0 ? 0 : -ENOMEM;
+	set(o, "time_ms", tm, &ret);
+	if (ret == 0)
+		ret = report_dump(o, out, len);
+	json_decref(o);
+	return ret;
 }
 
 void engine_count_served(struct engine *e)

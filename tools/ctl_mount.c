@@ -188,13 +188,13 @@ static void text_cut(char *s, size_t cols)
  * MOUNT/.hfstats, parsed. 0, or -1 with a sentence in msg: a MOUNT is recognised by its
  * .hfstats, so a directory without one is "not an hfmount mount".
  */
-static int load_stats(const char *mount, struct json **st, char *msg, size_t len)
+static int load_stats(const char *mount, json_t **st, char *msg, size_t len)
 {
-	if (json_load_in(mount, ".hfstats", "is not an hfmount mount (it has no .hfstats)", st,
-			 msg, len) < 0)
+	if (ctl_json_load_in(mount, ".hfstats", "is not an hfmount mount (it has no .hfstats)", st,
+			     msg, len) < 0)
 		return -1;
-	if (json_type(*st) != JSON_OBJECT) {
-		json_free(st);
+	if (!json_is_object(*st)) {
+		ctl_json_free(st);
 		snprintf(msg, len, "%s/.hfstats: not a JSON object; is %s an hfmount mount?", mount,
 			 mount);
 		return -1;
@@ -202,16 +202,16 @@ static int load_stats(const char *mount, struct json **st, char *msg, size_t len
 	return 0;
 }
 
-static uint64_t u64_or(const struct json *obj, const char *key, uint64_t dflt)
+static uint64_t u64_or(const json_t *obj, const char *key, uint64_t dflt)
 {
 	uint64_t v;
-	return json_u64(json_get(obj, key), &v) ? v : dflt;
+	return ctl_json_u64(json_object_get(obj, key), &v) ? v : dflt;
 }
 
 /* The directory an extraction entry names, as seen from here: MOUNT + its path. */
-static void extraction_dir(const char *mount, const struct json *x, char *buf, size_t len)
+static void extraction_dir(const char *mount, const json_t *x, char *buf, size_t len)
 {
-	const char *path = json_string(json_get(x, "path"), NULL);
+	const char *path = ctl_json_str(json_object_get(x, "path"), NULL);
 	int n = (int)strlen(mount);
 
 	while (n > 1 && mount[n - 1] == '/')
@@ -219,7 +219,7 @@ static void extraction_dir(const char *mount, const struct json *x, char *buf, s
 	if (path)
 		snprintf(buf, len, "%.*s%s%s", n, mount, path[0] == '/' ? "" : "/", path);
 	else
-		snprintf(buf, len, "%s", json_string(json_get(x, "segment"), "?"));
+		snprintf(buf, len, "%s", ctl_json_str(json_object_get(x, "segment"), "?"));
 }
 
 /* ---- status ---- */
@@ -255,20 +255,20 @@ static void line_add(struct line *l, const char *fmt, ...)
 		    l->len + (size_t)n < sizeof(l->buf) ? l->len + (size_t)n : sizeof(l->buf) - 1;
 }
 
-static void line_count(struct line *l, const struct json *st, const char *key, const char *what)
+static void line_count(struct line *l, const json_t *st, const char *key, const char *what)
 {
 	uint64_t v;
-	if (json_u64(json_get(st, key), &v))
+	if (ctl_json_u64(json_object_get(st, key), &v))
 		line_add(l, "%" PRIu64 " %s", v, what);
 }
 
 /* A size in bytes, readable, between the words before and after it. */
-static void line_size(struct line *l, const struct json *st, const char *key, const char *before,
+static void line_size(struct line *l, const json_t *st, const char *key, const char *before,
 		      const char *after)
 {
 	uint64_t v;
 	char size[32];
-	if (json_u64(json_get(st, key), &v)) {
+	if (ctl_json_u64(json_object_get(st, key), &v)) {
 		ctl_fmt_size(v, size, sizeof(size));
 		line_add(l, "%s%s%s", before, size, after);
 	}
@@ -316,11 +316,11 @@ static const char *const status_known[] = {
 };
 /* clang-format on */
 
-static void status_counters(const char *mount, const struct json *st)
+static void status_counters(const char *mount, const json_t *st)
 {
-	const struct json *running = json_get(st, "extractions");
-	const char *version = json_string(json_get(st, "version"), NULL);
-	const char *store_error = json_string(json_get(st, "store_error"), NULL);
+	const json_t *running = json_object_get(st, "extractions");
+	const char *version = ctl_json_str(json_object_get(st, "version"), NULL);
+	const char *store_error = ctl_json_str(json_object_get(st, "store_error"), NULL);
 	struct line l = {.len = 0};
 	uint64_t hits, misses;
 	char t[64];
@@ -328,8 +328,8 @@ static void status_counters(const char *mount, const struct json *st)
 	line_add(&l, "%s", mount);
 	if (version)
 		line_add(&l, "hfmount %s", version);
-	if (json_get(st, "uptime_s")) {
-		fmt_duration(json_number(json_get(st, "uptime_s"), -1), t, sizeof(t));
+	if (json_object_get(st, "uptime_s")) {
+		fmt_duration(ctl_json_num(json_object_get(st, "uptime_s"), -1), t, sizeof(t));
 		line_add(&l, "up %s", t);
 	}
 	line_print("mount", &l);
@@ -348,8 +348,8 @@ static void status_counters(const char *mount, const struct json *st)
 	line_count(&l, st, "extractions_started", "started");
 	line_count(&l, st, "extractions_completed", "completed");
 	line_count(&l, st, "extractions_failed", "failed");
-	if (json_type(running) == JSON_ARRAY)
-		line_add(&l, "%zu running", json_count(running));
+	if (json_is_array(running))
+		line_add(&l, "%zu running", json_array_size(running));
 	line_print("extractions", &l);
 	line_count(&l, st, "frames_served", "served");
 	line_count(&l, st, "frames_decoded", "decoded");
@@ -357,8 +357,8 @@ static void status_counters(const char *mount, const struct json *st)
 	line_print("frames", &l);
 	line_count(&l, st, "cache_hits", "hits");
 	line_count(&l, st, "cache_misses", "misses");
-	if (json_u64(json_get(st, "cache_hits"), &hits) &&
-	    json_u64(json_get(st, "cache_misses"), &misses) && hits + misses > 0)
+	if (ctl_json_u64(json_object_get(st, "cache_hits"), &hits) &&
+	    ctl_json_u64(json_object_get(st, "cache_misses"), &misses) && hits + misses > 0)
 		line_add(&l, "%.1f%% hit ratio", 100.0 * (double)hits / (double)(hits + misses));
 	line_count(&l, st, "joined", "joined a running decode");
 	line_print("cache", &l);
@@ -376,10 +376,10 @@ static void status_counters(const char *mount, const struct json *st)
 	line_size(&l, st, "store_max_size", "max ", "");
 	line_size(&l, st, "store_min_free", "keep ", " free");
 	line_size(&l, st, "store_free_bytes", "", " free now");
-	if (json_type(json_get(st, "store_over_bounds")) == JSON_BOOL)
+	if (json_is_boolean(json_object_get(st, "store_over_bounds")))
 		line_add(&l, "%s",
-			 json_bool(json_get(st, "store_over_bounds"), false) ? "over its bounds"
-									     : "within bounds");
+			 json_is_true(json_object_get(st, "store_over_bounds")) ? "over its bounds"
+										: "within bounds");
 	line_print("limits", &l);
 	line_count(&l, st, "evictions", "evicted");
 	line_count(&l, st, "evicted_images", "images");
@@ -394,16 +394,16 @@ static void status_counters(const char *mount, const struct json *st)
 		status_print("store error", "%s", store_error);
 }
 
-static void status_running(const char *mount, const struct json *st)
+static void status_running(const char *mount, const json_t *st)
 {
-	const struct json *running = json_get(st, "extractions");
+	const json_t *running = json_object_get(st, "extractions");
 	char dir[PATH_MAX + 256], t[32];
 
-	for (size_t i = 0; i < json_count(running); i++) {
-		const struct json *x = json_at(running, i);
+	for (size_t i = 0; i < json_array_size(running); i++) {
+		const json_t *x = json_array_get(running, i);
 		uint64_t done = u64_or(x, "frames_done", 0), count = u64_or(x, "count", 0);
 		extraction_dir(mount, x, dir, sizeof(dir));
-		fmt_ms(json_number(json_get(x, "elapsed_ms"), -1), t, sizeof(t));
+		fmt_ms(ctl_json_num(json_object_get(x, "elapsed_ms"), -1), t, sizeof(t));
 		status_print(i ? "" : "running", "%s  %" PRIu64 "/%" PRIu64 " frames (%.0f%%), %s",
 			     dir, done, count, count ? 100.0 * (double)done / (double)count : 0.0,
 			     t);
@@ -411,63 +411,68 @@ static void status_running(const char *mount, const struct json *st)
 }
 
 /* time_ms as a table, phases in the daemon's order, each with its share of the total. */
-static void status_phases(const struct json *st)
+static void status_phases(const json_t *st)
 {
-	const struct json *tm = json_get(st, "time_ms");
+	json_t *tm = json_object_get(st, "time_ms"), *v;
+	const char *phase;
 	double total = 0;
 	char t[32];
 
-	for (size_t i = 0; i < json_count(tm); i++)
-		total += json_number(json_at(tm, i), 0);
-	if (!json_count(tm))
+	json_object_foreach(tm, phase, v) total += ctl_json_num(v, 0);
+	if (!json_object_size(tm))
 		return;
 	fmt_ms(total, t, sizeof(t));
 	status_print("time", "%s in all", t);
-	for (size_t i = 0; i < json_count(tm); i++) {
-		double ms = json_number(json_at(tm, i), 0);
+	json_object_foreach(tm, phase, v)
+	{
+		double ms = ctl_json_num(v, 0);
 		fmt_ms(ms, t, sizeof(t));
-		status_print("", "%-10s %10s %6.1f%%", json_key_at(tm, i), t,
+		status_print("", "%-10s %10s %6.1f%%", phase, t,
 			     total > 0 ? 100.0 * ms / total : 0.0);
 	}
 }
 
 /* A field status does not know, on one line: sizes in bytes (named *_bytes, *_size,
  * *_free) readable, objects as their scalar members, arrays as how many they hold. */
-static void fmt_value(const char *key, const struct json *v, char *buf, size_t len)
+static void fmt_value(const char *key, json_t *v, char *buf, size_t len)
 {
 	size_t klen = strlen(key);
 	uint64_t n;
 
-	switch (json_type(v)) {
+	switch (json_typeof(v)) {
 	case JSON_NULL:
 		snprintf(buf, len, "none");
 		break;
-	case JSON_BOOL:
-		snprintf(buf, len, "%s", json_bool(v, false) ? "yes" : "no");
+	case JSON_TRUE:
+	case JSON_FALSE:
+		snprintf(buf, len, "%s", json_is_true(v) ? "yes" : "no");
 		break;
 	case JSON_STRING:
-		snprintf(buf, len, "%s", json_string(v, ""));
+		snprintf(buf, len, "%s", json_string_value(v));
 		break;
-	case JSON_NUMBER:
-		if (json_u64(v, &n) && klen > 5 &&
+	case JSON_INTEGER:
+	case JSON_REAL:
+		if (ctl_json_u64(v, &n) && klen > 5 &&
 		    (strcmp(key + klen - 6, "_bytes") == 0 ||
 		     strcmp(key + klen - 5, "_size") == 0 || strcmp(key + klen - 5, "_free") == 0))
 			ctl_fmt_size(n, buf, len);
 		else
-			snprintf(buf, len, "%.15g", json_number(v, 0));
+			snprintf(buf, len, "%.15g", json_number_value(v));
 		break;
 	case JSON_ARRAY:
-		snprintf(buf, len, "%zu entries", json_count(v));
+		snprintf(buf, len, "%zu entries", json_array_size(v));
 		break;
 	case JSON_OBJECT: {
 		struct line l = {.len = 0};
+		const char *name;
+		json_t *member;
 		char one[256];
-		for (size_t i = 0; i < json_count(v); i++) {
-			enum json_type type = json_type(json_at(v, i));
-			if (type == JSON_ARRAY || type == JSON_OBJECT)
+		json_object_foreach(v, name, member)
+		{
+			if (json_is_array(member) || json_is_object(member))
 				continue;
-			fmt_value(json_key_at(v, i), json_at(v, i), one, sizeof(one));
-			line_add(&l, "%s %s", json_key_at(v, i), one);
+			fmt_value(name, member, one, sizeof(one));
+			line_add(&l, "%s %s", name, one);
 		}
 		snprintf(buf, len, "%s", l.buf);
 		break;
@@ -483,22 +488,24 @@ static bool status_knows(const char *key)
 	return false;
 }
 
-static void status_other(const struct json *st)
+static void status_other(json_t *st)
 {
+	const char *key;
+	json_t *v;
 	char value[1024];
 
-	for (size_t i = 0; i < json_count(st); i++) {
-		const char *key = json_key_at(st, i);
+	json_object_foreach(st, key, v)
+	{
 		if (status_knows(key))
 			continue;
-		fmt_value(key, json_at(st, i), value, sizeof(value));
+		fmt_value(key, v, value, sizeof(value));
 		status_print(key, "%s", value);
 	}
 }
 
 int ctl_status(int argc, char **argv)
 {
-	struct json *st = NULL;
+	json_t *st = NULL;
 	char msg[PATH_MAX + 128];
 	int c;
 
@@ -520,7 +527,7 @@ int ctl_status(int argc, char **argv)
 	status_running(argv[optind], st);
 	status_phases(st);
 	status_other(st);
-	json_free(&st);
+	ctl_json_free(&st);
 	return fflush(stdout) == 0 ? 0 : 1;
 }
 
@@ -626,31 +633,31 @@ static void top_line(struct top *t, const char *fmt, ...)
 	}
 }
 
-static void top_header(struct top *t, const struct json *st)
+static void top_header(struct top *t, const json_t *st)
 {
-	const struct json *running = json_get(st, "extractions");
+	const json_t *running = json_object_get(st, "extractions");
 	char clock[16], up[32], size[32];
 	time_t now = time(NULL);
 	struct tm tm;
 
 	strftime(clock, sizeof(clock), "%H:%M:%S", localtime_r(&now, &tm));
-	fmt_duration(json_number(json_get(st, "uptime_s"), -1), up, sizeof(up));
+	fmt_duration(ctl_json_num(json_object_get(st, "uptime_s"), -1), up, sizeof(up));
 	ctl_fmt_size(u64_or(st, "store_bytes", 0), size, sizeof(size));
 	top_line(t, "hfctl top %s  %s  up %s%s", t->mount, clock, up, t->tty ? "  (q quits)" : "");
 	top_line(t,
 		 "extractions: %zu running, %" PRIu64 " done, %" PRIu64 " failed   frames: %" PRIu64
 		 " served, %" PRIu64 " encoded   store: %s",
-		 json_count(running), u64_or(st, "extractions_completed", 0),
+		 json_array_size(running), u64_or(st, "extractions_completed", 0),
 		 u64_or(st, "extractions_failed", 0), u64_or(st, "frames_served", 0),
 		 u64_or(st, "images_encoded", 0), size);
 }
 
 /* One row per running extraction: path (its start cut off when the terminal is narrow),
  * bar, frames done/total, fps and ETA. */
-static void top_rows(struct top *t, const struct json *st)
+static void top_rows(struct top *t, const json_t *st)
 {
-	const struct json *running = json_get(st, "extractions");
-	size_t n = json_count(running), shown = n, path_cols = 0;
+	const json_t *running = json_object_get(st, "extractions");
+	size_t n = json_array_size(running), shown = n, path_cols = 0;
 	int bar_cells = t->tty && t->cols < 80 ? 10 : 20;
 	char dir[PATH_MAX + 256], fitted[PATH_MAX + 256], bar[64], rate[64], right[256];
 
@@ -658,12 +665,12 @@ static void top_rows(struct top *t, const struct json *st)
 	if (t->tty && t->rows > 5 && n > (size_t)t->rows - 4)
 		shown = (size_t)t->rows - 5; /* and a line saying how many more */
 	for (size_t i = 0; i < shown; i++) {
-		extraction_dir(t->mount, json_at(running, i), dir, sizeof(dir));
+		extraction_dir(t->mount, json_array_get(running, i), dir, sizeof(dir));
 		if (text_cols(dir) > path_cols)
 			path_cols = text_cols(dir);
 	}
 	for (size_t i = 0; i < shown; i++) {
-		const struct json *x = json_at(running, i);
+		const json_t *x = json_array_get(running, i);
 		uint64_t done = u64_or(x, "frames_done", 0), count = u64_or(x, "count", 0);
 		uint64_t elapsed = u64_or(x, "elapsed_ms", 0);
 		size_t room = path_cols, right_cols;
@@ -690,7 +697,7 @@ static void top_rows(struct top *t, const struct json *st)
 }
 
 /* Writes one refresh: on a terminal over the previous one, else after it. */
-static int top_draw(struct top *t, const struct json *st)
+static int top_draw(struct top *t, const json_t *st)
 {
 	int ret = 0;
 
@@ -792,7 +799,7 @@ int ctl_top(int argc, char **argv)
 	struct termios saved, raw;
 	/* poll is never restarted, so a signal still ends the wait; writes and reads are */
 	struct sigaction sa = {.sa_handler = top_on_signal, .sa_flags = SA_RESTART};
-	struct json *st = NULL;
+	json_t *st = NULL;
 	double interval = 1;
 	long count = 0, done = 0;
 	bool keys, quit = false;
@@ -830,7 +837,7 @@ int ctl_top(int argc, char **argv)
 			ret = 1;
 			break;
 		}
-		json_free(&st);
+		ctl_json_free(&st);
 		if (count && ++done >= count)
 			break;
 		quit = top_wait((int)(interval * 1000), keys);
@@ -848,7 +855,7 @@ int ctl_top(int argc, char **argv)
 		tcsetattr(STDIN_FILENO, TCSANOW, &saved);
 	if (ret)
 		fprintf(stderr, "hfctl top: %s\n", msg);
-	json_free(&st);
+	ctl_json_free(&st);
 	samples_clear(&t.prev);
 	samples_clear(&t.next);
 	return ret;
@@ -896,12 +903,12 @@ static void progress_clear(struct progress *p)
 }
 
 /* SEGMENT/.hfinfo, parsed; 0, or -1 with a sentence on stderr. */
-static int load_info(const char *seg, struct json **info)
+static int load_info(const char *seg, json_t **info)
 {
 	char msg[PATH_MAX + 256];
 
-	if (json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount", info,
-			 msg, sizeof(msg)) < 0) {
+	if (ctl_json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount", info,
+			     msg, sizeof(msg)) < 0) {
 		fprintf(stderr, "hfctl prefetch: %s\n", msg);
 		return -1;
 	}
@@ -916,11 +923,11 @@ static void say_why(const char *seg, char *why)
 }
 
 /* The error info gives (fallback when it has none). */
-static void print_reason(const char *seg, const struct json *info, const char *fallback)
+static void print_reason(const char *seg, const json_t *info, const char *fallback)
 {
 	char why[1024];
 
-	snprintf(why, sizeof(why), "%s", json_string(json_get(info, "error"), fallback));
+	snprintf(why, sizeof(why), "%s", ctl_json_str(json_object_get(info, "error"), fallback));
 	say_why(seg, why);
 }
 
@@ -929,7 +936,7 @@ static void report_failure(const char *seg, const char *fallback)
 {
 	char why[1024];
 
-	json_info_error(seg, fallback, why, sizeof(why));
+	ctl_json_info_error(seg, fallback, why, sizeof(why));
 	say_why(seg, why);
 }
 
@@ -958,17 +965,17 @@ static int prefetch_frames(const char *seg, uint64_t count, const char *ext, str
 /* .hfinfo says complete, or that every frame is stored and nothing went wrong: with
  * eager = false the daemon leaves a segment "extracting" even then, and stored frames are
  * what prefetch promises. */
-static bool all_stored(const struct json *info, uint64_t count)
+static bool all_stored(const json_t *info, uint64_t count)
 {
-	return strcmp(json_string(json_get(info, "state"), ""), "complete") == 0 ||
+	return strcmp(ctl_json_str(json_object_get(info, "state"), ""), "complete") == 0 ||
 	       (u64_or(info, "frames_done", 0) == count &&
-		json_type(json_get(info, "error")) == JSON_NULL);
+		(!json_object_get(info, "error") || json_is_null(json_object_get(info, "error"))));
 }
 
 static int prefetch_one(const char *seg, bool tty)
 {
 	struct progress p = {seg, tty, now_ms(), 0};
-	struct json *info = NULL;
+	json_t *info = NULL;
 	char why[128], t[32];
 	uint64_t count;
 	int ret = -1;
@@ -980,17 +987,18 @@ static int prefetch_one(const char *seg, bool tty)
 		print_reason(seg, info, "the segment has no frames");
 		goto out_free;
 	}
-	if (prefetch_frames(seg, count, json_string(json_get(info, "format"), "png"), &p) < 0)
+	if (prefetch_frames(seg, count, ctl_json_str(json_object_get(info, "format"), "png"), &p) <
+	    0)
 		goto out_free;
 	progress_clear(&p);
-	json_free(&info);
+	ctl_json_free(&info);
 	if (load_info(seg, &info) < 0)
 		goto out_free;
 	if (!all_stored(info, count)) {
 		snprintf(why, sizeof(why),
 			 "state is %s with %" PRIu64 " of %" PRIu64 " frames stored",
-			 json_string(json_get(info, "state"), "?"), u64_or(info, "frames_done", 0),
-			 count);
+			 ctl_json_str(json_object_get(info, "state"), "?"),
+			 u64_or(info, "frames_done", 0), count);
 		print_reason(seg, info, why);
 		goto out_free;
 	}
@@ -999,7 +1007,7 @@ static int prefetch_one(const char *seg, bool tty)
 	fflush(stdout);
 	ret = 0;
 out_free:
-	json_free(&info);
+	ctl_json_free(&info);
 	return ret;
 }
 
