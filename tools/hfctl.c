@@ -2,12 +2,16 @@
  * hfctl: the operator's tool for hfmount mounts and stores.
  *
  *   hfctl status MOUNT | top MOUNT | prefetch SEGMENT... | contact-sheet SEGMENT OUT.png
+ *   hfctl path VIDEO START DUR FPS [OPTIONS] [--mount MNT]
  *   hfctl ls STORE | gc STORE [--max-size SIZE] [--dry-run] | verify STORE
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "tools/ctl.h"
+
+/* tools/ctl_path.c; its place is tools/ctl.h ("on a segment"), owned elsewhere for now */
+int ctl_path(int argc, char **argv);
 
 #ifndef HF_VERSION
 #define HF_VERSION "unknown"
@@ -21,7 +25,9 @@ static const struct {
 	{"status", ctl_status, "MOUNT", "what MOUNT/.hfstats says, readable by a person"},
 	{"top", ctl_top, "MOUNT", "live view of extractions: frames, fps, ETA"},
 	{"prefetch", ctl_prefetch, "SEGMENT...", "extract segments now; exit 0 when complete"},
-	{"contact-sheet", ctl_contact_sheet, "SEGMENT OUT.png", "a grid of thumbnails with slot numbers"},
+	{"contact-sheet", ctl_contact_sheet, "SEGMENT OUT.png",
+	 "a grid of thumbnails with slot numbers and source times"},
+	{"path", ctl_path, "VIDEO START DUR FPS [OPTS]", "the canonical segment path, under a mount"},
 	{"ls", ctl_ls, "STORE", "stored segments: source, range, fps, frames, bytes, last use"},
 	{"gc", ctl_gc, "STORE [--max-size SIZE] [--min-free SIZE] [--dry-run]",
 	 "evict least recently used segments"},
