@@ -13,9 +13,10 @@ exactly one hfmount_<version>_<arch>.deb, version as `hfmount --version` says an
   binary needs (objdump's NEEDED, resolved by ldd, owned per `dpkg -S`) is in it: no
   library typed by hand, none missing;
 - the file list (`dpkg-deb -c`): the two programs (0755, stripped ELF), the two man
-  pages gzipped, the examples of tools/examples, all owned by root and nothing else; the
-  extracted (`dpkg-deb -x`) man pages and examples equal the sources, the control
-  archive's md5sums match the files, and `man -l` renders both pages;
+  pages gzipped, the examples of tools/examples and a changelog.gz, all owned by root,
+  and nothing else; the extracted (`dpkg-deb -x`) man pages and examples equal the
+  sources, the changelog parses (`dpkg-parsechangelog`) with the package's version, the
+  control archive's md5sums match the files, and `man -l` renders both pages;
 - the extracted `hfmount --version` and `hfctl --help` run (system libraries only, no
   LD_LIBRARY_PATH; an ASan build's package depends on libasan8 and runs the same way);
 - in a private mount namespace where /usr/bin is the system's plus the package's (an
@@ -248,6 +249,7 @@ def expected_files():
         out["./usr/share/man/man1/%s.gz" % os.path.basename(page)] = 0o644
     for ex in sorted(os.listdir(os.path.join(REPO, "tools", "examples"))):
         out["./usr/share/doc/hfmount/examples/" + ex] = 0o644
+    out["./usr/share/doc/hfmount/changelog.gz"] = 0o644
     return out
 
 
@@ -300,6 +302,15 @@ def contents_match_sources():
         with open(os.path.join(p.root, "usr", "share", "doc", "hfmount", "examples", ex), "rb") as a, \
                 open(os.path.join(REPO, "tools", "examples", ex), "rb") as b:
             check(a.read() == b.read(), "examples/%s differs from tools/examples/%s" % (ex, ex))
+    # The changelog Debian policy asks of a native package, parsed by dpkg's own parser.
+    log = os.path.join(p.tmp, "changelog")
+    with gzip.open(os.path.join(p.root, "usr", "share", "doc", "hfmount", "changelog.gz")) as a, \
+            open(log, "wb") as b:
+        b.write(a.read())
+    cl = h.run(["dpkg-parsechangelog", "-l", log]).stdout.decode()
+    check(re.search(r"^Source: hfmount$", cl, re.M) and
+          re.search(r"^Version: %s$" % re.escape(p.version), cl, re.M),
+          "changelog.gz: dpkg-parsechangelog says %r" % cl)
     # The control archive's md5sums cover every file and match what was extracted.
     sums = {}
     with open(os.path.join(p.ctrl, "md5sums")) as fh:
