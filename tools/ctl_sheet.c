@@ -1,16 +1,27 @@
 /*
- * hfctl contact-sheet: a grid of a segment's frames as thumbnails, each numbered with its
- * slot's file number, in one PNG. Frames are read through the mount like any client
- * (which extracts a cold segment), decoded with libavcodec and scaled with swscale
- * straight into the sheet.
+ * hfctl contact-sheet: a grid of a segment's frames as thumbnails, each labelled with its
+ * slot's file number and the time of the source frame it shows, in one PNG. Frames are
+ * read through the mount like any client (which extracts a cold segment), decoded with
+ * libavcodec and scaled with swscale straight into the sheet.
+ *
+ * The times are the daemon's choice made again with its own code: the video is read
+ * through the mount (beside the segment directory), its window indexed with
+ * source_index_build and each slot's frame chosen with slots_frame, exactly as the
+ * engine does for the segment's start, duration and rate (.hfinfo "segment"). A time is
+ * the frame's pts from the container's start, in seconds rounded to 3 decimals.
  *
  * Layout (what a test or a script may rely on):
  *   n       = count when count <= 100, else 100 slots evenly spaced from the first to the
  *             last: slot i * (count - 1) / 99 (integer division), i = 0..99
  *   cols    = --columns (default 10), at most n;  rows = ceil(n / cols)
  *   tw      = --width (default 160);  th = round(tw * height / width) of the frames
- *   scale   = 2 when tw >= 96, else 1 (digits are 5x7 pixels times scale)
- *   label   = 7 * scale + 6 pixels under each thumbnail for its number
+ *   scale   = 2 when tw >= 96, else 1 (characters are 5x7 pixels times scale, 6 * scale
+ *             apart, centred under the thumbnail: left = x + (tw - (6 * len - 1) * scale) / 2)
+ *   label   = 16 * scale + 6 pixels under each thumbnail: the file number (7 for
+ *             frame_00007) with its top 3 px below the thumbnail, then the source time
+ *             ("1.233", "-0.033") 9 * scale px lower; a line too wide for the thumbnail at
+ *             scale 2 is drawn at scale 1 (same top), and one too wide even then is cut
+ *             at the thumbnail's edges
  *   sheet   = (cols * (tw + 6) + 6) x (rows * (th + label + 6) + 6) pixels, RGB
  */
 #include <errno.h>
@@ -28,6 +39,8 @@
 #include <unistd.h>
 
 #include "decode/encode.h"
+#include "decode/source.h"
+#include "fs/segname.h"
 #include "tools/ctl.h"
 #include "tools/ctl_json.h"
 
@@ -41,19 +54,21 @@
 static const char sheet_help[] =
     "usage: hfctl contact-sheet [--columns N] [--width PX] SEGMENT OUT.png\n"
     "Writes OUT.png: the segment's frames as thumbnails in a grid, each with its slot\n"
-    "number (7 for frame_00007) under it. Up to 100 frames all show; a longer segment\n"
+    "number (7 for frame_00007) under it and, below that, the time in the video of the\n"
+    "frame it shows (seconds, 3 decimals). Up to 100 frames all show; a longer segment\n"
     "shows 100 evenly spaced ones, first and last included. A cold segment is extracted.\n"
     "  --columns N   thumbnails per row, 1..100 (default 10)\n"
     "  --width PX    width of a thumbnail, 48..1024 (default 160); its height keeps the\n"
     "                frame's aspect ratio\n";
 
-/* 5x7 digits, one byte per row, bit 4 the leftmost pixel. */
-static const uint8_t digit_rows[10][7] = {
+/* 5x7 characters, one byte per row, bit 4 the leftmost pixel: the digits, '.', '-'. */
+static const uint8_t glyph_rows[12][7] = {
     {0x0e, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0e}, {0x04, 0x0c, 0x04, 0x04, 0x04, 0x04, 0x0e},
     {0x0e, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1f}, {0x1f, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0e},
     {0x02, 0x06, 0x0a, 0x12, 0x1f, 0x02, 0x02}, {0x1f, 0x10, 0x1e, 0x01, 0x01, 0x11, 0x0e},
     {0x06, 0x08, 0x10, 0x1e, 0x11, 0x11, 0x0e}, {0x1f, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},
     {0x0e, 0x11, 0x11, 0x0e, 0x11, 0x11, 0x0e}, {0x0e, 0x11, 0x11, 0x0f, 0x01, 0x02, 0x0c},
+    {0x00, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x0c}, {0x00, 0x00, 0x00, 0x1f, 0x00, 0x00, 0x00},
 };
 
 struct layout {
@@ -75,7 +90,7 @@ static int layout_make(struct layout *l, int64_t count, int columns, int tw, int
 	if (l->th < 1)
 		l->th = 1;
 	l->scale = tw >= 96 ? 2 : 1;
-	l->label = 7 * l->scale + SHEET_GAP;
+	l->label = 16 * l->scale + SHEET_GAP;
 	l->width = l->cols * (tw + SHEET_GAP) + SHEET_GAP;
 	if (l->th > 16 * 1024)
 		return -ERANGE;
@@ -97,28 +112,44 @@ struct sheet {
 	size_t stride;
 };
 
-/* One digit with its top left corner at (x, y). */
-static void draw_digit(struct sheet *s, int x, int y, int digit, int scale)
+/* One character with its top left corner at (x, y), drawn only within [lo, hi). */
+static void draw_glyph(struct sheet *s, int x, int y, char c, int scale, int lo, int hi)
 {
+	const uint8_t *rows = glyph_rows[c == '.' ? 10 : c == '-' ? 11 : c - '0'];
+
 	for (int row = 0; row < 7 * scale; row++) {
-		uint8_t *line = s->rgb + (size_t)(y + row) * s->stride + (size_t)x * 3;
+		uint8_t *line = s->rgb + (size_t)(y + row) * s->stride;
 		for (int col = 0; col < 5 * scale; col++)
-			if (digit_rows[digit][row / scale] & (0x10 >> col / scale))
-				memset(line + (size_t)col * 3, SHEET_INK, 3);
+			if (x + col >= lo && x + col < hi &&
+			    rows[row / scale] & (0x10 >> col / scale))
+				memset(line + (size_t)(x + col) * 3, SHEET_INK, 3);
 	}
 }
 
-/* The number's digits, a column apart, top at y, centred under the cell [x, x + width).
- * It fits: 8 digits (10^7 slots) take 47 px at scale 1, 94 at scale 2, and thumbnails
- * are at least 48 px wide, 96 at scale 2. */
-static void draw_number(struct sheet *s, int x, int width, int y, int64_t number, int scale)
+/*
+ * text (digits, '.' and '-'), a column apart, top at y, centred under the cell
+ * [x, x + width): at scale 1 when it is too wide at scale, cut at the cell's edges when
+ * too wide even then. A slot number fits: 8 digits (10^7 slots) take 47 px at scale 1,
+ * 94 at scale 2, and thumbnails are at least 48 px wide, 96 at scale 2.
+ */
+static void draw_text(struct sheet *s, int x, int width, int y, const char *text, int scale)
 {
-	char digits[24];
-	int len = snprintf(digits, sizeof(digits), "%" PRId64, number);
-	int left = x + (width - (len * 6 * scale - scale)) / 2;
+	int len = (int)strlen(text), left;
 
-	for (int d = 0; d < len; d++)
-		draw_digit(s, left + d * 6 * scale, y, digits[d] - '0', scale);
+	if (scale > 1 && (6 * len - 1) * scale > width)
+		scale = 1;
+	left = x + (width - (6 * len - 1) * scale) / 2;
+	for (int i = 0; i < len; i++)
+		draw_glyph(s, left + i * 6 * scale, y, text[i], scale, x, x + width);
+}
+
+/* Seconds with 3 decimals, rounded half away from zero, of an exact ms count. */
+static void fmt_ms(int64_t ms, char *buf, size_t len)
+{
+	uint64_t mag = ms < 0 ? -(uint64_t)ms : (uint64_t)ms;
+
+	snprintf(buf, len, "%s%" PRIu64 ".%03u", ms < 0 ? "-" : "", mag / 1000,
+		 (unsigned)(mag % 1000));
 }
 
 /* Decodes image files (PNG or JPEG) and scales them into the sheet. */
@@ -261,7 +292,7 @@ static void info_error(const char *seg, const char *fallback, char *msg, size_t 
 {
 	char why[1024];
 
-	json_info_error(seg, fallback, why, sizeof(why));
+	ctl_json_info_error(seg, fallback, why, sizeof(why));
 	snprintf(msg, len, "%s: %s", seg, why);
 }
 
@@ -270,7 +301,7 @@ static int sheet_fill(struct sheet *s, const struct layout *l, const char *seg, 
 		      char *msg, size_t len)
 {
 	struct thumbs t = {NULL};
-	char frame[PATH_MAX], why[PATH_MAX + 64];
+	char frame[PATH_MAX], why[PATH_MAX + 64], text[32];
 	int ret = thumbs_open(&t, format);
 
 	if (ret < 0) {
@@ -300,10 +331,25 @@ static int sheet_fill(struct sheet *s, const struct layout *l, const char *seg, 
 				 slot + 1, format);
 			break;
 		}
-		draw_number(s, x, l->tw, y + l->th + SHEET_GAP / 2, slot + 1, l->scale);
+		snprintf(text, sizeof(text), "%" PRId64, slot + 1);
+		draw_text(s, x, l->tw, y + l->th + SHEET_GAP / 2, text, l->scale);
 	}
 	thumbs_close(&t);
 	return ret < 0 ? -1 : 0;
+}
+
+/* Each thumbnail's source time under its number. */
+static void draw_times(struct sheet *s, const struct layout *l, const int64_t *ms)
+{
+	char text[32];
+
+	for (int i = 0; i < l->n; i++) {
+		int x = SHEET_GAP + i % l->cols * (l->tw + SHEET_GAP);
+		int y = SHEET_GAP + i / l->cols * (l->th + l->label + SHEET_GAP);
+
+		fmt_ms(ms[i], text, sizeof(text));
+		draw_text(s, x, l->tw, y + l->th + SHEET_GAP / 2 + 9 * l->scale, text, l->scale);
+	}
 }
 
 /* 0 or an errno. */
@@ -382,22 +428,24 @@ static int sheet_write(const struct sheet *s, const char *out, char *msg, size_t
 	return ret < 0 ? -1 : 0;
 }
 
-/* SEGMENT/.hfinfo's count, size and format into a layout. 0, or -1 with msg. */
+/* SEGMENT/.hfinfo's count, size, format and segment name into a layout and name. 0, or
+ * -1 with msg. */
 static int sheet_plan(const char *seg, int columns, int tw, struct layout *l, char *format,
-		      size_t format_len, char *msg, size_t len)
+		      size_t format_len, char *name, size_t name_len, char *msg, size_t len)
 {
-	struct json *info = NULL;
+	json_t *info = NULL;
 	uint64_t count = 0, fw = 0, fh = 0;
 	int ret = -1;
 
-	if (json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount", &info,
-			 msg, len) < 0)
+	if (ctl_json_load_in(seg, ".hfinfo", "is not a segment directory of an hfmount mount",
+			     &info, msg, len) < 0)
 		return -1;
-	if (!json_u64(json_get(info, "count"), &count) || count == 0 ||
-	    !json_u64(json_get(info, "width"), &fw) || !json_u64(json_get(info, "height"), &fh) ||
-	    fw == 0 || fh == 0 || fw > INT_MAX || fh > INT_MAX)
+	if (!ctl_json_u64(json_object_get(info, "count"), &count) || count == 0 ||
+	    !ctl_json_u64(json_object_get(info, "width"), &fw) ||
+	    !ctl_json_u64(json_object_get(info, "height"), &fh) || fw == 0 || fh == 0 ||
+	    fw > INT_MAX || fh > INT_MAX)
 		snprintf(msg, len, "%s: %s", seg,
-			 json_string(json_get(info, "error"), "the segment has no frames"));
+			 ctl_json_str(json_object_get(info, "error"), "the segment has no frames"));
 	else if (layout_make(l, (int64_t)count, columns, tw, (int)fw, (int)fh) < 0)
 		snprintf(msg, len,
 			 "%s: a sheet of %d px wide thumbnails of %" PRIu64 "x%" PRIu64
@@ -405,8 +453,81 @@ static int sheet_plan(const char *seg, int columns, int tw, struct layout *l, ch
 			 seg, tw, fw, fh);
 	else
 		ret = 0;
-	snprintf(format, format_len, "%s", json_string(json_get(info, "format"), "png"));
-	json_free(&info);
+	snprintf(format, format_len, "%s", ctl_json_str(json_object_get(info, "format"), "png"));
+	snprintf(name, name_len, "%s", ctl_json_str(json_object_get(info, "segment"), ""));
+	json_decref(info);
+	return ret;
+}
+
+/* (ticks - origin) * tb in ms, rounded half away from zero; exact (128-bit). */
+static int64_t ticks_ms(int64_t ticks, const struct source_index *idx)
+{
+	__int128 num = ((__int128)ticks - idx->origin) * idx->tb.num * 1000;
+	__int128 den = idx->tb.den, mag = num < 0 ? -num : num;
+	__int128 ms = (mag + den / 2) / den;
+
+	return (int64_t)(num < 0 ? -ms : ms);
+}
+
+/*
+ * The source time (ms) of the frame each thumbnail shows into ms[0..l->n): the video
+ * beside SEGMENT, read through the mount, indexed over the segment's window, each slot's
+ * frame chosen by slots_frame, as the engine does. name is the segment's name (.hfinfo's,
+ * else SEGMENT's last component). 0, or -1 with the reason in msg.
+ */
+static int sheet_times(const char *seg, const char *name, const struct layout *l, int64_t *ms,
+		       char *msg, size_t len)
+{
+	struct source_index *idx = NULL;
+	struct slot_frames fr;
+	struct segname sn;
+	char dir[PATH_MAX], video[PATH_MAX + NAME_MAX + 2], err[512];
+	char *slash;
+	int fd, ret = -1;
+
+	snprintf(dir, sizeof(dir), "%s", seg);
+	for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+		dir[n - 1] = 0;
+	slash = strrchr(dir, '/');
+	if (!*name)
+		name = slash ? slash + 1 : dir;
+	if (segname_parse(name, &sn) < 0) {
+		snprintf(msg, len, "%s is not a segment name", name);
+		return -1;
+	}
+	if (!slash)
+		snprintf(video, sizeof(video), "%.*s", (int)sn.name_len, name);
+	else
+		snprintf(video, sizeof(video), "%.*s/%.*s", (int)(slash - dir), dir,
+			 (int)sn.name_len, name);
+	fd = open(video, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(msg, len, "%s: %s", video, strerror(errno));
+		return -1;
+	}
+	if (source_index_build(fd, video, sn.start, sn.dur, &idx, NULL, err, sizeof(err)) < 0) {
+		snprintf(msg, len, "%s", err);
+		goto out_close;
+	}
+	if (idx->n == 0) {
+		snprintf(msg, len, "%s has no frames in the segment's window", video);
+		goto out_free;
+	}
+	fr = source_index_frames(idx);
+	for (int i = 0; i < l->n; i++) {
+		int64_t f = slots_frame(&fr, sn.start, sn.fps, layout_slot(l, i));
+		if (f < 0) {
+			snprintf(msg, len, "slot %" PRId64 ": %s", layout_slot(l, i),
+				 strerror((int)-f));
+			goto out_free;
+		}
+		ms[i] = ticks_ms(idx->pts[f], idx);
+	}
+	ret = 0;
+out_free:
+	source_index_free(&idx);
+out_close:
+	close(fd);
 	return ret;
 }
 
@@ -426,7 +547,8 @@ int ctl_contact_sheet(int argc, char **argv)
 						 {NULL, 0, NULL, 0}};
 	struct layout l = {0};
 	struct sheet s = {NULL};
-	char format[8], msg[PATH_MAX + 256];
+	char format[8], name[NAME_MAX + 1], msg[PATH_MAX + 256];
+	int64_t *ms = NULL;
 	const char *seg, *out;
 	int columns = 10, tw = 160, c, ret = 1;
 
@@ -462,7 +584,8 @@ int ctl_contact_sheet(int argc, char **argv)
 	}
 	seg = argv[optind];
 	out = argv[optind + 1];
-	if (sheet_plan(seg, columns, tw, &l, format, sizeof(format), msg, sizeof(msg)) < 0)
+	if (sheet_plan(seg, columns, tw, &l, format, sizeof(format), name, sizeof(name), msg,
+		       sizeof(msg)) < 0)
 		goto out_report;
 	s.width = l.width;
 	s.height = l.height;
@@ -475,12 +598,23 @@ int ctl_contact_sheet(int argc, char **argv)
 	memset(s.rgb, SHEET_BG, s.stride * (size_t)l.height);
 	if (sheet_fill(&s, &l, seg, format, msg, sizeof(msg)) < 0)
 		goto out_free;
+	/* after the frames: a segment that fails says so in one line, as before */
+	ms = malloc((size_t)l.n * sizeof(*ms));
+	if (!ms) {
+		snprintf(msg, sizeof(msg), "%s", strerror(ENOMEM));
+		goto out_free;
+	}
+	if (sheet_times(seg, name, &l, ms, msg, sizeof(msg)) == 0)
+		draw_times(&s, &l, ms);
+	else
+		fprintf(stderr, "hfctl contact-sheet: warning: the sheet has no times: %s\n", msg);
 	if (sheet_write(&s, out, msg, sizeof(msg)) < 0)
 		goto out_free;
 	printf("%s: %d of %" PRId64 " frames, %d x %d thumbnails of %dx%d, %dx%d px\n", out, l.n,
 	       l.count, l.cols, l.rows, l.tw, l.th, l.width, l.height);
 	ret = 0;
 out_free:
+	free(ms);
 	free(s.rgb);
 out_report:
 	if (ret) {

@@ -5,11 +5,15 @@ status shows .hfstats' live counts; top shows running extractions with bars and 
 redrawing in place on a terminal (a pseudo-terminal here) and printing plain lines when
 piped; prefetch exits 0 once .hfinfo says complete (and reading the frames afterwards
 encodes nothing), or 1 with .hfinfo's sentence; contact-sheet writes a PNG of the
-documented grid whose thumbnails show the right slots (checked with the ffmpeg CLI).
+documented grid whose thumbnails show the right slots (checked with the ffmpeg CLI), each
+labelled with its file number and the time of the source frame it shows: the labels are
+read back from the sheet's pixels (the digits' shapes learnt from the file numbers) and
+compared with the SPEC 4 choice computed from ffprobe's exact timestamps.
 """
 
 import errno
 import fcntl
+import math
 import os
 import pty
 import re
@@ -341,7 +345,7 @@ def sheet_layout(count, fw, fh, columns=10, width=160):
     cols = min(columns, n)
     rows = (n + cols - 1) // cols
     th = max(1, (width * fh + fw // 2) // fw)
-    label = 7 * (2 if width >= 96 else 1) + 6
+    label = 16 * (2 if width >= 96 else 1) + 6
     return slots, cols, width, th, label, cols * (width + 6) + 6, rows * (th + label + 6) + 6
 
 
@@ -411,6 +415,109 @@ def contact_sheet_grid():
                                   "contact-sheet " + seg, m.path(seg))
             check(m.info(seg)["error"] in line, "%r does not give .hfinfo's reason" % line)
             check(open(out, "rb").read() == b"old", "a failed contact-sheet replaced OUT")
+
+
+INK = bytes((232, 232, 232))
+
+
+def read_line(sheet, x, tw, top, scale):
+    """The characters of one label line (top row `top`, centred in [x, x + tw)) as 5x7
+    bitmaps, reading the documented placement: left = x + (tw - (6 * len - 1) * scale) / 2,
+    characters 6 * scale apart, each pixel a scale x scale block. The length is the one
+    that puts every inked column inside a character and ink in every character."""
+    def ink(cx, cy):
+        off = (cy * sheet.w + cx) * 3
+        return sheet.data[off:off + 3] == INK
+
+    inked = [cx for cx in range(x, x + tw) if any(ink(cx, cy) for cy in range(top, top + 7 * scale))]
+    check(inked, "no label line at y=%d under the thumbnail at x=%d" % (top, x))
+    for n in range(1, tw // (6 * scale) + 1):
+        left = x + (tw - (6 * n - 1) * scale) // 2
+        if any((cx - left) < 0 or (cx - left) % (6 * scale) >= 5 * scale or
+               (cx - left) // (6 * scale) >= n for cx in inked):
+            continue
+        chars = []
+        for i in range(n):
+            bits = []
+            for r in range(7):
+                for c in range(5):
+                    block = {ink(left + i * 6 * scale + c * scale + dx, top + r * scale + dy)
+                             for dx in range(scale) for dy in range(scale)}
+                    check(len(block) == 1, "a label pixel at (%d, %d) is not a whole %dx%d "
+                          "block" % (left + i * 6 * scale + c * scale, top + r * scale,
+                                     scale, scale))
+                    bits.append(block.pop())
+            chars.append(tuple(bits))
+        if all(any(b) for b in chars):
+            return chars
+    raise AssertionError("the label at y=%d under x=%d is not a centred line of characters"
+                         % (top, x))
+
+
+def ms_text(t):
+    """Exact seconds (Fraction) as the label writes them: 3 decimals, half away from 0."""
+    ms = math.floor(abs(t) * 1000 + h.Fraction(1, 2))
+    return "%s%d.%03d" % ("-" if t < 0 else "", ms // 1000, ms % 1000)
+
+
+@test
+def contact_sheet_times():
+    # Labels against the frame SPEC 4 says each slot shows: variable rate, a container
+    # start of 1.48 s, millisecond time base (the half tick), 100 of 360 slots at 10 min,
+    # hold past the end, small thumbnails (scale 1).
+    cases = (("vfr.mp4", "0.5", "2", "7", None, {}),
+             ("offset.ts", "0.3", "1", "12", None, {}),
+             ("ms30.webm", "0.4", "1", "30", None, {}),
+             ("long12.mp4", "600.01", "12", "30", None, {"columns": 20}),
+             ("cfr30.mp4", "3.5", "2", "10", "hold", {}),
+             ("cfr30.mp4", "1", "1", "12", None, {"width": 48}))
+    with h.tempdir() as outdir, h.Mount() as m:
+        for src, start, dur, fps, opts, kw in cases:
+            seg = h.seg_name(src, start, dur, fps, opts)
+            out = os.path.join(outdir, "sheet.png")
+            args = [a for k, v in kw.items() for a in ("--" + k, str(v))]
+            rc, so, err = hfctl("contact-sheet", *args, m.path(seg), out)
+            check(rc == 0 and err == "", "contact-sheet %s: exit %d, %r" % (seg, rc, err))
+            frames = h.probe_frames(h.fixture(src))
+            shown = h.model_slots(frames, start, dur, fps, hold=opts == "hold")
+            times = frames.times()
+            info = m.info(seg)
+            check(info["count"] == len(shown), "%s: %d slots, the model has %d"
+                  % (seg, info["count"], len(shown)))
+            slots, cols, tw, th, label, W, H = sheet_layout(
+                len(shown), info["width"], info["height"], **kw)
+            scale = 2 if tw >= 96 else 1
+            sheet = h.decode_images([open(out, "rb").read()])[0]
+            check((sheet.w, sheet.h) == (W, H), "%s: sheet %dx%d, layout %dx%d"
+                  % (seg, sheet.w, sheet.h, W, H))
+            # the digits' shapes, from the file numbers (whose text is known)
+            glyphs, lines = {}, []
+            for i, slot in enumerate(slots):
+                x = 6 + (i % cols) * (tw + 6)
+                y = 6 + (i // cols) * (th + label + 6)
+                number = read_line(sheet, x, tw, y + th + 3, scale)
+                check(len(number) == len(str(slot + 1)), "%s: thumbnail %d's number has %d "
+                      "characters, %d expected" % (seg, i, len(number), len(str(slot + 1))))
+                for bits, ch in zip(number, str(slot + 1)):
+                    check(glyphs.setdefault(bits, ch) == ch,
+                          "%s: one shape reads as %s and %s" % (seg, glyphs[bits], ch))
+                lines.append(read_line(sheet, x, tw, y + th + 3 + 9 * scale, scale))
+            check(len(set(glyphs.values())) == 10, "%s: the numbers show only the digits %s; "
+                  "the case cannot read every time" % (seg, sorted(set(glyphs.values()))))
+            for i, (slot, line) in enumerate(zip(slots, lines)):
+                text = "".join(glyphs.get(bits, "?") for bits in line)
+                # the one shape that is no digit: the point, 3 decimals from the end, a dot
+                # in the two bottom rows
+                check(text.count("?") == 1 and text[-4] == "?" and
+                      not any(line[-4][:25]) and any(line[-4][25:]),
+                      "%s: thumbnail %d's time reads %r" % (seg, i, text))
+                text = text.replace("?", ".")
+                want = ms_text(times[shown[slot]])
+                check(text == want, "%s: slot %d (frame_%05d) is labelled %s; it shows the "
+                      "frame at %s s (%s)" % (seg, slot, slot + 1, text, times[shown[slot]],
+                                              want))
+            print("  %s: %d labels read, e.g. frame_%05d at %s" % (
+                seg, len(slots), slots[-1] + 1, ms_text(times[shown[slots[-1]]])))
 
 
 if __name__ == "__main__":
