@@ -124,8 +124,9 @@ static void why_fps(const char *v, char *buf, size_t len)
 
 enum opt_key { K_PNG, K_JPG, K_Q, K_W, K_H, K_FIT, K_HOLD, K_BT2020, K_TONEMAP, K_COUNT, K_NONE };
 
-static const char *const key_names[K_COUNT] = {"png", "jpg",  "q",      "w",      "h",
-					       "fit", "hold", "bt2020", "tonemap"};
+static const char *const key_names[K_COUNT] = {
+    "png", "jpg", "q", "w", "h", "fit", "hold", "bt2020", "tonemap",
+};
 
 /* The key of one option ("q" for "q=5"), K_NONE when unknown. */
 static enum opt_key opt_key(const char *opt, size_t len)
@@ -481,8 +482,9 @@ int ctl_path(int argc, char **argv)
 		} else if (npos < 4) {
 			/* "-1" is a start with a sign, not an option: the grammar says why */
 			pos[npos++] = a;
-		} else {
-			/* OPTIONS: one argument "jpg,q=5" or several, joined with ',' */
+		} else if (*a) {
+			/* OPTIONS: one argument "jpg,q=5" or several, joined with ','; an empty
+			 * one (a script's unset "$OPTS") is none */
 			size_t n = strlen(a);
 			char *b = realloc(optbuf, optlen + n + 2);
 			if (!b) {
