@@ -781,7 +781,7 @@ static void decode_loop(struct loop_state *ls)
 	}
 }
 
-static struct tf_input tf_input_of(const struct source_index *idx)
+struct tf_input extract_tf_input(const struct source_index *idx)
 {
 	bool turned = idx->orient == ORIENT_CLOCK || idx->orient == ORIENT_CCLOCK ||
 		      idx->orient == ORIENT_CLOCK_FLIP || idx->orient == ORIENT_CCLOCK_FLIP;
@@ -811,7 +811,7 @@ static enum AVPixelFormat dst_format(const struct source_index *idx, const struc
 int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 		     const struct tf_spec *tf, int *w, int *h, int *depth, char *why, size_t whylen)
 {
-	struct tf_input in = tf_input_of(idx);
+	struct tf_input in = extract_tf_input(idx);
 	int ret;
 
 	if (o->format == IMAGE_JPG) {
@@ -852,7 +852,7 @@ int extract_run(const struct extract_job *job)
 		return -ENOMEM;
 	}
 	if (run.graph) {
-		struct tf_input in = tf_input_of(job->idx);
+		struct tf_input in = extract_tf_input(job->idx);
 		int depth;
 		if (tf_output(&job->tf, &in, &run.out_w, &run.out_h, &depth) < 0)
 			run.out_w = run.out_h = 0;

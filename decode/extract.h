@@ -55,6 +55,9 @@ struct extract_job {
 	const atomic_bool *cancel;
 };
 
+/* What the transforms are decided and sized on: the index's picture, before orientation. */
+struct tf_input extract_tf_input(const struct source_index *idx);
+
 /*
  * The images a source gives with these options and transforms (tf as tf_effective left
  * it): their size and bits per component, as the CLI makes them. 0, or -ENOTSUP with a

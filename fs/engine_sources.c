@@ -142,17 +142,7 @@ static void decide_output(struct source *src)
 	if (!src->idx)
 		return;
 	{
-		bool turned = src->idx->orient == ORIENT_CLOCK || src->idx->orient == ORIENT_CCLOCK ||
-			      src->idx->orient == ORIENT_CLOCK_FLIP ||
-			      src->idx->orient == ORIENT_CCLOCK_FLIP;
-		struct tf_input in = {
-			.width = turned ? src->idx->height : src->idx->width,
-			.height = turned ? src->idx->width : src->idx->height,
-			.sar_num = src->idx->sar_num, .sar_den = src->idx->sar_den,
-			.orient = src->idx->orient, .depth = src->idx->depth,
-			.alpha = src->idx->alpha, .primaries = src->idx->primaries,
-			.trc = src->idx->trc, .matrix = src->idx->matrix, .range = src->idx->range,
-		};
+		struct tf_input in = extract_tf_input(src->idx);
 		tf_effective(&asked, &in, &src->tf, src->tf_note, sizeof(src->tf_note));
 	}
 	src->out_err = extract_out_size(src->idx, &src->opts, &src->tf, &src->out_w, &src->out_h,

@@ -217,55 +217,47 @@ def two_mounts_decode_disjoint_windows_at_once_and_overlaps_once():
             check(enc == distinct, "%d images encoded for %d distinct frames" % (enc, distinct))
 
 
+def clip_during_clip(m, name, running, other, union):
+    """Reads clip `other` (start, dur) while clip `running` (start, dur) is being read
+    from its first frame on; returns the hand-overs and images encoded meanwhile, checks
+    each image was encoded once (the distinct frames of `union`) and both clips' frames."""
+    import threading
+    before = m.stats()
+    seg = h.seg_name(name, running[0], running[1], "30")
+    with open(os.path.join(m.mnt, seg, "frame_00001.png"), "rb") as f:
+        f.read()
+    t = threading.Thread(target=m.read_segment, args=(seg,))
+    t.start()
+    window(m, name, other[0], other[1])
+    t.join()
+    after = m.stats()
+    handovers = after["lease_handovers"] - before["lease_handovers"]
+    encoded = after["images_encoded"] - before["images_encoded"]
+    distinct = len(set(h.model_slots(h.probe_frames(h.fixture(name)), union[0], union[1],
+                                     "30")))
+    print("  %s while %s runs: hand-overs %d, images encoded %d for %d distinct frames"
+          % (other, running, handovers, encoded, distinct))
+    check(encoded == distinct, "%d images encoded for %d distinct frames" % (encoded, distinct))
+    window(m, name, running[0], running[1])  # its frames (now stored) are the CLI's too
+    return handovers
+
+
 @test
 def overlapping_clips_split_the_decode_and_encode_each_frame_once():
     """SPEC 5, one render reading overlapping clips of one video: a clip whose first frame
-    lies in another clip's running decode does not wait for it to get there. Clip B runs
-    (a long window); clip A starts 3 s before B: A decodes only up to where B's range
-    starts and adopts B's images from there (a hand-over, counted in .hfstats), so every
-    image is encoded once, and both clips' frames are the CLI's."""
-    import threading
+    lies in another clip's running decode does not wait for it to get there, and every
+    image is encoded once between them."""
     name = "long12.mkv"
     with h.Mount() as m:
-        b_seg, a_seg = h.seg_name(name, "303", "120", "30"), h.seg_name(name, "300", "10", "30")
-        with open(os.path.join(m.mnt, b_seg, "frame_00001.png"), "rb") as f:
-            f.read()
-        tb = threading.Thread(target=m.read_segment, args=(b_seg,))
-        tb.start()
-        window(m, name, "300", "10")
-        tb.join()
-        st = m.stats()
-        frames = h.probe_frames(h.fixture(name))
-        distinct = len(set(h.model_slots(frames, "300", "123", "30")))
-        print("  hand-overs %d, images encoded %d for %d distinct frames"
-              % (st["lease_handovers"], st["images_encoded"], distinct))
-        check(st["lease_handovers"] >= 1, "clip A waited for clip B's decode instead of "
-              "decoding its own start")
-        check(st["images_encoded"] == distinct, "%d images encoded for %d distinct frames"
-              % (st["images_encoded"], distinct))
-        window(m, name, "303", "120")  # B's frames (now from memory) are the CLI's too
-
-        # The other way round: C runs from 500 s; D starts 40 s into C's range, far ahead
-        # of C's decode: C hands D the rest of its range, stops at 540 s, adopts D's
-        # images, then decodes on from where D's range ends.
-        c_seg = h.seg_name(name, "500", "60", "30")
-        with open(os.path.join(m.mnt, c_seg, "frame_00001.png"), "rb") as f:
-            f.read()
-        tc = threading.Thread(target=m.read_segment, args=(c_seg,))
-        tc.start()
-        window(m, name, "540", "4")
-        tc.join()
-        st2 = m.stats()
-        distinct2 = len(set(h.model_slots(frames, "500", "60", "30")))
-        print("  hand-overs %d, images encoded %d for %d distinct frames"
-              % (st2["lease_handovers"] - st["lease_handovers"],
-                 st2["images_encoded"] - st["images_encoded"], distinct2))
-        check(st2["lease_handovers"] > st["lease_handovers"],
+        # B runs from 303 s; A starts 3 s before B: A decodes up to where B's range
+        # starts and adopts B's images from there.
+        check(clip_during_clip(m, name, ("303", "120"), ("300", "10"), ("300", "123")) >= 1,
+              "clip A waited for clip B's decode instead of decoding its own start")
+        # C runs from 500 s; D starts 40 s into C's range, far ahead of C's decode: C
+        # hands D the rest of its range, stops at 540 s, adopts D's images, then decodes
+        # on from where D's range ends.
+        check(clip_during_clip(m, name, ("500", "60"), ("540", "4"), ("500", "60")) >= 1,
               "clip D waited for clip C's decode to reach it")
-        check(st2["images_encoded"] - st["images_encoded"] == distinct2,
-              "%d images encoded for %d distinct frames"
-              % (st2["images_encoded"] - st["images_encoded"], distinct2))
-        window(m, name, "500", "60")
 
 
 if __name__ == "__main__":
