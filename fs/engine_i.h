@@ -67,6 +67,7 @@ struct job {
 	int lease_fd;
 	int64_t lease_lo, lease_hi, stop_pts;
 	bool stopped_early;
+	bool held_here; /* its range is leased to another job of this process (not adopted_from_other_processes) */
 	atomic_bool starting; /* decoding toward its first frame: other jobs give it the cores */
 	struct job *next;
 };

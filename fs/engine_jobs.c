@@ -431,6 +431,9 @@ static int lease_take(struct job *j)
 		pthread_mutex_unlock(&o->lock);
 	}
 	pthread_mutex_unlock(&e->lock);
+	pthread_mutex_lock(&src->lock);
+	j->held_here = blocked; /* what it adopts now comes from this process */
+	pthread_mutex_unlock(&src->lock);
 	if (blocked) {
 		pthread_mutex_unlock(&e->lease_lock);
 		return 0;
@@ -514,7 +517,8 @@ static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *
 			pthread_mutex_lock(&src->lock);
 			if (src->fs[v[x]].state == F_CLAIMED && src->fs[v[x]].owner == j) {
 				mark_done_locked(src, v[x], size, &wk);
-				atomic_fetch_add(&e->adopted, 1);
+				if (!j->held_here) /* made by another process */
+					atomic_fetch_add(&e->adopted, 1);
 			}
 			pthread_mutex_unlock(&src->lock);
 		} else {
