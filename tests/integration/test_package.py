@@ -272,8 +272,8 @@ def file_list():
     check(set(files) == set(want), "files in the package differ:\n  missing %s\n  extra %s"
           % (sorted(set(want) - set(files)), sorted(set(files) - set(want))))
     for path, mode in want.items():
-        check(files[path] == stat.filemode(stat.S_IFREG | mode),
-              "%s has mode %s, expected %s" % (path, files[path], stat.filemode(stat.S_IFREG | mode)))
+        shown = stat.filemode(stat.S_IFREG | mode)
+        check(files[path] == shown, "%s has mode %s, expected %s" % (path, files[path], shown))
     for d in dirs:
         check(d in ("./usr", "./usr/bin", "./usr/share", "./usr/share/doc", "./usr/share/man",
                     "./usr/share/man/man1") or d.startswith("./usr/share/doc/hfmount"),
@@ -298,8 +298,9 @@ def contents_match_sources():
                   "man -l %s: exit %d, %r" % (gz, r.returncode, r.stderr[-500:]))
         else:
             print("  (no man(1) here: %s compared byte for byte only)" % name)
+    examples = os.path.join(p.root, "usr", "share", "doc", "hfmount", "examples")
     for ex in sorted(os.listdir(os.path.join(REPO, "tools", "examples"))):
-        with open(os.path.join(p.root, "usr", "share", "doc", "hfmount", "examples", ex), "rb") as a, \
+        with open(os.path.join(examples, ex), "rb") as a, \
                 open(os.path.join(REPO, "tools", "examples", ex), "rb") as b:
             check(a.read() == b.read(), "examples/%s differs from tools/examples/%s" % (ex, ex))
     # The changelog Debian policy asks of a native package, parsed by dpkg's own parser.
