@@ -321,6 +321,8 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	store_image_stats(e->store, &not_landed, &landing_waits);
 #define COUNT(key, x) set(o, key, report_u64(atomic_load(&(x))), &ret)
 	set(o, "version", json_string(HF_VERSION), &ret);
+	/* what the mount mirrors: hfctl path finds the mount that serves a video by it */
+	set(o, "source_root", report_str(e->conf.source_root), &ret);
 	set(o, "uptime_s", report_real((double)(now_ns() - e->t0_ns) / 1e9, 1000), &ret);
 	set(o, "segments_active", json_integer(active), &ret);
 	COUNT("segments_known", e->segments_known);

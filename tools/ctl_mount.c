@@ -303,7 +303,7 @@ static void line_print(const char *label, struct line *l)
 /* The fields status lays out itself; any other is printed by status_other. */
 /* clang-format off */
 static const char *const status_known[] = {
-	"version", "uptime_s", "segments_active", "segments_known", "extractions_started",
+	"version", "source_root", "uptime_s", "segments_active", "segments_known", "extractions_started",
 	"extractions_completed", "extractions_failed", "frames_served", "frames_decoded",
 	"images_encoded", "cache_hits", "cache_misses", "joined", "store_images", "store_bytes",
 	"store_errors", "store_error", "adopted_from_other_processes", "lease_handovers",
@@ -321,6 +321,7 @@ static void status_counters(const char *mount, const json_t *st)
 	const json_t *running = json_object_get(st, "extractions");
 	const char *version = ctl_json_str(json_object_get(st, "version"), NULL);
 	const char *store_error = ctl_json_str(json_object_get(st, "store_error"), NULL);
+	const char *source_root = ctl_json_str(json_object_get(st, "source_root"), NULL);
 	struct line l = {.len = 0};
 	uint64_t hits, misses;
 	char t[64];
@@ -328,6 +329,8 @@ static void status_counters(const char *mount, const json_t *st)
 	line_add(&l, "%s", mount);
 	if (version)
 		line_add(&l, "hfmount %s", version);
+	if (source_root)
+		line_add(&l, "mirrors %s", source_root);
 	if (json_object_get(st, "uptime_s")) {
 		fmt_duration(ctl_json_num(json_object_get(st, "uptime_s"), -1), t, sizeof(t));
 		line_add(&l, "up %s", t);
