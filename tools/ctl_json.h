@@ -7,8 +7,7 @@
  * daemon's JSON simply see fewer fields. The few reads jansson has no default for are
  * here. Documents are parsed with every number as a double (exact for integers up to
  * 2^53; no integer is too big to read) and \u0000 allowed (a string holding it ends
- * there). A tree is freed with
- * ctl_json_free (or json_decref). Not thread-safe per tree.
+ * there). A tree is freed with ctl_json_free (or json_decref). Not thread-safe per tree.
  */
 #ifndef HF_CTL_JSON_H
 #define HF_CTL_JSON_H
@@ -47,48 +46,5 @@ double ctl_json_num(const json_t *j, double dflt);
 
 /* A whole non-negative number (a counter, a size) that fits uint64_t: true with *v. */
 bool ctl_json_u64(const json_t *j, uint64_t *v);
-
-/*
- * ---- The former reader's names, for tools/ctl_sheet.c until it calls the above ----
- * Delete this block when `grep -n 'struct json\b\|json_string(' tools/` finds nothing.
- * json_string is a macro because jansson has a function of that name (it makes a
- * string value); code that includes this header cannot call that one.
- */
-struct json;
-
-static inline int json_load_in(const char *dir, const char *name, const char *not_ours,
-			       struct json **out, char *msg, size_t len)
-{
-	json_t *j = NULL;
-	int ret = ctl_json_load_in(dir, name, not_ours, &j, msg, len);
-
-	*out = (struct json *)j;
-	return ret;
-}
-
-static inline void json_info_error(const char *seg, const char *fallback, char *buf, size_t len)
-{
-	ctl_json_info_error(seg, fallback, buf, len);
-}
-
-static inline const struct json *json_get(const struct json *obj, const char *key)
-{
-	return (const struct json *)json_object_get((const json_t *)obj, key);
-}
-
-static inline bool json_u64(const struct json *j, uint64_t *v)
-{
-	return ctl_json_u64((const json_t *)j, v);
-}
-
-static inline void json_free(struct json **j)
-{
-	if (j) {
-		json_decref((json_t *)*j);
-		*j = NULL;
-	}
-}
-
-#define json_string(j, dflt) ctl_json_str((const json_t *)(j), (dflt))
 
 #endif

@@ -296,31 +296,6 @@ static void test_info_error(void)
 	rmdir(dir);
 }
 
-/* The former names tools/ctl_sheet.c still calls. */
-static void test_former_api(void)
-{
-	char dir[] = "/tmp/test_json.XXXXXX", path[PATH_MAX], msg[PATH_MAX + 256];
-	struct json *info = NULL;
-	uint64_t v = 0;
-
-	if (!CHECK(mkdtemp(dir) != NULL))
-		return;
-	snprintf(path, sizeof(path), "%s/.hfinfo", dir);
-	write_file(path, "{\"count\": 30, \"format\": \"jpg\"}");
-	CHECK_EQ_INT(json_load_in(dir, ".hfinfo", "is not ours", &info, msg, sizeof(msg)), 0);
-	CHECK(json_u64(json_get(info, "count"), &v) && v == 30);
-	CHECK(!json_u64(json_get(info, "width"), &v) && v == 30);
-	CHECK_EQ_STR(json_string(json_get(info, "format"), "png"), "jpg");
-	CHECK_EQ_STR(json_string(json_get(info, "error"), "none"), "none");
-	json_free(&info);
-	CHECK(info == NULL);
-	json_free(&info);
-	json_info_error(dir, "fallback", msg, sizeof(msg));
-	CHECK_EQ_STR(msg, "fallback");
-	unlink(path);
-	rmdir(dir);
-}
-
 int main(void)
 {
 	test_malformed();
@@ -332,6 +307,5 @@ int main(void)
 	test_strings();
 	test_load();
 	test_info_error();
-	test_former_api();
 	return hftest_done();
 }
