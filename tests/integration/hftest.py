@@ -62,6 +62,31 @@ class ToolError(AssertionError):
     pass
 
 
+def pid_alive(pid):
+    """False once pid has exited (a zombie nobody reaped counts as exited)."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def pids_with_arg(pred):
+    """Live processes (not this one) with an argument for which pred(arg) is true."""
+    out = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                args = f.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        if any(pred(a) for a in args) and pid_alive(int(pid)):
+            out.append(int(pid))
+    return out
+
+
 def run(cmd, input=None, timeout=300, check=True):
     """Runs cmd (a list), returns CompletedProcess with bytes stdout/stderr."""
     p = subprocess.run(cmd, input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

@@ -44,18 +44,7 @@ STRICT_CLIENT = ("--attribute-timeout=0", "--entry-timeout=0", "--negative-timeo
 RUNS = 20  # sources per repeated case
 
 
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().split(") ")[-1][:1] != "Z"
-    except OSError:
-        return False
+pid_alive = h.pid_alive
 
 
 def stop_pid(pid, timeout=10):

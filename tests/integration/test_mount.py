@@ -113,27 +113,7 @@ def hermetic_env(tmp):
     return env
 
 
-def alive(pid):
-    """False once pid has exited (a zombie nobody reaped counts as exited)."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def pids_with_arg(pred):
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            args = open("/proc/%s/cmdline" % pid, "rb").read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if any(pred(a) for a in args) and alive(int(pid)):
-            out.append(int(pid))
-    return out
+alive, pids_with_arg = h.pid_alive, h.pids_with_arg
 
 
 def daemon_of(store):

@@ -360,27 +360,11 @@ def extracted_programs_run():
 # re-runs this file as
 #   unshare --mount --propagation private python3 test_package.py --inside JSON
 
-def alive(pid):
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+alive = h.pid_alive
 
 
 def pids_with_arg(arg):
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as f:
-                args = f.read().decode(errors="replace").split("\0")
-        except OSError:
-            continue
-        if arg in args and alive(int(pid)):
-            out.append(int(pid))
-    return out
+    return h.pids_with_arg(lambda a: a == arg)
 
 
 def sh(cmd, **kw):
