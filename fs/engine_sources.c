@@ -435,8 +435,16 @@ again:
 	e->nsources++;
 	pthread_mutex_unlock(&e->lock);
 
+	/* a clip being opened gets the cores, as one decoding toward its first frame does */
+	pthread_mutex_lock(&e->start_lock);
+	e->starting++;
+	pthread_mutex_unlock(&e->start_lock);
 	build_index(e, src);
 	decide_output(src);
+	pthread_mutex_lock(&e->start_lock);
+	if (--e->starting == 0)
+		pthread_cond_broadcast(&e->start_cond);
+	pthread_mutex_unlock(&e->start_lock);
 	if (src->idx) {
 		src->fs = calloc(src->idx->n, sizeof(*src->fs));
 		if (!src->fs) {
