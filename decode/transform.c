@@ -19,9 +19,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dlfcn.h>
 #include <libavfilter/avfilter.h>
 #include <libavfilter/buffersink.h>
 #include <libavfilter/buffersrc.h>
+#include <libavfilter/version.h>
+#include <pthread.h>
 #include <libavutil/cpu.h>
 #include <libavutil/frame.h>
 #include <libavutil/imgutils.h>
@@ -29,6 +32,56 @@
 #include <libavutil/opt.h>
 #include <libavutil/pixdesc.h>
 #include <libavutil/pixfmt.h>
+
+/*
+ * libavfilter is loaded when the first graph is built, not linked: it and the libraries it
+ * needs (speech synthesis, subtitles, OpenCL...) add about 11 MB to the resident size of
+ * every daemon, and a mount that never transforms needs none of it. The headers still
+ * type every call.
+ */
+#define AVF_FUNCS(X)                                                                    \
+	X(avfilter_get_by_name) X(avfilter_graph_create_filter) X(avfilter_link)         \
+	X(avfilter_graph_free) X(avfilter_graph_alloc) X(avfilter_graph_parse2)          \
+	X(avfilter_graph_config) X(avfilter_inout_free) X(av_buffersrc_write_frame)     \
+	X(av_buffersink_get_frame)
+
+static struct {
+#define AVF_FIELD(f) __typeof__(f) *f;
+	AVF_FUNCS(AVF_FIELD)
+#undef AVF_FIELD
+} avf;
+static pthread_once_t avf_once = PTHREAD_ONCE_INIT;
+static char avf_error[256]; /* why it could not be loaded; "" once it is */
+
+static void avf_load(void)
+{
+	const char *lib = "libavfilter.so." AV_STRINGIFY(LIBAVFILTER_VERSION_MAJOR);
+	void *h = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+
+	if (!h) {
+		snprintf(avf_error, sizeof(avf_error), "%s", dlerror());
+		return;
+	}
+#define AVF_SYM(f)                                                                          \
+	if (!(avf.f = (__typeof__(f) *)dlsym(h, #f))) {                                     \
+		snprintf(avf_error, sizeof(avf_error), "%s has no %s", lib, #f);            \
+		return;                                                                     \
+	}
+	AVF_FUNCS(AVF_SYM)
+#undef AVF_SYM
+}
+
+/* 0 once libavfilter is loaded, or -ENOSYS with a sentence in why. */
+int transform_available(char *why, size_t whylen)
+{
+	pthread_once(&avf_once, avf_load);
+	if (!avf_error[0])
+		return 0;
+	if (why)
+		snprintf(why, whylen, "transforms need libavfilter, which could not be loaded: %s",
+			 avf_error);
+	return -ENOSYS;
+}
 
 struct transform {
 	AVFilterGraph *graph;
@@ -326,16 +379,16 @@ static int errno_of(int averr)
 
 static int add_filter(AVFilterGraph *g, AVFilterContext **last, const char *name, const char *args)
 {
-	const AVFilter *f = avfilter_get_by_name(name);
+	const AVFilter *f = avf.avfilter_get_by_name(name);
 	AVFilterContext *ctx;
 	int ret;
 
 	if (!f)
 		return AVERROR_FILTER_NOT_FOUND;
-	ret = avfilter_graph_create_filter(&ctx, f, name, args, NULL, g);
+	ret = avf.avfilter_graph_create_filter(&ctx, f, name, args, NULL, g);
 	if (ret < 0)
 		return ret;
-	ret = avfilter_link(*last, 0, ctx, 0);
+	ret = avf.avfilter_link(*last, 0, ctx, 0);
 	if (ret < 0)
 		return ret;
 	*last = ctx;
@@ -395,7 +448,7 @@ static int run_serially(AVFilterContext *ctx, avfilter_action_func *func, void *
 
 static void graph_free(struct transform *t)
 {
-	avfilter_graph_free(&t->graph);
+	avf.avfilter_graph_free(&t->graph);
 	t->src = t->sink = NULL;
 	t->w = t->h = 0; /* the next frame builds it again */
 }
@@ -411,7 +464,7 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	int ret;
 
 	*what = "allocating the filter graph";
-	t->graph = avfilter_graph_alloc();
+	t->graph = avf.avfilter_graph_alloc();
 	if (!t->graph)
 		return AVERROR(ENOMEM);
 	/*
@@ -429,7 +482,7 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	ret = chain_text(&t->eff, chain, sizeof(chain));
 	if (ret < 0)
 		goto out_free_graph;
-	ret = avfilter_graph_parse2(t->graph, chain, &ins, &outs);
+	ret = avf.avfilter_graph_parse2(t->graph, chain, &ins, &outs);
 	if (ret < 0)
 		goto out_free_inout;
 	if (!ins || ins->next || !outs || outs->next) {
@@ -443,7 +496,7 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	snprintf(args, sizeof(args),
 		 "video_size=%dx%d:pix_fmt=%d:time_base=1/90000:pixel_aspect=%d/%d", f->width,
 		 f->height, f->format, sar.num, sar.den);
-	ret = avfilter_graph_create_filter(&t->src, avfilter_get_by_name("buffer"), "in", args,
+	ret = avf.avfilter_graph_create_filter(&t->src, avf.avfilter_get_by_name("buffer"), "in", args,
 					   NULL, t->graph);
 	if (ret < 0)
 		goto out_free_inout;
@@ -452,7 +505,7 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	ret = add_rotation(t->graph, &last, t->orient);
 	if (ret < 0)
 		goto out_free_inout;
-	ret = avfilter_link(last, 0, ins->filter_ctx, ins->pad_idx);
+	ret = avf.avfilter_link(last, 0, ins->filter_ctx, ins->pad_idx);
 	if (ret < 0)
 		goto out_free_inout;
 
@@ -461,20 +514,20 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 		ret = AVERROR(EINVAL);
 		goto out_free_inout;
 	}
-	ret = avfilter_graph_create_filter(&t->sink, avfilter_get_by_name("buffersink"), "out",
+	ret = avf.avfilter_graph_create_filter(&t->sink, avf.avfilter_get_by_name("buffersink"), "out",
 					   NULL, NULL, t->graph);
 	if (ret < 0)
 		goto out_free_inout;
-	ret = avfilter_graph_create_filter(&fmt, avfilter_get_by_name("format"), "format", fmt_name,
+	ret = avf.avfilter_graph_create_filter(&fmt, avf.avfilter_get_by_name("format"), "format", fmt_name,
 					   NULL, t->graph);
 	if (ret < 0)
 		goto out_free_inout;
-	if ((ret = avfilter_link(outs->filter_ctx, outs->pad_idx, fmt, 0)) < 0 ||
-	    (ret = avfilter_link(fmt, 0, t->sink, 0)) < 0)
+	if ((ret = avf.avfilter_link(outs->filter_ctx, outs->pad_idx, fmt, 0)) < 0 ||
+	    (ret = avf.avfilter_link(fmt, 0, t->sink, 0)) < 0)
 		goto out_free_inout;
 
 	*what = "configuring the filter graph";
-	ret = avfilter_graph_config(t->graph, NULL);
+	ret = avf.avfilter_graph_config(t->graph, NULL);
 	if (ret < 0)
 		goto out_free_inout;
 	t->w = f->width;
@@ -483,8 +536,8 @@ static int graph_build(struct transform *t, const AVFrame *f, const char **what)
 	t->sar = f->sample_aspect_ratio;
 
 out_free_inout:
-	avfilter_inout_free(&ins);
-	avfilter_inout_free(&outs);
+	avf.avfilter_inout_free(&ins);
+	avf.avfilter_inout_free(&outs);
 out_free_graph:
 	if (ret < 0)
 		graph_free(t);
@@ -509,6 +562,9 @@ int transform_new(const struct tf_spec *eff, enum source_orient orient, const st
 		snprintf(why, whylen, "the transform was asked for with invalid arguments");
 		return -EINVAL;
 	}
+	ret = transform_available(why, whylen);
+	if (ret < 0)
+		return ret;
 	fw = turns(orient) ? first->height : first->width;
 	fh = turns(orient) ? first->width : first->height;
 	if (has_size(eff) && chain_size(eff, fw, fh, 0, 0, &sw, &sh, &cw, &ch) < 0) {
@@ -552,10 +608,10 @@ int transform_run(struct transform *t, const struct AVFrame *in, struct AVFrame 
 		if (ret < 0)
 			return errno_of(ret);
 	}
-	ret = av_buffersrc_write_frame(t->src, in);
+	ret = avf.av_buffersrc_write_frame(t->src, in);
 	if (ret < 0)
 		return errno_of(ret);
-	ret = av_buffersink_get_frame(t->sink, out);
+	ret = avf.av_buffersink_get_frame(t->sink, out);
 	/* Every filter of the chains gives one frame per frame; none is a bug here. */
 	if (ret == AVERROR(EAGAIN))
 		return -EIO;

@@ -86,6 +86,12 @@ int tf_canon(const struct tf_spec *eff, char *buf, size_t len);
 struct transform;
 
 /*
+ * 0 when libavfilter (loaded at first use, not linked) is there, or -ENOSYS with a
+ * sentence in why (may be NULL). transform_new says the same.
+ */
+int transform_available(char *why, size_t whylen);
+
+/*
  * A graph for frames like `first` (its size, pixel format, sample aspect ratio; colour
  * tags travel with each frame): the CLI's autorotation for `orient` (transpose, hflip,
  * vflip as ffmpeg 5.1 inserts them), then eff's §4a chain (may be identity: rotation
