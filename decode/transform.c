@@ -283,9 +283,11 @@ int tf_output(const struct tf_spec *eff, const struct tf_input *in, int *w, int 
 	return tf_output_fmt(eff, in, AV_PIX_FMT_RGB24, w, h, depth);
 }
 
+static int cli_threads(void);
+
 int tf_canon(const struct tf_spec *eff, char *buf, size_t len)
 {
-	char size[64] = "";
+	char size[64] = "", slices[24] = "";
 	int n;
 
 	switch (fit_of(eff)) {
@@ -305,9 +307,16 @@ int tf_canon(const struct tf_spec *eff, char *buf, size_t len)
 		snprintf(size, sizeof(size), "scale=%d:%d:cover", eff->w, eff->h);
 		break;
 	}
-	n = snprintf(buf, len, "%s%s%s%s%s", eff->bt2020 ? "bt2020" : "",
+	/*
+	 * zscale's slices change pixels where they meet, and the CLI slices as many ways as
+	 * it has threads (cores + 1): a tone map made on a machine with other cores is other
+	 * bytes, so a store shared by machines keys them apart.
+	 */
+	if (eff->tonemap != TF_TM_NONE)
+		snprintf(slices, sizeof(slices), ":slices=%d", cli_threads());
+	n = snprintf(buf, len, "%s%s%s%s%s%s", eff->bt2020 ? "bt2020" : "",
 		     eff->tonemap != TF_TM_NONE ? "tonemap=" : "",
-		     eff->tonemap != TF_TM_NONE ? tonemap_names[eff->tonemap] : "",
+		     eff->tonemap != TF_TM_NONE ? tonemap_names[eff->tonemap] : "", slices,
 		     size[0] && (eff->bt2020 || eff->tonemap != TF_TM_NONE) ? ";" : "", size);
 	if (n < 0 || (size_t)n >= len)
 		return -ENAMETOOLONG;
