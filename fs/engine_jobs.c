@@ -191,6 +191,34 @@ static void pause_for_starting(struct engine *e)
 	pthread_mutex_unlock(&e->start_lock);
 }
 
+/*
+ * A frame about to be encoded whose image is in the store already (another process made
+ * it: a lease holder that died mid-run, whose images landed while this job checked the
+ * segment's, or a store whose locks do not work) is adopted, not made again. A failed
+ * open is all it costs when it is not there.
+ */
+static enum extract_visit adopt_if_stored(struct job *j, size_t frame, enum extract_visit v)
+{
+	struct source *src = j->src;
+	struct wake w = {0};
+	struct hf_key k;
+	uint64_t size;
+
+	eng_image_key(src, frame, &k);
+	if (store_image_complete(src->e->store, &k, image_ext(src->opts.format), &size) != 0)
+		return v;
+	pthread_mutex_lock(&src->lock);
+	if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j) {
+		mark_done_locked(src, frame, size, &w);
+		if (!j->held_here)
+			atomic_fetch_add(&src->e->adopted, 1);
+		v = EXTRACT_SKIP;
+	}
+	pthread_mutex_unlock(&src->lock);
+	eng_run_wake(src, &w);
+	return v;
+}
+
 static enum extract_visit job_visit(void *arg, size_t frame)
 {
 	struct job *j = arg;
@@ -211,6 +239,8 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 	else if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j)
 		v = has_waiter_locked(src, frame) ? EXTRACT_ENCODE_NOW : EXTRACT_ENCODE;
 	pthread_mutex_unlock(&src->lock);
+	if (v == EXTRACT_ENCODE || v == EXTRACT_ENCODE_NOW)
+		v = adopt_if_stored(j, frame, v);
 	return v;
 }
 
