@@ -62,6 +62,15 @@ class ToolError(AssertionError):
     pass
 
 
+def build_dir():
+    """The CMake build directory HFMOUNT_BIN was built in."""
+    d = os.path.dirname(os.path.abspath(HFMOUNT_BIN))
+    while d != "/" and not os.path.exists(os.path.join(d, "CMakeCache.txt")):
+        d = os.path.dirname(d)
+    check(d != "/", "no CMakeCache.txt above HFMOUNT_BIN=%s" % HFMOUNT_BIN)
+    return d
+
+
 def pid_alive(pid):
     """False once pid has exited (a zombie nobody reaped counts as exited)."""
     try:

@@ -79,12 +79,7 @@ def env_name(section, key):
 _prefix = None
 
 
-def build_dir():
-    d = os.path.dirname(os.path.abspath(h.HFMOUNT_BIN))
-    while d != "/" and not os.path.exists(os.path.join(d, "CMakeCache.txt")):
-        d = os.path.dirname(d)
-    check(d != "/", "no CMakeCache.txt above HFMOUNT_BIN=%s" % h.HFMOUNT_BIN)
-    return d
+build_dir = h.build_dir
 
 
 def prefix():
