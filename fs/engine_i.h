@@ -88,7 +88,7 @@ struct source {
 	 */
 	struct tf_spec tf;
 	char tf_note[160];
-	int out_w, out_h, out_depth, out_err;
+	int out_w, out_h, out_err;
 	char out_why[160];
 	char key_fmt[192];
 	struct source *next; /* engine hash chain */
@@ -283,6 +283,12 @@ void eng_release_locked(struct source *src, size_t frame, struct wake *w);
 void eng_run_wake(struct source *src, struct wake *w);
 /* A job covering [first, last], not started; the caller claims its frames. src->lock. */
 struct job *eng_job_new_locked(struct source *src, size_t first, size_t last);
+/*
+ * A clip starts (a source being indexed, a job decoding toward its first frame) and is on
+ * its way: while any starts, running jobs pause at their next frame, a second at most.
+ */
+void eng_starting_enter(struct engine *e);
+void eng_starting_leave(struct engine *e);
 /* Starts the job's thread, or fails its frames when none can start. No lock held. */
 void eng_job_start(struct job *j);
 /* A new urgent job for a claimed frame far ahead of its job (not started), or NULL. src->lock. */

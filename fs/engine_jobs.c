@@ -35,17 +35,26 @@ static bool seg_needs(const struct segment *s, size_t frame)
 	return lo < s->nneeded && s->needed[lo] == frame;
 }
 
-/* The job is no longer decoding toward its first frame: the paused jobs go on. */
-static void job_first_over(struct job *j)
+void eng_starting_enter(struct engine *e)
 {
-	struct engine *e = j->src->e;
+	pthread_mutex_lock(&e->start_lock);
+	e->starting++;
+	pthread_mutex_unlock(&e->start_lock);
+}
 
-	if (!atomic_exchange(&j->starting, false))
-		return;
+void eng_starting_leave(struct engine *e)
+{
 	pthread_mutex_lock(&e->start_lock);
 	if (--e->starting == 0)
 		pthread_cond_broadcast(&e->start_cond);
 	pthread_mutex_unlock(&e->start_lock);
+}
+
+/* The job is no longer decoding toward its first frame: the paused jobs go on. */
+static void job_first_over(struct job *j)
+{
+	if (atomic_exchange(&j->starting, false))
+		eng_starting_leave(j->src->e);
 }
 
 /* The first frame of its owner got an answer (done, failed or released). */
@@ -192,30 +201,44 @@ static void pause_for_starting(struct engine *e)
 }
 
 /*
- * A frame about to be encoded whose image is in the store already (another process made
- * it: a lease holder that died mid-run, whose images landed while this job checked the
- * segment's, or a store whose locks do not work) is adopted, not made again. A failed
- * open is all it costs when it is not there.
+ * Adopts a frame the job claims whose image is in the store already (another process
+ * made it): 1 adopted, 0 stored but no longer the job's, -1 not stored (k is its key).
+ * Takes src->lock; what it owes goes to w.
+ */
+static int adopt_stored(struct job *j, size_t frame, struct hf_key *k, struct wake *w)
+{
+	struct source *src = j->src;
+	uint64_t size;
+	int ret = 0;
+
+	eng_image_key(src, frame, k);
+	if (store_image_complete(src->e->store, k, image_ext(src->opts.format), &size) != 0)
+		return -1;
+	pthread_mutex_lock(&src->lock);
+	if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j) {
+		mark_done_locked(src, frame, size, w);
+		if (!j->held_here) /* made by another process */
+			atomic_fetch_add(&src->e->adopted, 1);
+		ret = 1;
+	}
+	pthread_mutex_unlock(&src->lock);
+	return ret;
+}
+
+/*
+ * A frame about to be encoded whose image is in the store already (a lease holder that
+ * died mid-run, whose images landed while this job checked the segment's, or a store
+ * whose locks do not work) is adopted, not made again. A failed open is all it costs
+ * when it is not there.
  */
 static enum extract_visit adopt_if_stored(struct job *j, size_t frame, enum extract_visit v)
 {
-	struct source *src = j->src;
 	struct wake w = {0};
 	struct hf_key k;
-	uint64_t size;
 
-	eng_image_key(src, frame, &k);
-	if (store_image_complete(src->e->store, &k, image_ext(src->opts.format), &size) != 0)
-		return v;
-	pthread_mutex_lock(&src->lock);
-	if (src->fs[frame].state == F_CLAIMED && src->fs[frame].owner == j) {
-		mark_done_locked(src, frame, size, &w);
-		if (!j->held_here)
-			atomic_fetch_add(&src->e->adopted, 1);
+	if (adopt_stored(j, frame, &k, &w) == 1)
 		v = EXTRACT_SKIP;
-	}
-	pthread_mutex_unlock(&src->lock);
-	eng_run_wake(src, &w);
+	eng_run_wake(j->src, &w);
 	return v;
 }
 
@@ -521,7 +544,6 @@ static void lease_drop(struct job *j)
 static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *first)
 {
 	struct source *src = j->src;
-	struct engine *e = src->e;
 	size_t left = 0, n = 0, cap = 0, *v = NULL;
 	struct wake wk = {0};
 
@@ -541,17 +563,7 @@ static size_t adopt_stored_claims(struct job *j, struct store_watch *w, size_t *
 	*first = SIZE_MAX;
 	for (size_t x = 0; x < n; x++) {
 		struct hf_key k;
-		uint64_t size;
-		eng_image_key(src, v[x], &k);
-		if (store_image_complete(e->store, &k, image_ext(src->opts.format), &size) == 0) {
-			pthread_mutex_lock(&src->lock);
-			if (src->fs[v[x]].state == F_CLAIMED && src->fs[v[x]].owner == j) {
-				mark_done_locked(src, v[x], size, &wk);
-				if (!j->held_here) /* made by another process */
-					atomic_fetch_add(&e->adopted, 1);
-			}
-			pthread_mutex_unlock(&src->lock);
-		} else {
+		if (adopt_stored(j, v[x], &k, &wk) < 0) {
 			store_watch_add(w, &k);
 			if (*first == SIZE_MAX)
 				*first = v[x];
@@ -645,9 +657,7 @@ static void *job_main(void *arg)
 		if (first == j->first && src->fs[first].state == F_CLAIMED &&
 		    src->fs[first].owner == j) {
 			atomic_store(&j->starting, true);
-			pthread_mutex_lock(&e->start_lock);
-			e->starting++;
-			pthread_mutex_unlock(&e->start_lock);
+			eng_starting_enter(e);
 		}
 		pthread_mutex_unlock(&src->lock);
 		extract_run(&xj);

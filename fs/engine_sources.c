@@ -22,14 +22,11 @@
 
 /* ---- the two hash tables (engine lock) ---- */
 
-static uint64_t str_hash(const char *a, const char *b)
+static uint64_t str_hash(const char *a)
 {
 	uint64_t h = 1469598103934665603ull;
 	for (; *a; a++)
 		h = (h ^ (unsigned char)*a) * 1099511628211ull;
-	h = (h ^ 0xff) * 1099511628211ull;
-	for (; *b; b++)
-		h = (h ^ (unsigned char)*b) * 1099511628211ull;
 	return h;
 }
 
@@ -43,7 +40,7 @@ size_t eng_seg_bucket(const struct engine *e, const struct hf_key *k)
 /* Every format of a video in one chain: leases are looked at across them. */
 static size_t src_bucket(const struct engine *e, const char *identity)
 {
-	return (size_t)str_hash(identity, "") & (e->sources_cap - 1);
+	return (size_t)str_hash(identity) & (e->sources_cap - 1);
 }
 
 /* Doubles a table once it holds twice as many entries as buckets. */
@@ -78,7 +75,7 @@ static void grow_sources(struct engine *e)
 	for (size_t b = 0; b < e->sources_cap; b++)
 		while (e->sources[b]) {
 			struct source *src = e->sources[b];
-			size_t nb = (size_t)str_hash(src->identity, "") & (cap - 1);
+			size_t nb = (size_t)str_hash(src->identity) & (cap - 1);
 			e->sources[b] = src->next;
 			src->next = t[nb];
 			t[nb] = src;
@@ -137,6 +134,7 @@ static void decide_output(struct source *src)
 	struct tf_spec asked = src->tf;
 	char applied[96];
 	size_t n;
+	int depth;
 
 	snprintf(src->key_fmt, sizeof(src->key_fmt), "%s", src->fmt);
 	if (!src->idx)
@@ -146,7 +144,7 @@ static void decide_output(struct source *src)
 		tf_effective(&asked, &in, &src->tf, src->tf_note, sizeof(src->tf_note));
 	}
 	src->out_err = extract_out_size(src->idx, &src->opts, &src->tf, &src->out_w, &src->out_h,
-					&src->out_depth, src->out_why, sizeof(src->out_why));
+					&depth, src->out_why, sizeof(src->out_why));
 	/*
 	 * The plain images' format, then what the transforms that apply change. A scale
 	 * without a crop is keyed by the size it gives: w=320 and w=320,h=180 of a 16:9
@@ -436,15 +434,10 @@ again:
 	pthread_mutex_unlock(&e->lock);
 
 	/* a clip being opened gets the cores, as one decoding toward its first frame does */
-	pthread_mutex_lock(&e->start_lock);
-	e->starting++;
-	pthread_mutex_unlock(&e->start_lock);
+	eng_starting_enter(e);
 	build_index(e, src);
 	decide_output(src);
-	pthread_mutex_lock(&e->start_lock);
-	if (--e->starting == 0)
-		pthread_cond_broadcast(&e->start_cond);
-	pthread_mutex_unlock(&e->start_lock);
+	eng_starting_leave(e);
 	if (src->idx) {
 		src->fs = calloc(src->idx->n, sizeof(*src->fs));
 		if (!src->fs) {
