@@ -817,7 +817,7 @@ int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 	if (o->format == IMAGE_JPG) {
 		bool deep = idx->depth > 8 && tf->tonemap == TF_TM_NONE;
 		if (idx->alpha || deep) {
-			snprintf(why, whylen, "jpg cannot hold %s; use png",
+			snprintf(why, whylen, "jpg cannot hold %s",
 				 idx->alpha ? "the alpha channel" : "the more-than-8-bit samples");
 			return -ENOTSUP;
 		}
@@ -829,7 +829,7 @@ int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 		ret = tf_output(tf, &in, w, h, depth);
 	}
 	if (ret < 0)
-		snprintf(why, whylen, "the size asked for gives no picture of this source");
+		snprintf(why, whylen, "the size asked for gives no picture");
 	return ret;
 }
 

@@ -60,9 +60,10 @@ struct tf_input extract_tf_input(const struct source_index *idx);
 
 /*
  * The images a source gives with these options and transforms (tf as tf_effective left
- * it): their size and bits per component, as the CLI makes them. 0, or -ENOTSUP with a
- * sentence in why when the format cannot hold them (jpg of alpha or of more than 8 bits),
- * or -EINVAL when the chain cannot make an image of that size.
+ * it): their size and bits per component, as the CLI makes them. 0, or -ENOTSUP when the
+ * format cannot hold them (jpg of alpha or of more than 8 bits), or -EINVAL when the chain
+ * cannot make an image of that size; why then says which, without naming the video
+ * ("jpg cannot hold the alpha channel").
  */
 int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 		     const struct tf_spec *tf, int *w, int *h, int *depth, char *why, size_t whylen);

@@ -212,14 +212,12 @@ static int seg_fill_cold(struct segment *s)
 	s->width = src->out_w;
 	s->height = src->out_h;
 	if (src->out_err == -ENOTSUP) { /* jpg of alpha or deep samples not tone-mapped */
-		seg_error(s, "jpg cannot hold %s of %s; use png",
-			  src->idx->alpha ? "the alpha channel" : "the more-than-8-bit samples",
-			  source_name(s->path));
+		seg_error(s, "%s of %s; use png", src->out_why, source_name(s->path));
 		return 0;
 	}
 	if (src->out_err < 0) {
-		seg_error(s, "the size asked for gives no picture of %s (%dx%d)",
-			  source_name(s->path), src->idx->width, src->idx->height);
+		seg_error(s, "%s of %s (%dx%d)", src->out_why, source_name(s->path),
+			  src->idx->width, src->idx->height);
 		return 0;
 	}
 	fr = source_index_frames(src->idx);
@@ -682,49 +680,51 @@ out_start:
 	eng_run_wake(src, &w);
 }
 
-int segment_frame_open(struct segment *s, int64_t slot)
+/*
+ * The stored image of a slot: its key, and the size it was stored with (0 when this
+ * process has not seen it stored). 0, -ENOENT for a slot out of range, -EIO without a
+ * way to know its frame.
+ */
+static int slot_image(struct segment *s, int64_t slot, struct hf_key *k, uint64_t *size)
 {
-	struct hf_key k;
-	uint64_t size;
 	size_t f = 0;
 
 	if (slot < 0 || slot >= s->count)
 		return -ENOENT;
 	if (s->man && !s->src) {
 		size_t i = manifest_image_of(s->man, slot);
-		return store_image_open(s->e->store, &s->man->image[i], s->ext, s->man->size[i]);
+		*k = s->man->image[i];
+		*size = s->man->size[i];
+		return 0;
 	}
 	if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
 		return -EIO;
-	eng_image_key(s->src, f, &k);
+	eng_image_key(s->src, f, k);
 	pthread_mutex_lock(&s->src->lock);
-	size = s->src->fs[f].state == F_DONE ? s->src->fs[f].size : 0;
+	*size = s->src->fs[f].state == F_DONE ? s->src->fs[f].size : 0;
 	pthread_mutex_unlock(&s->src->lock);
-	return store_image_open(s->e->store, &k, s->ext, size);
+	return 0;
+}
+
+int segment_frame_open(struct segment *s, int64_t slot)
+{
+	struct hf_key k;
+	uint64_t size;
+	int ret = slot_image(s, slot, &k, &size);
+
+	return ret < 0 ? ret : store_image_open(s->e->store, &k, s->ext, size);
 }
 
 void segment_frame_prefetch(struct segment *s, int64_t slot)
 {
 	char path[PATH_MAX];
 	struct hf_key k;
-	size_t f = 0;
+	uint64_t size;
 	int fd;
 
-	if (slot < 0 || slot >= s->count)
+	/* a size of 0: not stored as this process knows, so nothing to read ahead */
+	if (slot_image(s, slot, &k, &size) < 0 || size == 0)
 		return;
-	if (s->man && !s->src) {
-		k = s->man->image[manifest_image_of(s->man, slot)];
-	} else {
-		if (!s->src || !s->src->idx || slot_frame(s, slot, &f) < 0)
-			return;
-		pthread_mutex_lock(&s->src->lock);
-		if (s->src->fs[f].state != F_DONE) {
-			pthread_mutex_unlock(&s->src->lock);
-			return;
-		}
-		pthread_mutex_unlock(&s->src->lock);
-		eng_image_key(s->src, f, &k);
-	}
 	store_image_path(s->e->store, &k, s->ext, path, sizeof(path));
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd >= 0) {
