@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
-#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -1165,18 +1164,35 @@ static int lease_open(struct store *st, const char *path)
 	return fd;
 }
 
-/*
- * Takes a lock on a lease file with take (0 or -errno, -EWOULDBLOCK while another holds
- * it), retrying what a network filesystem may answer for a while (ESTALE: the file was
- * replaced, so it is opened again; EINTR; ENOLCK from an overloaded lock manager).
- * Counts the retries, and the failures that remain.
- */
-static int lease_take(struct store *st, const struct hf_key *k, int (*take)(int fd, void *arg),
-		      void *arg)
+/* A tick value as a lock offset: order kept, always >= 0. */
+static off_t lock_offset(int64_t v)
 {
+	return (off_t)(((uint64_t)v ^ (1ull << 63)) >> 1);
+}
+
+/* An open-file-description lock: per descriptor, released when it closes or its holder dies. */
+static int take_range(int fd, struct flock *fl)
+{
+	if (fcntl(fd, F_OFD_SETLK, fl) == 0)
+		return 0;
+	return errno == EAGAIN || errno == EACCES ? -EWOULDBLOCK : -errno;
+}
+
+/*
+ * Takes the range lock on a lease file, retrying what a network filesystem may answer for
+ * a while (ESTALE: the file was replaced, so it is opened again; EINTR; ENOLCK from an
+ * overloaded lock manager). Counts the retries, and the failures that remain.
+ */
+int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
 	char path[PATH_MAX], hex[HF_KEY_HEXLEN + 1];
 	int fd = -1, ret = 0;
 
+	if (hi < lo)
+		return -EINVAL;
+	fl.l_start = lock_offset(lo);
+	fl.l_len = lock_offset(hi) - fl.l_start + 1;
 	key_hex(k, hex);
 	snprintf(path, sizeof(path), "%s/lock/%s.lock", st->dir, hex);
 	for (int i = 0; i <= RETRIES; i++) {
@@ -1189,7 +1205,7 @@ static int lease_take(struct store *st, const struct hf_key *k, int (*take)(int 
 			ret = fd;
 			break; /* lease_open retried already */
 		}
-		ret = take(fd, arg);
+		ret = take_range(fd, &fl);
 		if (ret == 0)
 			return fd;
 		close(fd);
@@ -1200,44 +1216,6 @@ static int lease_take(struct store *st, const struct hf_key *k, int (*take)(int 
 	}
 	atomic_fetch_add(&st->lease_failures, 1);
 	return ret;
-}
-
-static int take_flock(int fd, void *arg)
-{
-	(void)arg;
-	if (flock(fd, LOCK_EX | LOCK_NB) == 0)
-		return 0;
-	return errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
-}
-
-int store_lease_try(struct store *st, const struct hf_key *k)
-{
-	return lease_take(st, k, take_flock, NULL);
-}
-
-/* A tick value as a lock offset: order kept, always >= 0. */
-static off_t lock_offset(int64_t v)
-{
-	return (off_t)(((uint64_t)v ^ (1ull << 63)) >> 1);
-}
-
-static int take_range(int fd, void *arg)
-{
-	/* an open-file-description lock: per descriptor, released when it closes or its holder dies */
-	if (fcntl(fd, F_OFD_SETLK, (struct flock *)arg) == 0)
-		return 0;
-	return errno == EAGAIN || errno == EACCES ? -EWOULDBLOCK : -errno;
-}
-
-int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi)
-{
-	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
-
-	if (hi < lo)
-		return -EINVAL;
-	fl.l_start = lock_offset(lo);
-	fl.l_len = lock_offset(hi) - fl.l_start + 1;
-	return lease_take(st, k, take_range, &fl);
 }
 
 void store_lease_stats(struct store *st, uint64_t *retries, uint64_t *failures)
@@ -1254,10 +1232,8 @@ void store_image_stats(struct store *st, uint64_t *not_landed, uint64_t *waits)
 
 void store_lease_release(int *fd)
 {
-	if (*fd >= 0) {
-		flock(*fd, LOCK_UN);
-		close(*fd);
-	}
+	if (*fd >= 0)
+		close(*fd); /* its open-file-description lock goes with it */
 	*fd = -1;
 }
 

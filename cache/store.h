@@ -148,9 +148,12 @@ void manifest_free(struct manifest **m);
 
 /*
  * Leases: one decode per source range between processes sharing the store (and between
- * machines, where the filesystem provides flock, as NFSv4 and CephFS do). A lease is an
- * exclusive flock on STORE/lock/<key>.lock, released when its fd closes, including when
- * the holder dies. try returns the fd, or -EWOULDBLOCK while another holder has it.
+ * machines, where the filesystem provides byte-range locks, as NFSv4, CephFS and
+ * GlusterFS do). A lease is an exclusive open-file-description lock on the range
+ * [lo, hi] (ticks) of STORE/lock/<key>.lock, released when its fd closes, including when
+ * the holder dies: processes decoding disjoint ranges of one source hold their leases at
+ * once, overlapping ones take turns. Returns the fd, or -EWOULDBLOCK while another holds
+ * an overlapping range.
  *
  * On a network filesystem, creating the lock file can fail with EEXIST when another
  * client creates it at once, and calls can fail with ESTALE, EINTR or ENOLCK: those are
@@ -160,15 +163,8 @@ void manifest_free(struct manifest **m);
  * in store_lease_stats's failures, and the caller must not decode as if it held it
  * silently.
  */
-int store_lease_try(struct store *st, const struct hf_key *k);
-/*
- * A range lease: an exclusive byte-range lock (open-file-description lock, as NFSv4 and
- * most cluster filesystems provide) on the range [lo, hi] of the same lock file, so
- * processes decoding disjoint ranges of one source hold their leases at once and
- * overlapping ones take turns. Returns the fd, or -EWOULDBLOCK while another holds an
- * overlapping range.
- */
 int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi);
+/* Closes a lease's fd (its lock goes with it); accepts -1 and sets *fd to -1. */
 void store_lease_release(int *fd);
 /* Lease retries (each a short sleep) and leases that still failed, since store_open. */
 void store_lease_stats(struct store *st, uint64_t *retries, uint64_t *failures);

@@ -108,13 +108,6 @@ static void leases(struct store *st)
 	store_lease_stats(st, &retries, &failures);
 	CHECK_EQ_INT(failures, f0 + 1);
 	store_lease_release(&a);
-	/* whole-source leases too */
-	key_string("t", "lease2", &k);
-	create_eexist = 1;
-	a = store_lease_try(st, &k);
-	CHECK(a >= 0);
-	CHECK_EQ_INT(store_lease_try(st, &k), -EWOULDBLOCK);
-	store_lease_release(&a);
 }
 
 static int64_t ms_now(void)
