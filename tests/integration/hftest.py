@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from bisect import bisect_right
@@ -69,6 +70,28 @@ def build_dir():
         d = os.path.dirname(d)
     check(d != "/", "no CMakeCache.txt above HFMOUNT_BIN=%s" % HFMOUNT_BIN)
     return d
+
+
+def in_threads(*calls):
+    """Runs each (fn, args...) in its own thread, all starting together; their results,
+    or raises the first exception."""
+    out, errs = [None] * len(calls), []
+    start = threading.Barrier(len(calls))
+
+    def run(i, fn, args):
+        try:
+            start.wait()
+            out[i] = fn(*args)
+        except BaseException as e:  # noqa: B902 -- re-raised below
+            errs.append(e)
+    ts = [threading.Thread(target=run, args=(i, c[0], c[1:])) for i, c in enumerate(calls)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    if errs:
+        raise errs[0]
+    return out
 
 
 def pid_alive(pid):

@@ -237,26 +237,7 @@ def encoded(m):
     return m.stats()["images_encoded"]
 
 
-def in_threads(*calls):
-    """Runs each (fn, args...) in its own thread, all starting together; their results,
-    or raises the first exception."""
-    out, errs = [None] * len(calls), []
-    start = threading.Barrier(len(calls))
-
-    def run(i, fn, args):
-        try:
-            start.wait()
-            out[i] = fn(*args)
-        except BaseException as e:  # noqa: B902 -- re-raised below
-            errs.append(e)
-    ts = [threading.Thread(target=run, args=(i, c[0], c[1:])) for i, c in enumerate(calls)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    if errs:
-        raise errs[0]
-    return out
+in_threads = h.in_threads
 
 
 class logs_on_failure:

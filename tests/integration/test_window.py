@@ -186,12 +186,8 @@ def two_mounts_decode_disjoint_windows_at_once_and_overlaps_once():
                     time.sleep(0.001)
             w = threading.Thread(target=watch)
             w.start()
-            ta = threading.Thread(target=a.read_segment, args=("long12.mkv@100+40@30",))
-            tb = threading.Thread(target=b.read_segment, args=("long12.mkv@400+40@30",))
-            ta.start()
-            tb.start()
-            ta.join()
-            tb.join()
+            h.in_threads((a.read_segment, "long12.mkv@100+40@30"),
+                         (b.read_segment, "long12.mkv@400+40@30"))
             stop.append(1)
             w.join()
             sa, sb = a.stats(), b.stats()
@@ -203,12 +199,8 @@ def two_mounts_decode_disjoint_windows_at_once_and_overlaps_once():
                                                            sb["images_encoded"]))
             # overlapping windows: each image once between the two mounts
             ea, eb = sa["images_encoded"], sb["images_encoded"]
-            ta = threading.Thread(target=a.read_segment, args=("long12.mkv@200+20@30",))
-            tb = threading.Thread(target=b.read_segment, args=("long12.mkv@205+20@30",))
-            ta.start()
-            tb.start()
-            ta.join()
-            tb.join()
+            h.in_threads((a.read_segment, "long12.mkv@200+20@30"),
+                         (b.read_segment, "long12.mkv@205+20@30"))
             enc = a.stats()["images_encoded"] - ea + b.stats()["images_encoded"] - eb
             distinct = len(set(h.model_slots(h.probe_frames(h.fixture("long12.mkv")), "200",
                                              "25", "30")))
