@@ -557,6 +557,13 @@ static int enc_run(struct jpeg_state *js, AVFrame *pic, struct image_buf *out, c
 
 	pic->quality = js->enc->global_quality;
 	pic->pict_type = AV_PICTURE_TYPE_NONE;
+	/*
+	 * Each picture is a file of its own, but the encoder (libavcodec's mpegvideo core) takes
+	 * it for the next of one stream and refuses a timestamp not after the last: one encoder
+	 * per thread serves every job, whose frames come from other sources and times.
+	 */
+	pic->pts = AV_NOPTS_VALUE;
+	pic->pkt_dts = AV_NOPTS_VALUE;
 	ret = avcodec_send_frame(js->enc, pic);
 	if (ret >= 0)
 		ret = avcodec_receive_packet(js->enc, js->pkt);

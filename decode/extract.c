@@ -228,28 +228,68 @@ static enum AVPixelFormat graph_sink(const struct job_run *run, const AVFrame *f
 			 d ? d->log2_chroma_h : 1, d && (d->flags & AV_PIX_FMT_FLAG_RGB));
 }
 
+/*
+ * A failure that is not the picture's own (the state a thread keeps between pictures,
+ * memory) is tried once more from fresh state; one that persists is transient, -EAGAIN:
+ * the frame is not failed but made again for whoever asks next.
+ */
+static bool picture_own_error(int err)
+{
+	return err == -ENOTSUP || err == -EINVAL || err == -ERANGE || err == -ENOSYS;
+}
+
 /* Runs the frame through this thread's graph of the run; *out holds the result. */
 static int run_graph(struct task *t, AVFrame **out, char *why, size_t whylen)
 {
 	struct job_run *run = t->run;
 	struct transform **tp = &run->tf[worker_index];
-	int ret;
+	int ret = 0;
 
 	if (!filtered_tls && !(filtered_tls = av_frame_alloc()))
-		return -ENOMEM;
-	if (!*tp) {
-		ret = transform_new(&run->job->tf, run->job->idx->orient, t->frame,
-				    graph_sink(run, t->frame), tp, why, whylen);
-		if (ret < 0)
+		return -EAGAIN;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt)
+			transform_free(tp);
+		if (!*tp) {
+			ret = transform_new(&run->job->tf, run->job->idx->orient, t->frame,
+					    graph_sink(run, t->frame), tp, why, whylen);
+			if (ret < 0) {
+				if (picture_own_error(ret))
+					return ret;
+				continue;
+			}
+		}
+		ret = transform_run(*tp, t->frame, filtered_tls);
+		if (ret == 0) {
+			*out = filtered_tls;
+			return 0;
+		}
+		snprintf(why, whylen, "the transform failed on this frame");
+		if (picture_own_error(ret))
 			return ret;
 	}
-	ret = transform_run(*tp, t->frame, filtered_tls);
-	if (ret < 0) {
-		snprintf(why, whylen, "the transform failed on this frame");
-		return ret;
+	snprintf(why, whylen, "the transform failed twice (%s); the frame is made again later",
+		 strerror(-ret));
+	return -EAGAIN;
+}
+
+/* Encodes f (jpg) or pic (png) with the retry of picture_own_error. */
+static int encode_image(const struct extract_job *job, const AVFrame *f,
+			const struct picture *pic, struct image_buf *img, char *why, size_t whylen)
+{
+	int ret = 0;
+
+	for (int attempt = 0; attempt < 2; attempt++) {
+		if (attempt)
+			image_encode_thread_done();
+		ret = f ? image_encode_frame(f, &job->opts, img, why, whylen)
+			: image_encode(pic, &job->opts, img, why, whylen);
+		if (ret == 0 || picture_own_error(ret))
+			return ret;
 	}
-	*out = filtered_tls;
-	return 0;
+	snprintf(why, whylen, "the encoder failed twice (%s); the frame is made again later",
+		 strerror(-ret));
+	return -EAGAIN;
 }
 
 static void process_task(struct task *t)
@@ -281,7 +321,7 @@ static void process_task(struct task *t)
 	}
 	if (job->opts.format == IMAGE_JPG) {
 		/* from the decoded (or filtered) picture itself, as the CLI does */
-		ret = image_encode_frame(f, &job->opts, &c->img, why, sizeof(why));
+		ret = encode_image(job, f, NULL, &c->img, why, sizeof(why));
 		add_ns(job->stats, job->stats ? &job->stats->encode_ns : NULL, t0);
 		if (f == filtered_tls)
 			av_frame_unref(filtered_tls);
@@ -303,7 +343,8 @@ static void process_task(struct task *t)
 	} else {
 		ret = conv_prepare(c, f, t->run->dst_fmt);
 		if (ret < 0) {
-			job->done(job->arg, t->index, ret, NULL, "out of memory converting a frame");
+			job->done(job->arg, t->index, -EAGAIN, NULL,
+				  "out of memory converting a frame; it is made again later");
 			return;
 		}
 		dst[0] = c->rgb;
@@ -329,7 +370,7 @@ static void process_task(struct task *t)
 	}
 	add_ns(job->stats, job->stats ? &job->stats->convert_ns : NULL, t0);
 	t0 = now_ns();
-	ret = image_encode(&pic, &job->opts, &c->img, why, sizeof(why));
+	ret = encode_image(job, NULL, &pic, &c->img, why, sizeof(why));
 	add_ns(job->stats, job->stats ? &job->stats->encode_ns : NULL, t0);
 	if (f == filtered_tls)
 		av_frame_unref(filtered_tls);

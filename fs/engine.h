@@ -75,7 +75,9 @@ const char *segment_name(const struct segment *s); /* canonical directory name *
 
 /*
  * Calls fn(arg, 0, size) once slot's image is stored, or fn(arg, -EIO, 0) when it cannot
- * be (damage, a full store). May call fn before returning. Starts extraction as needed.
+ * be (damage, a full store), or fn(arg, -EAGAIN, 0) when it was given up unmade for a
+ * reason that is not the source's (memory, an encoder's state): calling again makes it.
+ * May call fn before returning. Starts extraction as needed.
  */
 typedef void (*frame_ready_fn)(void *arg, int err, uint64_t size);
 void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void *arg);

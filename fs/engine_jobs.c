@@ -68,12 +68,13 @@ static void owner_first_answered(struct frame_state *f, size_t frame)
 static void take_waiters_locked(struct source *src, size_t frame, struct wake *w)
 {
 	struct waiter **pp = &src->waiters;
-	bool done = src->fs[frame].state == F_DONE;
+	enum fstate st = src->fs[frame].state;
 	while (*pp) {
 		struct waiter *wt = *pp;
 		if (wt->frame == frame) {
-			wt->err = done ? 0 : -EIO;
-			wt->size = done ? src->fs[frame].size : 0;
+			/* a frame released unmade (F_NONE) is asked for again, not failed */
+			wt->err = st == F_DONE ? 0 : st == F_NONE ? -EAGAIN : -EIO;
+			wt->size = st == F_DONE ? src->fs[frame].size : 0;
 			*pp = wt->next;
 			wt->next = w->list;
 			w->list = wt;
@@ -331,14 +332,17 @@ static void job_done(void *arg, size_t frame, int err, const struct image_buf *i
 
 	if (decoded) {
 		err = store_frame(src, frame, img);
+	} else if (err == -EAGAIN) {
+		hf_log(HF_LOG_WARN, "%s: frame %zu: %s", src->path, frame + 1, why);
 	} else if (err != -ECANCELED) {
 		hf_log(HF_LOG_ERROR, "%s: frame %zu: %s", src->path, frame + 1, why);
 	}
 	pthread_mutex_lock(&src->lock);
 	if (frame == j->first)
 		job_not_urgent_locked(j);
-	if (err == -ECANCELED) {
-		eng_release_locked(src, frame, &w); /* not produced; nothing is wrong with it */
+	if (err == -ECANCELED || (!decoded && err == -EAGAIN)) {
+		/* not produced, and nothing is wrong with the source: made again when asked */
+		eng_release_locked(src, frame, &w);
 	} else if (decoded && err == 0) {
 		src->store_error[0] = 0;
 		mark_done_locked(src, frame, img->len, &w);

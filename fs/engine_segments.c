@@ -661,7 +661,7 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 	}
 	if (!wt) {
 		pthread_mutex_unlock(&src->lock);
-		fn(arg, -ENOMEM, 0);
+		fn(arg, -EAGAIN, 0);
 		goto out_start;
 	}
 	wt->frame = f;

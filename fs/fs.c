@@ -460,15 +460,23 @@ static int64_t parse_frame_name(const char *name, const char *ext)
 	return k - 1;
 }
 
+/* Times a frame given up unmade (-EAGAIN) is asked for again before the reader gets EIO. */
+#define FRAME_RETRIES 3
+
 struct lookup_wait {
 	fuse_req_t req;
 	struct hf_fs *fs;
 	struct node *node;
+	int tries;
 };
 
 static void lookup_ready(void *arg, int err, uint64_t size)
 {
 	struct lookup_wait *lw = arg;
+	if (err == -EAGAIN && lw->tries++ < FRAME_RETRIES) {
+		segment_frame_wait(lw->node->seg, lw->node->slot, lookup_ready, lw);
+		return;
+	}
 	if (err < 0) {
 		fuse_reply_err(lw->req, err == -ENOENT ? ENOENT : EIO);
 	} else {
@@ -515,7 +523,7 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	*lw = (struct lookup_wait){req, fs, n};
+	*lw = (struct lookup_wait){req, fs, n, 0};
 	segment_frame_wait(parent->seg, slot, lookup_ready, lw);
 }
 
@@ -918,7 +926,7 @@ struct read_wait {
 	struct node *node;
 	size_t size;
 	off_t off;
-	int tries; /* waits that ended with the image gone again (then on an engine thread) */
+	int tries; /* waits that ended with the image gone or unmade (then on an engine thread) */
 };
 
 /*
@@ -983,6 +991,10 @@ static void read_frame_ready(void *arg, int err, uint64_t size)
 {
 	struct read_wait *rw = arg;
 	(void)size;
+	if (err == -EAGAIN && rw->tries++ < FRAME_RETRIES) {
+		segment_frame_wait(rw->node->seg, rw->node->slot, read_frame_ready, rw);
+		return;
+	}
 	if (err < 0) {
 		fuse_reply_err(rw->req, EIO);
 		free(rw);

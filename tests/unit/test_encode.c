@@ -346,6 +346,49 @@ static void test_full_range_as_is(void)
 	image_buf_free(&out);
 }
 
+/*
+ * One thread's encoder serves every job: frames arrive with the timestamps of other
+ * sources and times, in any order, and each is a file of its own (issue 21: libavcodec's
+ * mjpeg encoder refused a timestamp not after the last one, and frames passed as is kept
+ * theirs). Equal pictures give equal files whatever came before.
+ */
+static int buf_copy(struct image_buf *to, const struct image_buf *from)
+{
+	uint8_t *d = realloc(to->data, from->len);
+	if (!d)
+		return -ENOMEM;
+	memcpy(d, from->data, from->len);
+	to->data = d;
+	to->len = to->cap = from->len;
+	return 0;
+}
+
+static void test_timestamps_of_other_jobs(void)
+{
+	static const int64_t pts[] = {900, 900, 3, -40, AV_NOPTS_VALUE, 2, 1000000};
+	struct image_buf first = {0}, out = {0};
+	AVFrame *f = frame_new(AV_PIX_FMT_YUVJ420P, 64, 32, AVCOL_SPC_UNSPECIFIED,
+			       AVCOL_RANGE_JPEG);
+	AVFrame *g = frame_new(AV_PIX_FMT_YUV420P, 64, 32, AVCOL_SPC_BT709, AVCOL_RANGE_MPEG);
+
+	fill_noise(f, 7);
+	fill_noise(g, 8);
+	for (size_t i = 0; i < sizeof(pts) / sizeof(pts[0]); i++) {
+		AVFrame *pic = i % 3 == 2 ? g : f;
+		pic->pts = pts[i];
+		if (!CHECK_EQ_INT(encode(pic, &jpg2, &out), 0))
+			continue;
+		if (i == 0)
+			CHECK(buf_copy(&first, &out) == 0);
+		else if (pic == f)
+			CHECK(out.len == first.len && memcmp(out.data, first.data, out.len) == 0);
+	}
+	av_frame_free(&f);
+	av_frame_free(&g);
+	image_buf_free(&first);
+	image_buf_free(&out);
+}
+
 /* The frame as RGB24 the way the PNG is made (extract.c, and the CLI's PNG). */
 static uint8_t *png_rgb(const AVFrame *f)
 {
@@ -568,6 +611,7 @@ int main(void)
 	test_jfif_header();
 	test_cli_conversion();
 	test_full_range_as_is();
+	test_timestamps_of_other_jobs();
 	test_other_matrices();
 	test_rgb();
 	test_deterministic();
