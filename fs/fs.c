@@ -4,13 +4,14 @@
  * Frame lookups do not hold a loop thread while the frame is produced: the request is
  * handed to the engine and answered from the thread that stores the image.
  *
- * Files are not opened through the daemon (the kernel's no-open mode, FUSE_CAP_NO_OPEN_
- * SUPPORT): an open and a close cost no round trip, and the kernel keeps file pages
- * cached between opens, so a warm frame read again is served by the kernel alone. A read
- * the kernel does send opens the stored image for that one reply. Because the kernel no
- * longer asks before serving a cached frame, a video that changes is noticed by the
- * source watch (fs/watch.h), which drops its segment directories from the kernel's
- * caches; opening a segment directory or looking up a frame in it also checks.
+ * Everything of the host the mount shows is looked at as the caller (fs/caller.h): the
+ * mirror's lookups, attributes, listings, links and opens. A mirrored file is opened once
+ * per open, as the caller, and read from that descriptor. Frames keep their pages in the
+ * kernel's cache between opens (FOPEN_KEEP_CACHE), so a warm frame read again costs an
+ * open round trip and no read; a read the kernel does send opens the stored image for
+ * that one reply. A video that changes (content, owner, mode, ACL: its ctime) is noticed
+ * by the source watch (fs/watch.h), which drops its segment directories from the
+ * kernel's caches; opening a segment directory or a frame also checks.
  */
 #include "fs/fs.h"
 
@@ -53,8 +54,9 @@ struct node {
 	_Atomic uint64_t size; /* N_FRAME, once known */
 	struct stat src;     /* N_SEGDIR, N_FRAME, N_INFO: the video's stat, set at creation */
 	struct node *next_path, *next_ino;
-	/* N_SEGDIR: the directory it is named in, its source watch, the list of them */
+	/* N_SEGDIR: the directory it is named in, its video, its watch, the list of them */
 	fuse_ino_t parent;
+	char *video;
 	int wd;
 	bool dropped; /* the kernel was told to drop its entry */
 	_Atomic bool per_caller; /* not every user may open its video: each path walk asks again */
@@ -95,7 +97,6 @@ struct hf_fs {
 	struct fuse_session *se;
 	struct watch *watch;
 	struct ahead *ahead;
-	_Atomic bool no_open; /* the kernel opens files without asking */
 };
 
 struct dirlist {
@@ -169,6 +170,7 @@ static struct node *node_alloc(const char *path, enum node_kind kind, fuse_ino_t
 static void node_free(struct node *n)
 {
 	segment_put(&n->seg);
+	free(n->video);
 	free(n->text);
 	free(n->path);
 	free(n);
@@ -211,6 +213,11 @@ static struct node *node_get(struct hf_fs *fs, const char *path, enum node_kind 
 		if (strcmp(n->path, path) == 0 && n->kind == kind && n->seg == seg)
 			break;
 	if (!n && (n = node_alloc(path, kind, parent, seg, slot, src))) {
+		if (video && !(n->video = strdup(video))) {
+			pthread_mutex_unlock(&fs->lock);
+			node_free(n);
+			return NULL;
+		}
 		node_insert_locked(fs, n);
 		if (video)
 			n->wd = watch_add(fs->watch, video);
@@ -347,9 +354,29 @@ static mode_t read_bits(mode_t m)
 	return m & 0444;
 }
 
-static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
+/* lstat of a mirrored path (below the mount root) as req's caller. */
+static int mirror_lstat(fuse_req_t req, struct hf_fs *fs, const char *rel, struct stat *st)
 {
 	char real[PATH_MAX];
+	struct caller c;
+	int ret = real_path(fs, rel, real, sizeof(real));
+
+	if (ret < 0)
+		return ret;
+	ret = caller_enter(req, &c);
+	if (ret == 0)
+		ret = caller_lstat(&c, real, st);
+	caller_leave(&c);
+	return ret;
+}
+
+/*
+ * The attributes of n. A mirrored node's are the host's, looked up as req's caller
+ * (known: already looked up so by this request, or NULL).
+ */
+static int node_stat(fuse_req_t req, struct hf_fs *fs, struct node *n, const struct stat *known,
+		     struct stat *st)
+{
 	int ret;
 
 	memset(st, 0, sizeof(*st));
@@ -359,11 +386,13 @@ static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
 	case N_FILE:
 	case N_LINK:
 	case N_OTHER:
-		ret = real_path(fs, n->path, real, sizeof(real));
+		if (known) {
+			*st = *known;
+			break;
+		}
+		ret = mirror_lstat(req, fs, n->path, st);
 		if (ret < 0)
 			return ret;
-		if (lstat(real, st) < 0)
-			return -errno;
 		break;
 	case N_SEGDIR:
 		*st = n->src;
@@ -409,13 +438,14 @@ static int node_stat(struct hf_fs *fs, struct node *n, struct stat *st)
 	return 0;
 }
 
-static void reply_entry(fuse_req_t req, struct hf_fs *fs, struct node *n)
+static void reply_entry_st(fuse_req_t req, struct hf_fs *fs, struct node *n,
+			   const struct stat *known)
 {
 	struct fuse_entry_param e;
 	int ret;
 
 	memset(&e, 0, sizeof(e));
-	ret = node_stat(fs, n, &e.attr);
+	ret = node_stat(req, fs, n, known, &e.attr);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;
@@ -431,6 +461,11 @@ static void reply_entry(fuse_req_t req, struct hf_fs *fs, struct node *n)
 	node_ref(fs, n);
 	if (fuse_reply_entry(req, &e) != 0)
 		node_forget(fs, n->ino, 1);
+}
+
+static void reply_entry(fuse_req_t req, struct hf_fs *fs, struct node *n)
+{
+	reply_entry_st(req, fs, n, NULL);
 }
 
 /* ---- lookup ---- */
@@ -576,12 +611,35 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 	reply_entry(req, fs, n);
 }
 
+/*
+ * A segment of a video that not every user may open is checked as the caller on each
+ * open of it or of its frames (the kernel checked only the mode bits it cached): 0, or
+ * -errno as the caller would get it from the video, -ESTALE when the video is another.
+ */
+static int segment_caller_check(fuse_req_t req, struct node *segdir)
+{
+	struct stat st;
+	bool to_all;
+	int ret;
+
+	if (!segdir->per_caller)
+		return 0;
+	ret = caller_check_source(req, segdir->video, &st, &to_all);
+	if (ret < 0)
+		return ret;
+	/* the same file (or the same thing that is not one: a segment with only .hfinfo) */
+	if (st.st_dev != segdir->src.st_dev || st.st_ino != segdir->src.st_ino)
+		return -ESTALE;
+	return 0;
+}
+
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
 	struct hf_fs *fs = fuse_req_userdata(req);
 	struct node *p = node_by_ino(fs, parent), *n;
 	char rel[PATH_MAX], real[PATH_MAX];
 	struct stat st;
+	int ret;
 
 	if (!p) {
 		fuse_reply_err(req, ESTALE);
@@ -603,27 +661,28 @@ static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 		return;
 	}
 	if (p->kind == N_ROOT && strcmp(name, ".hfstats") == 0) {
-		int ret = node_new_text(fs, rel, N_STATS, p->ino, NULL, NULL, &n);
+		ret = node_new_text(fs, rel, N_STATS, p->ino, NULL, NULL, &n);
 		if (ret < 0)
 			fuse_reply_err(req, -ret);
 		else
 			reply_entry(req, fs, n);
 		return;
 	}
-	if (is_mountpoint(fs, real)) {
+	if (is_mountpoint(fs, real) || caller_pseudo_mount(real)) {
 		fuse_reply_err(req, ENOENT);
 		return;
 	}
-	if (lstat(real, &st) == 0) {
+	ret = mirror_lstat(req, fs, rel, &st);
+	if (ret == 0) {
 		n = node_get(fs, rel, kind_of(st.st_mode), p->ino, NULL, 0, NULL, NULL);
 		if (!n)
 			fuse_reply_err(req, ENOMEM);
 		else
-			reply_entry(req, fs, n);
+			reply_entry_st(req, fs, n, &st);
 		return;
 	}
-	if (errno != ENOENT) {
-		fuse_reply_err(req, errno);
+	if (ret != -ENOENT) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
 	lookup_segment(req, fs, p, name);
@@ -653,7 +712,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ESTALE);
 		return;
 	}
-	ret = node_stat(fs, n, &st);
+	ret = node_stat(req, fs, n, NULL, &st);
 	if (ret < 0)
 		fuse_reply_err(req, -ret);
 	else
@@ -665,7 +724,8 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 	struct hf_fs *fs = fuse_req_userdata(req);
 	struct node *n = node_by_ino(fs, ino);
 	char real[PATH_MAX], target[PATH_MAX];
-	ssize_t len;
+	struct caller c;
+	int ret;
 
 	if (!n || n->kind != N_LINK) {
 		fuse_reply_err(req, n ? EINVAL : ESTALE);
@@ -675,13 +735,14 @@ static void op_readlink(fuse_req_t req, fuse_ino_t ino)
 		fuse_reply_err(req, ENAMETOOLONG);
 		return;
 	}
-	len = readlink(real, target, sizeof(target) - 1);
-	if (len < 0) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	target[len] = 0;
-	fuse_reply_readlink(req, target);
+	ret = caller_enter(req, &c);
+	if (ret == 0)
+		ret = caller_readlink(&c, real, target, sizeof(target));
+	caller_leave(&c);
+	if (ret < 0)
+		fuse_reply_err(req, -ret);
+	else
+		fuse_reply_readlink(req, target);
 }
 
 /* ---- directories ---- */
@@ -715,14 +776,122 @@ static void add_segment_name(void *arg, const char *name)
 	dirlist_add(arg, name, DT_DIR);
 }
 
+/*
+ * Reads the directory open as d into dl as the caller sees it (the mountpoint and
+ * pseudo-filesystems left out); names that may have segments beside them (files,
+ * symlinks) are also put in files.
+ */
+static int read_entries(struct hf_fs *fs, DIR *d, const char *real, struct dirlist *dl,
+			struct dirlist *files)
+{
+	char child[PATH_MAX];
+	struct dirent *de;
+
+	while ((de = readdir(d))) {
+		unsigned char type = de->d_type;
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (snprintf(child, sizeof(child), "%s/%s", strcmp(real, "/") ? real : "",
+			     de->d_name) >= (int)sizeof(child))
+			continue;
+		if (is_mountpoint(fs, child) || (type == DT_DIR && caller_pseudo_mount(child)))
+			continue;
+		if (dirlist_add(dl, de->d_name, type) < 0)
+			return -ENOMEM;
+		if ((type == DT_REG || type == DT_LNK || type == DT_UNKNOWN) &&
+		    dirlist_add(files, de->d_name, type) < 0)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Adds the used segments of the files in the directory open as dirfd: the engine is
+ * asked as the daemon (it reads the store), and a file's segments are listed only to a
+ * caller who may read the file (SPEC 6a: someone else's work is not shown).
+ */
+static int add_segments(fuse_req_t req, struct hf_fs *fs, int dirfd, const char *real,
+			const struct dirlist *files, struct dirlist *dl)
+{
+	char child[PATH_MAX];
+	struct caller c;
+	int ret = 0;
+
+	for (size_t i = 0; i < files->n && ret == 0; i++) {
+		struct dirlist segs = {0};
+		const char *name = files->v[i].name;
+		if (snprintf(child, sizeof(child), "%s/%s", strcmp(real, "/") ? real : "", name) >=
+		    (int)sizeof(child))
+			continue;
+		engine_list_segments(fs->engine, child, add_segment_name, &segs);
+		if (segs.n > 0) {
+			bool may = caller_enter(req, &c) == 0 &&
+				   (c.self || caller_may_read_at(&c, dirfd, name));
+			caller_leave(&c);
+			for (size_t k = 0; may && k < segs.n && ret == 0; k++)
+				ret = dirlist_add(dl, segs.v[k].name, DT_DIR);
+		}
+		for (size_t k = 0; k < segs.n; k++)
+			free(segs.v[k].name);
+		free(segs.v);
+	}
+	return ret;
+}
+
+/* A mirrored directory's listing, read as req's caller. */
+static int list_mirror(fuse_req_t req, struct hf_fs *fs, struct node *n, struct dirlist **out)
+{
+	char real[PATH_MAX];
+	struct dirlist *dl, files = {0};
+	struct caller c;
+	DIR *d = NULL;
+	int fd, ret;
+
+	ret = real_path(fs, n->path, real, sizeof(real));
+	if (ret < 0)
+		return ret;
+	dl = calloc(1, sizeof(*dl));
+	if (!dl)
+		return -ENOMEM;
+	ret = caller_enter(req, &c);
+	fd = ret < 0 ? ret : caller_open(&c, real, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0 && !(d = fdopendir(fd))) {
+		ret = -errno;
+		close(fd);
+	} else if (fd < 0) {
+		ret = fd;
+	}
+	if (d) {
+		ret = dirlist_add(dl, ".", DT_DIR);
+		if (ret == 0)
+			ret = dirlist_add(dl, "..", DT_DIR);
+		if (ret == 0 && n->kind == N_ROOT)
+			ret = dirlist_add(dl, ".hfstats", DT_REG);
+		if (ret == 0)
+			ret = read_entries(fs, d, real, dl, &files);
+	}
+	caller_leave(&c);
+	if (ret == 0)
+		ret = add_segments(req, fs, dirfd(d), real, &files, dl);
+	for (size_t i = 0; i < files.n; i++)
+		free(files.v[i].name);
+	free(files.v);
+	if (d)
+		closedir(d);
+	if (ret < 0) {
+		dirlist_free(dl);
+		return ret;
+	}
+	*out = dl;
+	return 0;
+}
+
 static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hf_fs *fs = fuse_req_userdata(req);
 	struct node *n = node_by_ino(fs, ino);
-	char real[PATH_MAX], child[PATH_MAX];
 	struct dirlist *dl;
-	struct dirent *de;
-	DIR *d;
+	int ret;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
@@ -731,6 +900,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	if (n->kind == N_SEGDIR) {
 		if (segment_stale(n->seg)) {
 			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
+			return;
+		}
+		ret = segment_caller_check(req, n);
+		if (ret < 0) {
+			fuse_reply_err(req, -ret);
 			return;
 		}
 		segment_prepare(n->seg); /* its count is needed to list it */
@@ -744,39 +918,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 		fuse_reply_err(req, ENOTDIR);
 		return;
 	}
-	if (real_path(fs, n->path, real, sizeof(real)) < 0) {
-		fuse_reply_err(req, ENAMETOOLONG);
+	ret = list_mirror(req, fs, n, &dl);
+	if (ret < 0) {
+		fuse_reply_err(req, -ret);
 		return;
 	}
-	d = opendir(real);
-	if (!d) {
-		fuse_reply_err(req, errno);
-		return;
-	}
-	dl = calloc(1, sizeof(*dl));
-	if (!dl) {
-		closedir(d);
-		fuse_reply_err(req, ENOMEM);
-		return;
-	}
-	dirlist_add(dl, ".", DT_DIR);
-	dirlist_add(dl, "..", DT_DIR);
-	if (n->kind == N_ROOT)
-		dirlist_add(dl, ".hfstats", DT_REG);
-	while ((de = readdir(d))) {
-		unsigned char type = de->d_type;
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (snprintf(child, sizeof(child), "%s/%s", strcmp(real, "/") ? real : "",
-			     de->d_name) >= (int)sizeof(child))
-			continue;
-		if (is_mountpoint(fs, child))
-			continue;
-		dirlist_add(dl, de->d_name, type);
-		if (type == DT_REG || type == DT_LNK || type == DT_UNKNOWN)
-			engine_list_segments(fs->engine, child, add_segment_name, dl);
-	}
-	closedir(d);
 	fi->fh = (uintptr_t)dl;
 	HANDOFF_PUBLISH(dl);
 	fuse_reply_open(req, fi);
@@ -856,15 +1002,20 @@ static void op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info 
 /* ---- files ---- */
 
 /*
- * Open checks what the kernel leaves to us, then, where the kernel can open files on its
- * own, says ENOSYS: the kernel then opens every file of this mount without a request,
- * keeping its page cache between opens (this first open succeeds too). Older kernels get
- * a stateless open: fh 0, pages kept for frames (immutable), dropped for mirrored files.
+ * Every open is answered here (the kernel's no-open mode would leave reads of mirrored
+ * files to be done by path, as whoever asks at read time). A mirrored file is opened
+ * once, as the caller, and its reads come from that descriptor: a path swapped after the
+ * open changes nothing. Frames are checked as the caller when not every user may read
+ * their video, and keep their pages cached between opens (they never change).
  */
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct hf_fs *fs = fuse_req_userdata(req);
-	struct node *n = node_by_ino(fs, ino);
+	struct node *n = node_by_ino(fs, ino), *dir;
+	char real[PATH_MAX];
+	struct caller c;
+	struct stat st;
+	int fd, ret;
 
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
@@ -874,6 +1025,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 		fuse_reply_err(req, EROFS);
 		return;
 	}
+	fi->fh = 0;
 	switch (n->kind) {
 	case N_ROOT:
 	case N_DIR:
@@ -889,17 +1041,45 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 			fuse_reply_err(req, ESTALE); /* the kernel looks the path up again */
 			return;
 		}
+		dir = node_by_ino(fs, n->parent);
+		ret = dir ? segment_caller_check(req, dir) : -ESTALE;
+		if (ret < 0) {
+			fuse_reply_err(req, -ret);
+			return;
+		}
+		fi->keep_cache = 1;
+		break;
+	case N_FILE:
+		if (real_path(fs, n->path, real, sizeof(real)) < 0) {
+			fuse_reply_err(req, ENAMETOOLONG);
+			return;
+		}
+		ret = caller_enter(req, &c);
+		fd = ret < 0 ? ret : caller_open(&c, real, O_RDONLY);
+		caller_leave(&c);
+		if (fd >= 0 && (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			fd = -EACCES; /* what is there now is not a file to read */
+		}
+		if (fd < 0) {
+			fuse_reply_err(req, -fd);
+			return;
+		}
+		fi->fh = (uint64_t)fd + 1; /* 0 is no descriptor */
 		break;
 	default:
 		break;
 	}
-	if (atomic_load(&fs->no_open)) {
-		fuse_reply_err(req, ENOSYS);
-		return;
-	}
-	fi->fh = 0;
-	fi->keep_cache = n->kind != N_FILE;
-	fuse_reply_open(req, fi);
+	if (fuse_reply_open(req, fi) != 0 && fi->fh)
+		close((int)fi->fh - 1);
+}
+
+static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+	(void)ino;
+	if (fi->fh)
+		close((int)fi->fh - 1);
+	fuse_reply_err(req, 0);
 }
 
 /* Replies size bytes at off of the file open as fd (zero-copy where the kernel can). */
@@ -1008,10 +1188,6 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 {
 	struct hf_fs *fs = fuse_req_userdata(req);
 	struct node *n = node_by_ino(fs, ino);
-	char real[PATH_MAX];
-	int fd;
-
-	(void)fi;
 	if (!n) {
 		fuse_reply_err(req, ESTALE);
 		return;
@@ -1052,17 +1228,11 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		return;
 	}
 	case N_FILE:
-		if (real_path(fs, n->path, real, sizeof(real)) < 0) {
-			fuse_reply_err(req, ENAMETOOLONG);
+		if (!fi->fh) {
+			fuse_reply_err(req, EBADF);
 			return;
 		}
-		fd = open(real, O_RDONLY | O_CLOEXEC);
-		if (fd < 0) {
-			fuse_reply_err(req, errno);
-			return;
-		}
-		reply_from_fd(req, fd, size, off);
-		close(fd);
+		reply_from_fd(req, (int)fi->fh - 1, size, off);
 		return;
 	default:
 		fuse_reply_err(req, EISDIR);
@@ -1185,9 +1355,7 @@ static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t siz
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	struct hf_fs *fs = userdata;
-
-	atomic_store(&fs->no_open, (conn->capable & FUSE_CAP_NO_OPEN_SUPPORT) != 0);
+	(void)userdata;
 	if (conn->capable & FUSE_CAP_SPLICE_WRITE)
 		conn->want |= FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE;
 	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS)
@@ -1216,6 +1384,7 @@ static const struct fuse_lowlevel_ops hf_ops = {
 	.releasedir = op_releasedir,
 	.open = op_open,
 	.read = op_read,
+	.release = op_release,
 	.statfs = op_statfs,
 	.setattr = op_setattr,
 	.mknod = op_mknod,
