@@ -56,9 +56,60 @@ void log_setup(enum hf_log_level level, int use_syslog)
 	}
 }
 
+/* Bytes of the well-formed UTF-8 sequence at s (1-4), or 0 if none starts there. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	size_t n;
+	unsigned cp;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		n = 2, cp = s[0] & 0x1f;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		n = 3, cp = s[0] & 0x0f;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		n = 4, cp = s[0] & 0x07;
+	else
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (n == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return n;
+}
+
+/*
+ * One line whatever the names in it hold: control bytes, backslashes and bytes that are
+ * not UTF-8 are written as \xNN (a newline in a file name cannot forge a log line).
+ */
+static void escape_line(const char *in, char *out, size_t len)
+{
+	const unsigned char *s = (const unsigned char *)in;
+	size_t o = 0;
+
+	while (*s && o + 5 < len) {
+		size_t n = utf8_seq(s);
+		if (n == 1 && *s >= 0x20 && *s != 0x7f && *s != '\\') {
+			out[o++] = (char)*s++;
+		} else if (n > 1) {
+			memcpy(out + o, s, n);
+			o += n;
+			s += n;
+		} else {
+			o += (size_t)snprintf(out + o, len - o, "\\x%02x", *s++);
+		}
+	}
+	out[o] = 0;
+}
+
 void hf_log(enum hf_log_level level, const char *fmt, ...)
 {
-	char line[1024];
+	char line[1024], safe[4 * sizeof(line)];
 	va_list ap;
 
 	if (level > log_level)
@@ -66,5 +117,6 @@ void hf_log(enum hf_log_level level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
-	emit(level, line);
+	escape_line(line, safe, sizeof(safe));
+	emit(level, safe);
 }
