@@ -158,7 +158,7 @@ struct segment {
 };
 
 struct content_id {
-	char stamp[128]; /* dev:ino:size:mtime */
+	char stamp[160]; /* dev:ino:size:mtime:ctime:uid (file_stamp) */
 	char hex[HF_KEY_HEXLEN + 1];
 	struct content_id *next;
 };
@@ -256,6 +256,8 @@ void eng_source_put(struct engine *e, struct source *src);
 struct image_opts eng_opts_for(const struct engine *e, const struct segname *sn);
 /* The transforms a segment asks for. */
 struct tf_spec eng_tf_for(const struct segname *sn);
+/* The very file, unchanged: device, inode, size, mtime, ctime and owner all equal. */
+bool eng_same_file(const struct stat *a, const struct stat *b);
 /* An fd of path, only if it is still the very regular file want; -ESTALE or -errno. */
 int eng_source_file_open(const char *path, const struct stat *want);
 /* The identity of the file at path into malloc'ed *out (sb NULL: stat it); 0 or -errno. */
