@@ -319,6 +319,7 @@ static void build_index(struct engine *e, struct source *src)
 
 	key_string("known", src->identity, &k);
 	pthread_mutex_lock(&e->known_lock);
+	eng_index_used_locked(e, &k);
 	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0)
 		source_known_load(blob, len, &known);
 	free(blob);
@@ -441,6 +442,7 @@ again:
 		return NULL;
 	}
 	src->e = e;
+	key_string("known", identity, &src->known_key);
 	src->file = *file;
 	src->opts = *opts;
 	src->tf = tf;
