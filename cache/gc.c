@@ -538,8 +538,7 @@ static bool remove_unit(struct census *c, struct gc_unit *u, size_t i, const str
 {
 	enum gc_keep keep = o->keep ? o->keep(o->arg, u) : GC_ASK_WINDOW;
 
-	if (keep == GC_KEEP ||
-	    (keep == GC_ASK_WINDOW && now - u->last_use_ns < o->in_use_ns)) {
+	if (keep == GC_KEEP || (keep == GC_ASK_WINDOW && now - u->last_use_ns < o->in_use_ns)) {
 		r->kept_in_use++;
 		return false;
 	}

@@ -25,8 +25,8 @@
 #include "fs/log.h"
 
 /* What changes a file in the directory, or the directory itself. */
-#define DIR_MASK                                                                          \
-	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE | \
+#define DIR_MASK                                                                                   \
+	(IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_FROM | IN_MOVED_TO | IN_CREATE |        \
 	 IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
 
 struct dir {
@@ -216,7 +216,8 @@ int watch_add(struct watch *w, const char *path)
 		if (ret == -ENOSPC && !w->told_full) {
 			w->told_full = true;
 			hf_log(HF_LOG_INFO,
-			       "source watch: %d directories watched (at most %d, or the system's limit): videos in other directories are checked every %d ms",
+			       "source watch: %d directories watched (at most %d, or the system's "
+			       "limit): videos in other directories are checked every %d ms",
 			       w->live_dirs, WATCH_MAX_DIRS, w->period_ms);
 		}
 		goto out;
