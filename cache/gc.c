@@ -177,6 +177,75 @@ static int walk2(struct census *c, const char *top,
 	return ret;
 }
 
+/* Calls fn for every regular file of STORE/top (flat: idx/, lock/). */
+static int walk1(struct census *c, const char *top,
+		 int (*fn)(struct census *c, const char *path, const char *name,
+			   const struct stat *sb))
+{
+	char path[PATH_MAX], file[PATH_MAX];
+	struct dirent *de;
+	struct stat sb;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(c->st), top);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (ret == 0 && (de = readdir(d))) {
+		if (c->cancel && atomic_load(c->cancel)) {
+			ret = -ECANCELED;
+			break;
+		}
+		if (de->d_name[0] == '.' || fstatat(dirfd(d), de->d_name, &sb, 0) < 0 ||
+		    !S_ISREG(sb.st_mode))
+			continue;
+		snprintf(file, sizeof(file), "%s/%s", path, de->d_name);
+		ret = fn(c, file, de->d_name, &sb);
+	}
+	closedir(d);
+	return ret;
+}
+
+/* idx/<key>.idx and idx/<key>.cid: one unit each, by their own mtime. */
+static int scan_index(struct census *c, const char *path, const char *name, const struct stat *sb)
+{
+	struct hf_key k;
+	char ext[8];
+	struct gc_unit *u;
+
+	if (!parse_name(name, &k, ext, sizeof(ext), NULL) ||
+	    (strcmp(ext, "idx") != 0 && strcmp(ext, "cid") != 0))
+		return 0; /* not ours: never removed */
+	u = unit_add(c, GC_INDEX, path, ts_ns(&sb->st_mtim));
+	if (!u)
+		return -ENOMEM;
+	u->key = k;
+	u->file_bytes = (uint64_t)sb->st_size;
+	c->totals.indexes++;
+	c->totals.index_bytes += u->file_bytes;
+	return 0;
+}
+
+/* lock/<key>.lock: one unit each; whether it is held is asked when it would go. */
+static int scan_lease(struct census *c, const char *path, const char *name, const struct stat *sb)
+{
+	struct hf_key k;
+	char ext[8];
+	struct gc_unit *u;
+
+	if (!parse_name(name, &k, ext, sizeof(ext), "lock"))
+		return 0;
+	u = unit_add(c, GC_LEASE, path, ts_ns(&sb->st_mtim));
+	if (!u)
+		return -ENOMEM;
+	u->key = k;
+	u->file_bytes = STORE_LEASE_BYTES;
+	c->totals.leases++;
+	c->totals.lease_bytes += u->file_bytes;
+	return 0;
+}
+
 static int scan_image(struct census *c, const char *path, const char *name, const struct stat *sb)
 {
 	struct hf_key k;
@@ -325,6 +394,10 @@ static int census_take_until(struct store *st, const atomic_bool *cancel, struct
 	if (ret == 0)
 		ret = walk2(c, "seg", scan_manifest);
 	if (ret == 0)
+		ret = walk1(c, "idx", scan_index);
+	if (ret == 0)
+		ret = walk1(c, "lock", scan_lease);
+	if (ret == 0)
 		ret = count_refs(c);
 	if (ret == 0)
 		ret = add_unnamed(c);
@@ -371,6 +444,11 @@ const struct gc_unit *census_unit(const struct census *c, size_t i)
 void census_totals(const struct census *c, struct census_totals *t)
 {
 	*t = c->totals;
+}
+
+uint64_t census_bytes(const struct census_totals *t)
+{
+	return t->bytes + t->manifest_bytes + t->index_bytes + t->lease_bytes;
 }
 
 void census_images(const struct census *c,
@@ -427,6 +505,82 @@ static bool drop_image(struct census *c, struct image *im, bool dry)
 	return true;
 }
 
+/*
+ * Removes a lease file nobody holds: locked whole without waiting, unlinked under that
+ * lock. A holder of any range, or one that opened the file and locks it later, finds
+ * it unlinked (store_lease_try_range checks) and takes its lease on a new file. True
+ * when it is gone (or, dry, would be).
+ */
+static bool drop_lease(const char *path, bool dry)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 0};
+	bool gone = false;
+	int fd = open(path, O_RDWR | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd < 0)
+		return errno == ENOENT;
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0)
+		goto out_close; /* held: in use */
+	gone = dry || unlink(path) == 0 || errno == ENOENT;
+out_close:
+	close(fd); /* the lock goes with it */
+	return gone;
+}
+
+/*
+ * Removes unit i (an index, an unnamed image, or a manifest with the images only it
+ * names) unless the caller or the in-use window keeps it. True when it went (or, dry,
+ * would go): freed and nfreed say what, avail grows by the space given back.
+ */
+static bool remove_unit(struct census *c, struct gc_unit *u, size_t i, const struct gc_opts *o,
+			int64_t now, struct gc_result *r, uint64_t *freed, uint64_t *nfreed,
+			uint64_t *avail)
+{
+	enum gc_keep keep = o->keep ? o->keep(o->arg, u) : GC_ASK_WINDOW;
+
+	if (keep == GC_KEEP || (keep == GC_ASK_WINDOW && now - u->last_use_ns < o->in_use_ns)) {
+		r->kept_in_use++;
+		return false;
+	}
+	if (u->kind == GC_INDEX) {
+		if (!o->dry_run && unlink(u->path) < 0 && errno != ENOENT)
+			return false;
+		*freed = u->file_bytes;
+		r->indexes_removed++;
+		if (*avail != UINT64_MAX)
+			*avail += u->file_bytes;
+	} else if (u->kind == GC_IMAGE) {
+		struct image *im = tab_get(c, &u->key, false);
+		if (!im || !drop_image(c, im, o->dry_run))
+			return false;
+		*freed = im->size;
+		*nfreed = 1;
+		if (*avail != UINT64_MAX)
+			*avail += im->disk;
+	} else {
+		if (!o->dry_run && unlink(u->path) < 0 && errno != ENOENT)
+			return false;
+		*freed += u->manifest_bytes;
+		for (size_t s = 0; u->m && s < u->m->nimages; s++) {
+			struct image *im = tab_get(c, &u->m->image[s], false);
+			if (!im || im->stamp == i + 1)
+				continue;
+			im->stamp = i + 1; /* each image once per manifest */
+			if (im->refs > 0)
+				im->refs--;
+			if (drop_image(c, im, o->dry_run)) {
+				*freed += im->size;
+				(*nfreed)++;
+				if (*avail != UINT64_MAX)
+					*avail += im->disk;
+			}
+		}
+		if (u->kind == GC_SEGMENT)
+			r->segments_removed++;
+	}
+	return true;
+}
+
 int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 {
 	struct census *c;
@@ -438,7 +592,7 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 	ret = census_take_until(st, o->cancel, &c);
 	if (ret < 0)
 		return ret;
-	bytes = c->totals.bytes + c->totals.manifest_bytes; /* manifests count toward max_size */
+	bytes = census_bytes(&c->totals); /* everything hfmount writes counts toward max_size */
 	images = c->totals.images;
 	avail = o->min_free ? store_free_bytes(st) : UINT64_MAX;
 	r->bytes_before = bytes;
@@ -456,45 +610,20 @@ int store_gc(struct store *st, const struct gc_opts *o, struct gc_result *r)
 
 	for (size_t i = 0; r->over && i < c->nunits; i++) {
 		struct gc_unit *u = &c->units[i];
-		enum gc_keep keep;
 		uint64_t freed = 0, nfreed = 0;
 
 		if (bytes <= target_bytes && avail >= target_free)
 			break;
-		keep = o->keep ? o->keep(o->arg, u) : GC_ASK_WINDOW;
-		if (keep == GC_KEEP ||
-		    (keep == GC_ASK_WINDOW && now - u->last_use_ns < o->in_use_ns)) {
-			r->kept_in_use++;
-			continue;
-		}
-		if (u->kind == GC_IMAGE) {
-			struct image *im = tab_get(c, &u->key, false);
-			if (!im || !drop_image(c, im, o->dry_run))
+		if (u->kind == GC_LEASE) {
+			/* its lock is what says it is in use: no window, no caller's guess */
+			if (!drop_lease(u->path, o->dry_run)) {
+				r->kept_in_use++;
 				continue;
-			freed = im->size;
-			nfreed = 1;
-			if (avail != UINT64_MAX)
-				avail += im->disk;
-		} else {
-			if (!o->dry_run && unlink(u->path) < 0 && errno != ENOENT)
-				continue;
-			freed += u->manifest_bytes;
-			for (size_t s = 0; u->m && s < u->m->nimages; s++) {
-				struct image *im = tab_get(c, &u->m->image[s], false);
-				if (!im || im->stamp == i + 1)
-					continue;
-				im->stamp = i + 1; /* each image once per manifest */
-				if (im->refs > 0)
-					im->refs--;
-				if (drop_image(c, im, o->dry_run)) {
-					freed += im->size;
-					nfreed++;
-					if (avail != UINT64_MAX)
-						avail += im->disk;
-				}
 			}
-			if (u->kind == GC_SEGMENT)
-				r->segments_removed++;
+			freed = u->file_bytes;
+			r->leases_removed++;
+		} else if (!remove_unit(c, u, i, o, now, r, &freed, &nfreed, &avail)) {
+			continue;
 		}
 		bytes -= freed;
 		images -= nfreed;

@@ -3,10 +3,21 @@
  *
  * A census reads the whole store: every image (size, mtime), every segment manifest,
  * complete (.seg) or partial (.pending: an extraction running, or one a crash interrupted),
- * and the images no manifest names. Its units, in least-recently-used order, are what
- * eviction removes: a segment goes with the images no other kept segment names; an
- * unnamed image goes alone. Last use is the manifest's mtime (hfmount sets it when a
- * segment is used) or the unnamed image's mtime.
+ * the images no manifest names, the source indexes and content ids (idx/) and the lease
+ * files (lock/). Everything hfmount writes counts toward max_size, a lease file as
+ * STORE_LEASE_BYTES (it is empty; its inode and directory entry are what it costs). Its
+ * units, in least-recently-used order, are what eviction removes: a segment goes with the
+ * images no other kept segment names; an unnamed image, an index or a lease file goes
+ * alone. Last use is the manifest's mtime (hfmount sets it when a segment is used), or
+ * the file's own mtime (an index's is set when it is read or written).
+ *
+ * A lease file goes only when nobody holds a range of it: it is locked whole (never
+ * waiting) and unlinked under that lock, and a lease taker checks after locking that its
+ * file is still the one at the path (see store_lease_try_range), so removing one never
+ * lets two processes hold one range. The in-use window does not keep a lease file: its
+ * lock says whether it is in use, and one made again costs nothing. An index another
+ * process may be using is kept by the window (or the caller's keep callback); removing
+ * one in use would cost a re-index, never a failure: a source holds its index in memory.
  *
  * Nothing here trusts one process's memory: several hfmount processes, on several
  * machines, may share the store. A unit used within the in-use window is kept unless
@@ -27,6 +38,8 @@ enum gc_kind {
 	GC_PARTIAL, /* a partial manifest */
 	GC_IMAGE,   /* an image no manifest names */
 	GC_DAMAGED, /* a manifest that cannot be parsed */
+	GC_INDEX,   /* a source index or content id (idx/<key>.idx, .cid) */
+	GC_LEASE,   /* a lease file (lock/<key>.lock) */
 };
 
 struct gc_unit {
@@ -38,6 +51,7 @@ struct gc_unit {
 	uint64_t images, bytes;          /* distinct images it names that are stored, their bytes */
 	uint64_t own_images, own_bytes;  /* of those, the ones no other manifest names */
 	uint64_t manifest_bytes;         /* the manifest file itself */
+	uint64_t file_bytes;             /* GC_INDEX: its size; GC_LEASE: STORE_LEASE_BYTES */
 };
 
 struct census;
@@ -56,7 +70,12 @@ struct census_totals {
 	uint64_t segments, partials, damaged;
 	uint64_t missing; /* images manifests name that are not stored */
 	uint64_t manifest_bytes; /* complete, partial and damaged manifests: they count too */
+	uint64_t indexes, index_bytes; /* idx/: source indexes and content ids */
+	uint64_t leases, lease_bytes;  /* lock/: lease files, STORE_LEASE_BYTES each */
 };
+
+/* What counts toward max_size: images, manifests, indexes and lease files. */
+uint64_t census_bytes(const struct census_totals *t);
 void census_totals(const struct census *c, struct census_totals *t);
 
 /*
@@ -74,7 +93,7 @@ void census_images(const struct census *c,
 enum gc_keep { GC_KEEP = 1, GC_MAY_GO = 0, GC_ASK_WINDOW = -1 };
 
 struct gc_opts {
-	uint64_t max_size; /* bytes of images; 0: no bound */
+	uint64_t max_size; /* bytes of everything stored (census_bytes); 0: no bound */
 	uint64_t min_free; /* bytes free on the store's filesystem; 0: no bound */
 	bool dry_run;      /* decide and report, remove nothing */
 	uint64_t want_free; /* also make this many bytes free (a write failed with ENOSPC) */
@@ -94,6 +113,7 @@ struct gc_result {
 	uint64_t bytes_before, bytes_after;
 	uint64_t free_before, free_after; /* estimated after removal */
 	uint64_t units_removed, segments_removed, images_removed, bytes_removed;
+	uint64_t indexes_removed, leases_removed;
 	uint64_t kept_in_use; /* units that would have gone but are in use */
 	bool over;            /* the store was over a bound */
 	bool within;          /* and is within its bounds afterwards */

@@ -382,15 +382,42 @@ static void count_files(struct store *st, const char *top_name, uint64_t *n, uin
 	closedir(top);
 }
 
-/* Images, and the bytes of images and manifests (both count toward max_size). */
+/* Files in the flat directory top (idx/, lock/): count and bytes. */
+static void count_flat(struct store *st, const char *top_name, uint64_t *n, uint64_t *bytes)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *top;
+
+	snprintf(path, sizeof(path), "%s/%s", st->dir, top_name);
+	top = opendir(path);
+	if (!top)
+		return;
+	while ((de = readdir(top))) {
+		struct stat sb;
+		if (de->d_name[0] != '.' && fstatat(dirfd(top), de->d_name, &sb, 0) == 0 &&
+		    S_ISREG(sb.st_mode)) {
+			(*n)++;
+			*bytes += (uint64_t)sb.st_size;
+		}
+	}
+	closedir(top);
+}
+
+/*
+ * Images, and the bytes of everything that counts toward max_size: images, manifests,
+ * indexes, and lease files at STORE_LEASE_BYTES each (cache/gc.c counts the same).
+ */
 static void count_images(struct store *st)
 {
-	uint64_t n = 0, bytes = 0, manifests = 0;
+	uint64_t n = 0, bytes = 0, manifests = 0, indexes = 0, leases = 0, empty = 0;
 
 	count_files(st, "img", &n, &bytes);
 	count_files(st, "seg", &manifests, &bytes);
+	count_flat(st, "idx", &indexes, &bytes);
+	count_flat(st, "lock", &leases, &empty);
 	st->images = n;
-	st->bytes = bytes;
+	st->bytes = bytes + leases * STORE_LEASE_BYTES;
 }
 
 static const char *const subdirs[] = {"tmp", "img", "seg", "idx", "lock"};
@@ -718,20 +745,40 @@ static void blob_path(struct store *st, const char *kind, const struct hf_key *k
 	snprintf(buf, len, "%s/idx/%s.%s", st->dir, hex, kind);
 }
 
+/* A blob is "used" when read: eviction's last use. Set at most this often per blob. */
+#define BLOB_TOUCH_S 30
+
 int store_blob_get(struct store *st, const char *kind, const struct hf_key *k, void **buf,
 		   size_t *len)
 {
 	char path[PATH_MAX];
+	struct stat sb;
+	int ret;
+
 	blob_path(st, kind, k, path, sizeof(path));
-	return read_file(path, buf, len);
+	ret = read_file(path, buf, len);
+	if (ret == 0 && stat(path, &sb) == 0 && time(NULL) - sb.st_mtime >= BLOB_TOUCH_S)
+		utimensat(AT_FDCWD, path, NULL, 0); /* a failure only makes it look older */
+	return ret;
 }
 
 int store_blob_put(struct store *st, const char *kind, const struct hf_key *k, const void *buf,
 		   size_t len)
 {
 	char path[PATH_MAX];
+	struct stat sb;
+	uint64_t was = 0;
+	int ret;
+
 	blob_path(st, kind, k, path, sizeof(path));
-	return atomic_write(st, path, buf, len);
+	if (stat(path, &sb) == 0)
+		was = (uint64_t)sb.st_size; /* replaced: only the difference is new */
+	ret = atomic_write(st, path, buf, len);
+	if (ret == 0) {
+		atomic_fetch_add(&st->bytes, len);
+		atomic_fetch_sub(&st->bytes, was);
+	}
+	return ret;
 }
 
 /* ---- manifests ---- */
@@ -1152,16 +1199,36 @@ static int lease_open(struct store *st, const char *path)
 			atomic_fetch_add(&st->lease_retries, 1);
 			sleep_us((long)RETRY_FIRST_US << (i - 1));
 		}
-		fd = create_file(st, path, O_RDWR);
-		if (fd == -EEXIST) {
-			atomic_fetch_add(&st->lease_retries, 1);
-			fd = open(path, O_RDWR | O_CLOEXEC);
-			fd = fd < 0 ? -errno : fd;
+		fd = open(path, O_RDWR | O_CLOEXEC);
+		if (fd >= 0)
+			return fd;
+		fd = -errno;
+		if (fd == -ENOENT) {
+			/* made here: it counts toward max_size from now on (cache/gc.c) */
+			fd = create_file(st, path, O_RDWR | O_EXCL);
+			if (fd >= 0) {
+				atomic_fetch_add(&st->bytes, STORE_LEASE_BYTES);
+				return fd;
+			}
+			if (fd == -EEXIST)
+				continue; /* another made it at once: open it as it is */
 		}
-		if (fd >= 0 || !transient(-fd))
+		if (!transient(-fd))
 			return fd;
 	}
 	return fd;
+}
+
+/*
+ * Whether the file fd locks is still the one at path: eviction unlinks a lease file
+ * nobody held (cache/gc.c), and a lock taken on the unlinked one would exclude nobody.
+ */
+static bool lease_linked(int fd, const char *path)
+{
+	struct stat a, b;
+
+	return fstat(fd, &a) == 0 && a.st_nlink > 0 && stat(path, &b) == 0 &&
+	       a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
 /* A tick value as a lock offset: order kept, always >= 0. */
@@ -1206,8 +1273,10 @@ int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, 
 			break; /* lease_open retried already */
 		}
 		ret = take_range(fd, &fl);
-		if (ret == 0)
+		if (ret == 0 && lease_linked(fd, path))
 			return fd;
+		if (ret == 0)
+			ret = -ESTALE; /* collected meanwhile: lock the file now there */
 		close(fd);
 		if (ret == -EWOULDBLOCK)
 			return ret;

@@ -6,7 +6,12 @@
  *   STORE/seg/<pathkey>/<key>.seg  segment manifests, grouped by source path
  *   STORE/seg/<pathkey>/<key>.pending  the same for a segment being extracted (sizes 0)
  *   STORE/idx/<key>.idx          source frame indexes, named by source identity
+ *   STORE/idx/<key>.cid          content ids (identity = content), named by file stamp
+ *   STORE/lock/<key>.lock        lease files (empty; byte-range locks)
  *   STORE/tmp/                   files being written (host.pid.seq), renamed when complete
+ *
+ * Everything but tmp/ counts toward max_size and is collectable (cache/gc.h): a lease
+ * file as STORE_LEASE_BYTES.
  *
  * Private: directories 0700, files 0600 (02770/0660 with the group of a shared store),
  * whatever the umask; an existing store is tightened to these modes at open. A
@@ -113,7 +118,14 @@ int store_image_put(struct store *st, const struct hf_key *k, const char *ext, c
 void store_image_path(struct store *st, const struct hf_key *k, const char *ext, char *buf,
 		      size_t len);
 
-/* Opaque blobs such as source indexes: get returns a malloc'ed copy, -ENOENT if absent. */
+/* What an (empty) lease file counts toward max_size: the inode and directory entry. */
+#define STORE_LEASE_BYTES 4096
+
+/*
+ * Opaque blobs such as source indexes: get returns a malloc'ed copy, -ENOENT if absent.
+ * Both set the blob's last use (its mtime: at most every 30 s on get), which eviction
+ * and hfctl gc read.
+ */
 int store_blob_get(struct store *st, const char *kind, const struct hf_key *k, void **buf,
 		   size_t *len);
 int store_blob_put(struct store *st, const char *kind, const struct hf_key *k, const void *buf,
@@ -162,6 +174,10 @@ void manifest_free(struct manifest **m);
  * errno, or one of those still there after the retries, is a lease not taken: counted
  * in store_lease_stats's failures, and the caller must not decode as if it held it
  * silently.
+ *
+ * Lease files are collected (cache/gc.c) only when nobody holds a range of them; a lock
+ * taken on a file that eviction unlinked meanwhile is dropped and taken again on the
+ * file now at the path, so one range is never held twice.
  */
 int store_lease_try_range(struct store *st, const struct hf_key *k, int64_t lo, int64_t hi);
 /* Closes a lease's fd (its lock goes with it); accepts -1 and sets *fd to -1. */
@@ -185,7 +201,10 @@ void store_watch_add(struct store_watch *w, const struct hf_key *k);
 void store_watch_wait(struct store_watch *w, int timeout_ms);
 void store_watch_free(struct store_watch **w);
 
-/* Number of images and their bytes in the store, kept up to date by this process. */
+/*
+ * Number of images, and the bytes of everything stored (images, manifests, indexes,
+ * lease files), kept up to date by this process and corrected by each census.
+ */
 void store_usage(struct store *st, uint64_t *images, uint64_t *bytes);
 
 /* ---- for cache/gc.c, which reads the whole store ---- */

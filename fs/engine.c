@@ -24,6 +24,44 @@
 
 /* ---- eviction ---- */
 
+void eng_index_used_locked(struct engine *e, const struct hf_key *k)
+{
+	size_t n = sizeof(e->idx_used) / sizeof(e->idx_used[0]);
+
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&e->idx_used[i], k, sizeof(*k)) == 0)
+			return;
+	e->idx_used[e->idx_used_next++ % n] = *k;
+}
+
+/*
+ * An index blob: kept while a source here (open, or being built) is of its identity;
+ * one this process used last and no longer does may go (a touched video leaves its old
+ * identity's index behind); anyone else's is for the in-use window to judge.
+ */
+static enum gc_keep index_keep(struct engine *e, const struct gc_unit *u)
+{
+	size_t n = sizeof(e->idx_used) / sizeof(e->idx_used[0]);
+	enum gc_keep keep = GC_ASK_WINDOW;
+
+	pthread_mutex_lock(&e->lock);
+	for (size_t b = 0; b < e->sources_cap && keep != GC_KEEP; b++)
+		for (struct source *src = e->sources[b]; src; src = src->next)
+			if (memcmp(&src->known_key, &u->key, sizeof(u->key)) == 0) {
+				keep = GC_KEEP;
+				break;
+			}
+	pthread_mutex_unlock(&e->lock);
+	if (keep == GC_KEEP)
+		return keep;
+	pthread_mutex_lock(&e->known_lock);
+	for (size_t i = 0; i < n; i++)
+		if (memcmp(&e->idx_used[i], &u->key, sizeof(u->key)) == 0)
+			keep = GC_MAY_GO;
+	pthread_mutex_unlock(&e->known_lock);
+	return keep;
+}
+
 /* What this process knows of a unit: its own readers and extractions, its own touches. */
 static enum gc_keep gc_keep_unit(void *arg, const struct gc_unit *u)
 {
@@ -32,6 +70,8 @@ static enum gc_keep gc_keep_unit(void *arg, const struct gc_unit *u)
 	struct segment *s;
 	int64_t ours;
 
+	if (u->kind == GC_INDEX)
+		return index_keep(e, u);
 	if (u->kind != GC_SEGMENT && u->kind != GC_PARTIAL)
 		return GC_ASK_WINDOW;
 	pthread_mutex_lock(&e->lock);

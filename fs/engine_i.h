@@ -78,6 +78,7 @@ struct source {
 	char *open_path; /* the path it was last asked for under: decodes open it (src->lock) */
 	struct stat file; /* what a caller opened at open_path: decodes open only that (src->lock) */
 	char *identity;
+	struct hf_key known_key; /* its index blob: key_string("known", identity) */
 	char fmt[192]; /* image_opts_canon, then "|" and the transforms asked for (tf_canon) */
 	struct image_opts opts;
 	/*
@@ -158,7 +159,7 @@ struct segment {
 };
 
 struct content_id {
-	char stamp[128]; /* dev:ino:size:mtime */
+	char stamp[160]; /* dev:ino:size:mtime:ctime:uid (file_stamp) */
 	char hex[HF_KEY_HEXLEN + 1];
 	struct content_id *next;
 };
@@ -183,6 +184,10 @@ struct engine {
 	_Atomic uint64_t write_ns;
 	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
 	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
+	/* the index blobs this process read or wrote last (known_lock): eviction may take
+	 * them once no source here uses them, without waiting for the in-use window */
+	struct hf_key idx_used[256];
+	size_t idx_used_next;
 	pthread_mutex_t lease_lock; /* one lease scan-and-take of this process at a time */
 	/* jobs decoding toward their first frame; the others pause for them (bounded) */
 	pthread_mutex_t start_lock;
@@ -256,8 +261,12 @@ void eng_source_put(struct engine *e, struct source *src);
 struct image_opts eng_opts_for(const struct engine *e, const struct segname *sn);
 /* The transforms a segment asks for. */
 struct tf_spec eng_tf_for(const struct segname *sn);
+/* The very file, unchanged: device, inode, size, mtime, ctime and owner all equal. */
+bool eng_same_file(const struct stat *a, const struct stat *b);
 /* An fd of path, only if it is still the very regular file want; -ESTALE or -errno. */
 int eng_source_file_open(const char *path, const struct stat *want);
+/* Notes that this process used the index blob k (known_lock held). */
+void eng_index_used_locked(struct engine *e, const struct hf_key *k);
 /* The identity of the file at path into malloc'ed *out (sb NULL: stat it); 0 or -errno. */
 int eng_source_identity(struct engine *e, const char *path, const struct stat *sb, char **out);
 /* A source whose window holds sn's, with a use for the caller; indexes a new one. No lock held. */

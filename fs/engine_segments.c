@@ -68,8 +68,22 @@ void segment_put(struct segment **ps)
 bool segment_stale(struct segment *s)
 {
 	char *identity = NULL;
-	bool stale = eng_source_identity(s->e, s->path, NULL, &identity) < 0 ||
-		     strcmp(identity, s->identity) != 0;
+	struct stat now, was;
+	bool stale;
+
+	if (stat(s->path, &now) < 0)
+		return true;
+	pthread_mutex_lock(&s->e->lock);
+	was = s->file;
+	pthread_mutex_unlock(&s->e->lock);
+	/*
+	 * The file itself too, not only its identity: with identity = content a chmod or
+	 * chown keeps the identity but changes ctime, and what the kernel cached under the
+	 * old permissions must go (check_sources drops it).
+	 */
+	stale = !eng_same_file(&now, &was) ||
+		eng_source_identity(s->e, s->path, &now, &identity) < 0 ||
+		strcmp(identity, s->identity) != 0;
 	free(identity);
 	return stale;
 }

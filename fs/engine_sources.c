@@ -167,15 +167,22 @@ static void decide_output(struct source *src)
 		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s", (int)n, src->fmt);
 }
 
-static bool same_file(const struct stat *a, const struct stat *b)
+/*
+ * The very file, unchanged: the same inode (device and number), size and mtime, and the
+ * same ctime and owner, so a chmod, chown or ACL change (ctime), or a file recreated under
+ * a reused inode number (ctime, owner), is a different file.
+ */
+bool eng_same_file(const struct stat *a, const struct stat *b)
 {
 	return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+	       a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+	       a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec &&
+	       a->st_uid == b->st_uid;
 }
 
 /*
  * Opens path again for reading, as the daemon, but only if it is still the very file a
- * caller opened (want: same device, inode, size and mtime) and a regular file: a path
+ * caller opened (want: same device, inode, size, mtime, ctime and owner) and a regular file: a path
  * swapped since for a link to another file, a FIFO or a device is never read (-ESTALE).
  * Non-blocking, so nothing a user put there can hold the thread.
  */
@@ -185,7 +192,7 @@ int eng_source_file_open(const char *path, const struct stat *want)
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0)
 		return -errno;
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !same_file(&st, want)) {
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !eng_same_file(&st, want)) {
 		close(fd);
 		return -ESTALE;
 	}
@@ -193,33 +200,49 @@ int eng_source_file_open(const char *path, const struct stat *want)
 }
 
 /*
- * identity = content: the SHA-256 of the file's bytes, computed once per (device, inode,
- * size, mtime) and remembered in memory and in the store, so a copy hits the same frames.
+ * The stamp that names one state of one file: device, inode, size, mtime, ctime and
+ * owner. ctime cannot be set by a user (utimensat sets it to now), so a file recreated
+ * at a reused inode with a forged size and mtime still has another stamp.
+ */
+static void file_stamp(const struct stat *sb, char *buf, size_t len)
+{
+	snprintf(buf, len, "%llu:%llu:%lld:%lld.%09ld:%lld.%09ld:%lu",
+		 (unsigned long long)sb->st_dev, (unsigned long long)sb->st_ino,
+		 (long long)sb->st_size, (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec,
+		 (long long)sb->st_ctim.tv_sec, sb->st_ctim.tv_nsec, (unsigned long)sb->st_uid);
+}
+
+/*
+ * identity = content: the SHA-256 of the file's bytes, computed once per file stamp
+ * (file_stamp) and remembered in memory and in the store, so a copy hits the same
+ * frames. The owner is part of the identity ("sha256:HEX:uid=N"): a copy by the same
+ * owner hits, another owner's identical file does not, so whether some user holds a
+ * video is never learnt from a hit, and a forged stamp could not reach another
+ * owner's frames even if it collided.
  */
 static int content_identity(struct engine *e, const char *path, const struct stat *sb, char **out)
 {
-	char stamp[128], hex[HF_KEY_HEXLEN + 1];
+	char stamp[160], hex[HF_KEY_HEXLEN + 1];
+	unsigned long uid = (unsigned long)sb->st_uid;
 	struct content_id *c;
 	struct hf_key sk, h;
 	void *blob = NULL;
 	size_t len;
 	int fd, ret;
 
-	snprintf(stamp, sizeof(stamp), "%llu:%llu:%lld:%lld.%09ld", (unsigned long long)sb->st_dev,
-		 (unsigned long long)sb->st_ino, (long long)sb->st_size,
-		 (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec);
+	file_stamp(sb, stamp, sizeof(stamp));
 	pthread_mutex_lock(&e->lock);
 	for (c = e->content_ids; c; c = c->next)
 		if (strcmp(c->stamp, stamp) == 0)
 			break;
 	if (c) {
-		ret = asprintf(out, "sha256:%s", c->hex);
+		ret = asprintf(out, "sha256:%s:uid=%lu", c->hex, uid);
 		pthread_mutex_unlock(&e->lock);
 		return ret < 0 ? -ENOMEM : 0;
 	}
 	pthread_mutex_unlock(&e->lock);
 
-	key_string("content-of", stamp, &sk);
+	key_string("content-of-2", stamp, &sk);
 	if (store_blob_get(e->store, "cid", &sk, &blob, &len) == 0 && len == HF_KEY_HEXLEN &&
 	    key_from_hex(blob, &h) == 0) {
 		memcpy(hex, blob, HF_KEY_HEXLEN);
@@ -249,15 +272,19 @@ static int content_identity(struct engine *e, const char *path, const struct sta
 		e->content_ids = c;
 		pthread_mutex_unlock(&e->lock);
 	}
-	return asprintf(out, "sha256:%s", hex) < 0 ? -ENOMEM : 0;
+	return asprintf(out, "sha256:%s:uid=%lu", hex, uid) < 0 ? -ENOMEM : 0;
 }
 
 /*
- * Who a source is: (path, size, mtime) by default, or its content. A changed file is new.
+ * Who a source is. identity = stat: "stat2:" and the file stamp (device, inode, size,
+ * mtime, ctime, owner) and the path; identity = content: its bytes and its owner. A
+ * changed, chmod'ed, chown'ed or recreated file is new. The "stat2" tag keeps every key
+ * made under the old rule (path, size, mtime: "stat:") from being served under this one.
  * sb is what the caller found at path (NULL: stat it here).
  */
 int eng_source_identity(struct engine *e, const char *path, const struct stat *sb, char **out)
 {
+	char stamp[160];
 	struct stat own;
 	char *id;
 	if (!sb) {
@@ -267,8 +294,8 @@ int eng_source_identity(struct engine *e, const char *path, const struct stat *s
 	}
 	if (e->conf.identity == HF_IDENTITY_CONTENT)
 		return content_identity(e, path, sb, out);
-	if (asprintf(&id, "stat:%s:%lld:%lld.%09ld", path, (long long)sb->st_size,
-		     (long long)sb->st_mtim.tv_sec, sb->st_mtim.tv_nsec) < 0)
+	file_stamp(sb, stamp, sizeof(stamp));
+	if (asprintf(&id, "stat2:%s:%s", stamp, path) < 0)
 		return -ENOMEM;
 	*out = id;
 	return 0;
@@ -292,6 +319,7 @@ static void build_index(struct engine *e, struct source *src)
 
 	key_string("known", src->identity, &k);
 	pthread_mutex_lock(&e->known_lock);
+	eng_index_used_locked(e, &k);
 	if (store_blob_get(e->store, "idx", &k, &blob, &len) == 0)
 		source_known_load(blob, len, &known);
 	free(blob);
@@ -414,6 +442,7 @@ again:
 		return NULL;
 	}
 	src->e = e;
+	key_string("known", identity, &src->known_key);
 	src->file = *file;
 	src->opts = *opts;
 	src->tf = tf;

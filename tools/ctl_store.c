@@ -79,7 +79,8 @@ static void range_fps(const struct gc_unit *u, char *range, size_t rlen, char *f
 
 static const char *kind_name(enum gc_kind k)
 {
-	static const char *const names[] = {"complete", "partial", "unnamed", "damaged"};
+	static const char *const names[] = {"complete", "partial", "unnamed", "damaged", "index",
+					    "lease"};
 	return names[k];
 }
 
@@ -118,7 +119,7 @@ int ctl_ls(int argc, char **argv)
 	       "BYTES", "RANGE", "FPS", "STATE", "SEGMENT");
 	for (size_t i = 0; i < census_units(c); i++) {
 		const struct gc_unit *u = census_unit(c, i);
-		if (u->kind == GC_IMAGE)
+		if (u->kind == GC_IMAGE || u->kind == GC_INDEX || u->kind == GC_LEASE)
 			continue; /* summed below */
 		fmt_time(u->last_use_ns, when, sizeof(when));
 		ctl_fmt_size(u->bytes, size, sizeof(size));
@@ -135,6 +136,16 @@ int ctl_ls(int argc, char **argv)
 		ctl_fmt_size(t.unnamed_bytes, size, sizeof(size));
 		printf("; %" PRIu64 " images (%s) in no segment", t.unnamed_images, size);
 	}
+	if (t.indexes) {
+		ctl_fmt_size(t.index_bytes, size, sizeof(size));
+		printf("; %" PRIu64 " source indexes (%s)", t.indexes, size);
+	}
+	if (t.leases) {
+		ctl_fmt_size(t.lease_bytes, size, sizeof(size));
+		printf("; %" PRIu64 " lease files (%s)", t.leases, size);
+	}
+	ctl_fmt_size(census_bytes(&t), size, sizeof(size));
+	printf("; %s in all", size);
 	if (t.damaged)
 		printf("; %" PRIu64 " damaged manifests", t.damaged);
 	if (t.missing)
@@ -152,8 +163,10 @@ static void gc_usage(FILE *f)
 	fprintf(f,
 		"usage: hfctl gc STORE [--max-size SIZE] [--min-free SIZE] [--in-use SECONDS]\n"
 		"                      [--config FILE] [--dry-run]\n"
-		"Evicts least recently used segments (and images no kept segment names) until the\n"
-		"store holds at most 90%% of SIZE and its filesystem has min-free plus 10%% free.\n"
+		"Evicts least recently used segments (and images no kept segment names, source\n"
+		"indexes, and lease files nobody holds) until the store holds at most 90%% of SIZE\n"
+		"(images, manifests, indexes and lease files all count) and its filesystem has\n"
+		"min-free plus 10%% free.\n"
 		"Defaults come from the configuration, as for hfmount ([store] max_size, min_free).\n"
 		"Units used in the last --in-use seconds (default %d) are kept: a running hfmount\n"
 		"may be using them. --max-size 0 removes everything else.\n",
@@ -243,10 +256,12 @@ int ctl_gc(int argc, char **argv)
 	ctl_fmt_size(r.bytes_before, a, sizeof(a));
 	ctl_fmt_size(r.bytes_after, b, sizeof(b));
 	if (!r.over)
-		printf("within bounds: %s of images", a);
+		printf("within bounds: %s stored", a);
 	else
-		printf("%s %" PRIu64 " segments, %" PRIu64 " images: %s -> %s of images",
-		       dry ? "would remove" : "removed", r.segments_removed, r.images_removed, a, b);
+		printf("%s %" PRIu64 " segments, %" PRIu64 " images, %" PRIu64 " indexes, %" PRIu64
+		       " lease files: %s -> %s stored",
+		       dry ? "would remove" : "removed", r.segments_removed, r.images_removed,
+		       r.indexes_removed, r.leases_removed, a, b);
 	if (r.free_after != UINT64_MAX) {
 		ctl_fmt_size(r.free_after, a, sizeof(a));
 		printf(", %s free", a);

@@ -1325,6 +1325,144 @@ out:
 	fix_close(&f);
 }
 
+static void blob_file(struct fixture *f, const char *kind, const struct hf_key *k, char *buf,
+		      size_t len)
+{
+	char hex[HF_KEY_HEXLEN + 1];
+	key_hex(k, hex);
+	snprintf(buf, len, "%s/idx/%s.%s", f->dir, hex, kind);
+}
+
+static void lease_file(struct fixture *f, const struct hf_key *k, char *buf, size_t len)
+{
+	char hex[HF_KEY_HEXLEN + 1];
+	key_hex(k, hex);
+	snprintf(buf, len, "%s/lock/%s.lock", f->dir, hex);
+}
+
+/*
+ * idx/ and lock/ count toward max_size (a lease file as STORE_LEASE_BYTES) in the census,
+ * in store_gc and in the usage counters, and are collected: indexes by last use and the
+ * in-use window, lease files whenever nobody holds them (a held one is kept, and its
+ * range stays exclusive; a collected one is made again by the next lease).
+ */
+static void test_gc_indexes_and_leases(void)
+{
+	struct fixture f;
+	struct hf_key im, k1, k2, l1, l2;
+	struct census *c = NULL;
+	struct census_totals t;
+	struct gc_result r;
+	struct gc_opts o = {.max_size = 1}; /* remove everything that may go */
+	char buf[2000] = {0}, p1[512], p2[512], q1[512], q2[512];
+	uint64_t images, bytes, want;
+	size_t nidx = 0, nlease = 0;
+	int held = -1, other = -1;
+	void *blob = NULL;
+	size_t len;
+	struct stat sb;
+
+	if (!fix_open(&f))
+		goto out;
+	put_image(&f, "ix", 1000, &im);
+	key_string("known", "stat2:test", &k1);
+	key_string("content-of-2", "1:2:3", &k2);
+	CHECK_EQ_INT(store_blob_put(f.st, "idx", &k1, buf, 500), 0);
+	CHECK_EQ_INT(store_blob_put(f.st, "idx", &k1, buf, 700), 0); /* replaced: 700 count */
+	CHECK_EQ_INT(store_blob_put(f.st, "cid", &k2, buf, 64), 0);
+	blob_file(&f, "idx", &k1, p1, sizeof(p1));
+	blob_file(&f, "cid", &k2, p2, sizeof(p2));
+	set_mtime(p1, T0 + 1);
+	set_mtime(p2, T0 + 2);
+	key_string("lease", "held", &l1);
+	key_string("lease", "free", &l2);
+	held = store_lease_try_range(f.st, &l1, 0, 100);
+	CHECK(held >= 0);
+	other = store_lease_try_range(f.st, &l2, 0, 100);
+	CHECK(other >= 0);
+	store_lease_release(&other);
+	lease_file(&f, &l1, q1, sizeof(q1));
+	lease_file(&f, &l2, q2, sizeof(q2));
+	set_mtime(q1, T0);
+	set_mtime(q2, T0);
+	want = 1000 + 700 + 64 + 2 * STORE_LEASE_BYTES;
+
+	store_usage(f.st, &images, &bytes);
+	CHECK_EQ_INT(images, 1);
+	CHECK_EQ_INT(bytes, want);
+	if (!CHECK_EQ_INT(census_take(f.st, &c), 0))
+		goto out;
+	census_totals(c, &t);
+	CHECK_EQ_INT(t.indexes, 2);
+	CHECK_EQ_INT(t.index_bytes, 764);
+	CHECK_EQ_INT(t.leases, 2);
+	CHECK_EQ_INT(t.lease_bytes, 2 * STORE_LEASE_BYTES);
+	CHECK_EQ_INT(census_bytes(&t), want);
+	for (size_t i = 0; i < census_units(c); i++) {
+		const struct gc_unit *u = census_unit(c, i);
+		nidx += u->kind == GC_INDEX;
+		nlease += u->kind == GC_LEASE;
+		if (u->kind == GC_INDEX && strcmp(u->path, p1) == 0) {
+			CHECK_EQ_INT(u->file_bytes, 700);
+			CHECK_EQ_INT(u->last_use_ns, (T0 + 1) * NS);
+		}
+	}
+	CHECK_EQ_INT(nidx, 2);
+	CHECK_EQ_INT(nlease, 2);
+	census_free(&c);
+
+	/* recent indexes stay for the window; lease files have none: their lock decides */
+	set_mtime(p1, time(NULL));
+	set_mtime(p2, time(NULL));
+	o.in_use_ns = 120 * NS;
+	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
+	CHECK(r.over);
+	CHECK(!r.within);
+	CHECK_EQ_INT(r.indexes_removed, 0);
+	CHECK_EQ_INT(r.leases_removed, 1);
+	CHECK_EQ_INT(r.kept_in_use, 3); /* two indexes, one held lease */
+	CHECK(access(p1, F_OK) == 0 && access(p2, F_OK) == 0);
+	CHECK(access(q1, F_OK) == 0);
+	CHECK(access(q2, F_OK) != 0);
+	CHECK(!image_exists(&f, &im));
+	store_usage(f.st, &images, &bytes);
+	CHECK_EQ_INT(bytes, 700 + 64 + STORE_LEASE_BYTES);
+
+	/* the held range is still exclusive; the collected file is made again */
+	CHECK_EQ_INT(store_lease_try_range(f.st, &l1, 50, 60), -EWOULDBLOCK);
+	other = store_lease_try_range(f.st, &l2, 0, 100);
+	CHECK(other >= 0);
+	CHECK(access(q2, F_OK) == 0);
+	store_lease_release(&other);
+
+	/* out of the window, indexes go too; the held lease still stays */
+	o.in_use_ns = 0;
+	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
+	CHECK_EQ_INT(r.indexes_removed, 2);
+	CHECK_EQ_INT(r.leases_removed, 1);
+	CHECK(access(p1, F_OK) != 0 && access(p2, F_OK) != 0);
+	CHECK(access(q1, F_OK) == 0);
+	store_lease_release(&held);
+	CHECK_EQ_INT(store_gc(f.st, &o, &r), 0);
+	CHECK(access(q1, F_OK) != 0);
+	CHECK(r.within);
+	store_usage(f.st, &images, &bytes);
+	CHECK_EQ_INT(bytes, 0);
+
+	/* reading an index is a use: an old one's mtime is set to now */
+	CHECK_EQ_INT(store_blob_put(f.st, "idx", &k1, buf, 10), 0);
+	set_mtime(p1, T0);
+	CHECK_EQ_INT(store_blob_get(f.st, "idx", &k1, &blob, &len), 0);
+	CHECK_EQ_INT(len, 10);
+	CHECK(stat(p1, &sb) == 0 && sb.st_mtime > time(NULL) - 60);
+	free(blob);
+out:
+	store_lease_release(&held);
+	store_lease_release(&other);
+	census_free(&c);
+	fix_close(&f);
+}
+
 int main(void)
 {
 	test_census();
@@ -1341,5 +1479,6 @@ int main(void)
 	test_gc_usage();
 	test_gc_free_after_unknown();
 	test_open_existing();
+	test_gc_indexes_and_leases();
 	return hftest_done();
 }
