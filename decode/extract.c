@@ -752,6 +752,8 @@ static int drain(struct loop_state *ls)
 		add_ns(st, st ? &st->decode_ns : NULL, t0);
 		if (r < 0)
 			return 0;
+		if (d->frame->colorspace == AVCOL_SPC_UNSPECIFIED && ls->run->job->assume_matrix)
+			d->frame->colorspace = (enum AVColorSpace)ls->run->job->assume_matrix;
 		r = take_frame(ls, d->frame);
 		av_frame_unref(d->frame);
 		if (r)

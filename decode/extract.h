@@ -38,6 +38,11 @@ struct extract_job {
 	const struct source_index *idx;
 	struct image_opts opts;
 	struct tf_spec tf; /* the transforms that apply (tf_effective); identity: none */
+	/*
+	 * The matrix (H.273 code) a decoded picture that carries none is converted with, as
+	 * if it were tagged so; 0: left to swscale (BT.601). See source_guess_matrix.
+	 */
+	int assume_matrix;
 	size_t first; /* decode from the keyframe before this frame; frames before it are not visited */
 	/* Decode thread, in presentation order, for each decoded frame index >= first. */
 	enum extract_visit (*visit)(void *arg, size_t frame);

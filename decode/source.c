@@ -992,3 +992,17 @@ out_free:
 	source_known_free(&k);
 	return ret;
 }
+
+int source_guess_matrix(const struct source_index *idx, bool cli)
+{
+	bool turned = idx->orient == ORIENT_CLOCK || idx->orient == ORIENT_CCLOCK ||
+		      idx->orient == ORIENT_CLOCK_FLIP || idx->orient == ORIENT_CCLOCK_FLIP;
+	int coded_h = turned ? idx->width : idx->height;
+	/* decoders of VP9 and AV1: vp9, libvpx-vp9, av1, libdav1d, libaom-av1 */
+	bool vp9_av1 = strstr(idx->codec, "vp9") || strstr(idx->codec, "av1") ||
+		       strstr(idx->codec, "dav1d");
+
+	if (idx->matrix != AVCOL_SPC_UNSPECIFIED)
+		return idx->matrix;
+	return !cli && !vp9_av1 && coded_h >= 720 ? AVCOL_SPC_BT709 : AVCOL_SPC_SMPTE170M;
+}

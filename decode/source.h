@@ -95,6 +95,21 @@ int source_known_merge(struct source_known **k, const struct source_index *idx);
 int source_known_window(const struct source_known *k, struct hf_q start, struct hf_q dur,
 			struct source_index **out);
 
+/*
+ * The matrix (H.273 code) to show a source with when its stream carries none (matrix 2,
+ * unspecified): what Chromium assumes, since renderers capture in it (Chromium's
+ * media/ffmpeg/ffmpeg_common.cc, checked against Chromium 156's screenshots): BT.709 (1)
+ * when the coded picture (before rotation) is 720 lines or more, except VP9 and AV1,
+ * BT.601 (6, smpte170m) otherwise. cli: the ffmpeg CLI's guess, BT.601 always. A
+ * tagged source gives its own matrix.
+ */
+int source_guess_matrix(const struct source_index *idx, bool cli);
+
+/* H.273 matrix codes (as AVColorSpace) the guess deals in. */
+#define SOURCE_MATRIX_BT709 1
+#define SOURCE_MATRIX_UNSPECIFIED 2
+#define SOURCE_MATRIX_BT601 6
+
 /* Frees an index; accepts NULL and clears the caller's pointer. */
 void source_index_free(struct source_index **idx);
 

@@ -92,6 +92,13 @@ struct source {
 	int out_w, out_h, out_err;
 	char out_why[160];
 	char key_fmt[192];
+	/*
+	 * The matrix its pictures are shown with (H.273 code; source_guess_matrix), and
+	 * whether it was guessed (the stream carries none: then key_fmt says the guess);
+	 * untagged_cli: the segment asked for the CLI's guess (set at creation).
+	 */
+	int matrix;
+	bool matrix_guessed, untagged_cli;
 	struct source *next; /* engine hash chain */
 	int users; /* segments attached to it and jobs running on it (engine lock): at 0 it may go */
 

@@ -629,6 +629,7 @@ static void *job_main(void *arg)
 		.idx = src->idx,
 		.opts = src->opts,
 		.tf = src->tf,
+		.assume_matrix = src->matrix_guessed ? src->matrix : 0,
 		.first = j->first,
 		.visit = job_visit,
 		.done = job_done,

@@ -158,6 +158,16 @@ static void transform_options(const struct segment *s, char *buf, size_t len)
 		snprintf(buf, len, "%s", at + 1);
 }
 
+/* ffmpeg's name of an H.273 matrix code (av_color_space_name), for .hfinfo. */
+static const char *matrix_name(int m)
+{
+	static const char *const names[] = {"gbr",	 "bt709",    "unknown",	  "reserved",
+					    "fcc",	 "bt470bg",  "smpte170m", "smpte240m",
+					    "ycgco",	 "bt2020nc", "bt2020c",	  "smpte2085",
+					    "chroma-derived-nc", "chroma-derived-c", "ictcp"};
+	return m >= 0 && m < (int)(sizeof(names) / sizeof(names[0])) ? names[m] : "unknown";
+}
+
 int segment_info_json(struct segment *s, char **out, size_t *len)
 {
 	json_t *o;
@@ -235,6 +245,15 @@ int segment_info_json(struct segment *s, char **out, size_t *len)
 	set(o, "transform", json_string(text), &ret);
 	set(o, "not_applied", s->src && s->src->idx ? report_str(s->src->tf_note) : json_null(),
 	    &ret);
+	/* the matrix its pictures are shown with, and whether the stream left it to a guess
+	 * (null warm: the source not opened) */
+	if (s->src && s->src->idx) {
+		set(o, "matrix", json_string(matrix_name(s->src->matrix)), &ret);
+		set(o, "matrix_guessed", json_boolean(s->src->matrix_guessed), &ret);
+	} else {
+		set(o, "matrix", json_null(), &ret);
+		set(o, "matrix_guessed", json_null(), &ret);
+	}
 	set(o, "from_store", json_boolean(s->man && !s->src), &ret);
 	/* the lookup's share: finding or indexing the window (its bytes: 0 when known) */
 	set(o, "index_ms", report_real((double)s->prepare_ns / 1e6, 10), &ret);

@@ -139,6 +139,8 @@ static void decide_output(struct source *src)
 	snprintf(src->key_fmt, sizeof(src->key_fmt), "%s", src->fmt);
 	if (!src->idx)
 		return;
+	src->matrix = source_guess_matrix(src->idx, src->untagged_cli);
+	src->matrix_guessed = src->idx->matrix == SOURCE_MATRIX_UNSPECIFIED;
 	{
 		struct tf_input in = extract_tf_input(src->idx);
 		tf_effective(&asked, &in, &src->tf, src->tf_note, sizeof(src->tf_note));
@@ -161,10 +163,15 @@ static void decide_output(struct source *src)
 		if (tf_canon(&k, applied, sizeof(applied)) < 0)
 			applied[0] = 0;
 	}
-	if (applied[0])
-		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s|%s", (int)n, src->fmt, applied);
-	else
-		snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s", (int)n, src->fmt);
+	/*
+	 * A guessed matrix changes the pixels: the images of an untagged source say which
+	 * guess made them (those made before guesses were keyed are never served for one).
+	 */
+	snprintf(src->key_fmt, sizeof(src->key_fmt), "%.*s%s%s%s", (int)n, src->fmt,
+		 applied[0] ? "|" : "", applied,
+		 !src->matrix_guessed		     ? ""
+		 : src->matrix == SOURCE_MATRIX_BT709 ? "|guess=bt709"
+						   : "|guess=bt601");
 }
 
 /*
@@ -395,7 +402,9 @@ struct source *eng_source_get(struct engine *e, const char *path, const struct s
 	int n = image_opts_canon(opts, fmt, sizeof(fmt));
 
 	if (n > 0 && tf_canon(&tf, tfc, sizeof(tfc)) > 0)
-		snprintf(fmt + n, sizeof(fmt) - (size_t)n, "|%s", tfc);
+		n += snprintf(fmt + n, sizeof(fmt) - (size_t)n, "|%s", tfc);
+	if (n > 0 && (size_t)n < sizeof(fmt) && sn->untagged_cli)
+		snprintf(fmt + n, sizeof(fmt) - (size_t)n, "|untagged=cli");
 	pthread_mutex_lock(&e->lock);
 again:
 	/*
@@ -446,6 +455,7 @@ again:
 	src->file = *file;
 	src->opts = *opts;
 	src->tf = tf;
+	src->untagged_cli = sn->untagged_cli;
 	src->want_start = sn->start;
 	src->want_dur = sn->dur;
 	snprintf(src->fmt, sizeof(src->fmt), "%s", fmt);

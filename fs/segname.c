@@ -148,7 +148,8 @@ static int parse_name(struct span sp, const char *const *names, size_t n, int *o
 /* opts = opt *( "," opt ); fills the options, checking their combinations. */
 static int parse_opts(struct span sp, struct segname *sn)
 {
-	enum { O_PNG, O_JPG, O_Q, O_W, O_H, O_FIT, O_HOLD, O_BT2020, O_TONEMAP, O_COUNT };
+	enum { O_PNG, O_JPG, O_Q, O_W, O_H, O_FIT, O_HOLD, O_BT2020, O_TONEMAP, O_UNTAGGED,
+	       O_COUNT };
 	bool seen[O_COUNT] = {false};
 	const char *q = sp.p;
 	int fit = SEG_FIT_NONE;
@@ -168,6 +169,9 @@ static int parse_opts(struct span sp, struct segname *sn)
 		} else if (span_is(opt, "bt2020")) {
 			which = O_BT2020;
 			sn->bt2020 = true;
+		} else if (span_is(opt, "untagged=cli")) {
+			which = O_UNTAGGED;
+			sn->untagged_cli = true;
 		} else if (span_is(opt, "tonemap")) {
 			which = O_TONEMAP;
 			sn->tonemap = SEG_TM_HABLE;
@@ -450,6 +454,8 @@ int segname_format(const struct segname *sn, const char *name, size_t name_len, 
 		}
 		if (sn->hold)
 			OPT("hold");
+		if (sn->untagged_cli)
+			OPT("untagged=cli");
 #undef OPT
 	}
 	return out_finish(&o);

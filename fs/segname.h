@@ -8,10 +8,11 @@
  *   opt     = "png" | "jpg" | "q=" 1*3DIGIT | "w=" 1*5DIGIT | "h=" 1*5DIGIT
  *           | "fit=" ("fill" | "contain" | "cover") | "hold" | "bt2020"
  *           | "tonemap" [ "=" ("hable" | "reinhard" | "mobius" | "clip") ]
+ *           | "untagged=cli"
  *
  * Canonical options, in this order, defaults left out: jpg, q=N (not 2), w=W, h=H,
  * fit=contain|cover (fill is the default once w and h are both given), bt2020,
- * tonemap[=OP] (hable is the default), hold.
+ * tonemap[=OP] (hable is the default), hold, untagged=cli.
  * NAME may itself contain '@' and '+'. Numbers are exact rationals (1.37 = 137/100).
  * Pure functions, thread-safe.
  */
@@ -44,6 +45,7 @@ struct segname {
 	bool hold;              /* slots past the end show the last frame */
 	bool bt2020;            /* SDR to BT.2020 */
 	enum seg_tonemap tonemap; /* SEG_TM_NONE unless "tonemap" (bare: SEG_TM_HABLE) */
+	bool untagged_cli;      /* a picture without a matrix is BT.601, as the CLI reads it */
 };
 
 /*

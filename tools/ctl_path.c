@@ -122,10 +122,12 @@ static void why_fps(const char *v, char *buf, size_t len)
 		snprintf(buf, len, "fps %s: must be > 0", v);
 }
 
-enum opt_key { K_PNG, K_JPG, K_Q, K_W, K_H, K_FIT, K_HOLD, K_BT2020, K_TONEMAP, K_COUNT, K_NONE };
+enum opt_key {
+	K_PNG, K_JPG, K_Q, K_W, K_H, K_FIT, K_HOLD, K_BT2020, K_TONEMAP, K_UNTAGGED, K_COUNT, K_NONE
+};
 
 static const char *const key_names[K_COUNT] = {
-    "png", "jpg", "q", "w", "h", "fit", "hold", "bt2020", "tonemap",
+    "png", "jpg", "q", "w", "h", "fit", "hold", "bt2020", "tonemap", "untagged",
 };
 
 /* The key of one option ("q" for "q=5"), K_NONE when unknown. */
@@ -162,10 +164,14 @@ static void why_option(enum opt_key k, const char *opt, char *buf, size_t len)
 		snprintf(buf, len, "option %s: tonemap= takes hable, reinhard, mobius or clip",
 			 opt);
 		break;
+	case K_UNTAGGED:
+		snprintf(buf, len, "option %s: untagged= takes cli (the browser's guess is the "
+			 "default)", opt);
+		break;
 	case K_NONE:
 		snprintf(buf, len,
 			 "unknown option \"%s\" (options: png, jpg, q=N, w=W, h=H, "
-			 "fit=fill|contain|cover, hold, bt2020, tonemap[=OP])",
+			 "fit=fill|contain|cover, hold, bt2020, tonemap[=OP], untagged=cli)",
 			 opt);
 		break;
 	default:

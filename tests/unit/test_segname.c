@@ -256,6 +256,10 @@ static void test_canonical(void)
 	CHECK_EQ_STR(canon("x@0+1@30@jpg,q=02"), "x@0+1@30@jpg");
 	CHECK_EQ_STR(canon("x@0+1@30@q=7,jpg"), "x@0+1@30@jpg,q=7");
 	CHECK_EQ_STR(canon("x@0+1@30@jpg,q=031"), "x@0+1@30@jpg,q=31");
+	CHECK_EQ_STR(canon("x@0+1@30@untagged=cli,hold,jpg"), "x@0+1@30@jpg,hold,untagged=cli");
+	CHECK_EQ_STR(canon("x@0+1@30@untagged=cli,untagged=cli"), "");
+	CHECK_EQ_STR(canon("x@0+1@30@untagged=browser"), "");
+	CHECK_EQ_STR(canon("x@0+1@30@untagged"), "");
 	CHECK_EQ_STR(canon("a@b+c.mp4@3.14159+0.5@25"), "a@b+c.mp4@3.14159+0.5@25");
 	CHECK_EQ_STR(canon("x@0.00000000000000001+99999999.9999999999@0.1"),
 		     "x@0.00000000000000001+99999999.9999999999@0.1");
