@@ -304,6 +304,17 @@ int caller_enter(fuse_req_t req, struct caller *c)
 	struct who w;
 
 	who_of(req, &w);
+	return caller_enter_ids(w.uid, w.gid, w.groups, w.ngroups, c);
+}
+
+int caller_enter_ids(uid_t uid, gid_t gid, const gid_t *groups, int n, struct caller *c)
+{
+	struct who w;
+
+	w.uid = uid;
+	w.gid = gid;
+	w.ngroups = n < 0 ? 0 : n > MAX_GROUPS ? MAX_GROUPS : n;
+	memcpy(w.groups, groups, (size_t)w.ngroups * sizeof(*groups));
 	memset(c, 0, sizeof(*c));
 	c->uid = w.uid;
 	c->gid = w.gid;

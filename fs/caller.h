@@ -49,6 +49,9 @@ struct caller {
 int caller_enter(fuse_req_t req, struct caller *c);
 void caller_leave(struct caller *c);
 
+/* caller_enter for the caller uid, gid and groups[n] (what a request's context says). */
+int caller_enter_ids(uid_t uid, gid_t gid, const gid_t *groups, int n, struct caller *c);
+
 /*
  * Opens path (absolute) as the caller: flags | O_NONBLOCK | O_NOCTTY | O_CLOEXEC, no
  * magic links. -ENOENT for anything on a pseudo-filesystem. The descriptor, or -errno.
