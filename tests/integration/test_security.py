@@ -904,8 +904,10 @@ end = time.monotonic() + 5
 for t in ts:
     t.join(max(0.01, end - time.monotonic()))
 fresh = {}
-# at once: the kernel still has the entry of the file she opened, the daemon answers
-fresh_opens([("now", os.O_RDONLY)], fresh)
+# at once: the kernel still has the entry of the file she opened, so the daemon answers;
+# non-blocking, so that on a machine stalled past the entry's second the kernel's own
+# FIFO (which would block a plain open, as it does without the mount) cannot hang it
+fresh_opens([("now", os.O_RDONLY | os.O_NONBLOCK)], fresh)
 # once the kernel's entries are gone it sees the FIFO itself: nothing may wait or give bytes
 time.sleep(1.2)
 fresh_opens([("later nonblock", os.O_RDONLY | os.O_NONBLOCK),
@@ -1020,8 +1022,10 @@ def fifos_swapped_in_after_open_block_nobody():
             fresh = r["fresh"]
             now = fresh.get("now")
             check(now is not None, "a fresh open of a swapped path hangs")
-            check(now[0] in ("EEACCES", "EENXIO") and now[1] < 1,
-                  "a fresh open of a swapped path: %r (expected EACCES or ENXIO at once)" % now)
+            check(now[1] < 1 and (now[0] in ("EEACCES", "EENXIO") or now[0] in (
+                "opened, read 0 bytes", "opened, read EEAGAIN")),
+                  "a fresh open of a swapped path: %r (expected EACCES or ENXIO at once, or "
+                  "the kernel's own empty FIFO once its entry expired)" % now)
             for key in ("later nonblock", "later write"):
                 x = fresh.get(key)
                 check(x is not None and x[1] < 1, "%s open of the FIFO: %r" % (key, x))
