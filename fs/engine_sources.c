@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "fs/caller.h"
 #include "fs/log.h"
 
 /* ---- the two hash tables (engine lock) ---- */
@@ -189,16 +190,18 @@ bool eng_same_file(const struct stat *a, const struct stat *b)
 
 /*
  * Opens path again for reading, as the daemon, but only if it is still the very file a
- * caller opened (want: same device, inode, size, mtime, ctime and owner) and a regular file: a path
- * swapped since for a link to another file, a FIFO or a device is never read (-ESTALE).
- * Non-blocking, so nothing a user put there can hold the thread.
+ * caller opened (want: same device, inode, size, mtime, ctime and owner) and a regular
+ * file: a path swapped since for a link to another file, a FIFO or a device is never read
+ * (-ESTALE). Resolved without magic links (fs/caller.h), non-blocking, so nothing a user
+ * put there can hold the thread.
  */
 int eng_source_file_open(const char *path, const struct stat *want)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+	struct caller self = {.self = true};
+	int fd = caller_open(&self, path, O_RDONLY); /* no magic link, no pseudo-filesystem */
 	if (fd < 0)
-		return -errno;
+		return fd;
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || !eng_same_file(&st, want)) {
 		close(fd);
 		return -ESTALE;
