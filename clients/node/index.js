@@ -18,7 +18,7 @@ function segmentName(spec) {
   if (typeof src !== 'string') throw new TypeError('segmentName: src must be a path');
   const name = src.slice(src.lastIndexOf('/') + 1);
   return grammar.canonicalName(name, values.decimalText(spec.start ?? 0, 'start'),
-    values.decimalText(spec.duration, 'dur'), values.rateText(spec.fps), values.optionsText(spec));
+    values.decimalText(spec.duration, 'dur'), values.rateText(spec.fps), values.optionsText(spec), src);
 }
 
 /* The canonical segment directory of spec.src as the serving mount shows it. */

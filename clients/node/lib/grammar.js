@@ -352,10 +352,10 @@ function whyRefused(start, dur, fps, opts) {
  * The canonical segment name for a file name and the values as text (what hfctl path
  * prints, without the directory). Throws SegmentNameError with hfctl path's sentence.
  */
-function canonicalName(name, start, dur, fps, opts) {
+function canonicalName(name, start, dur, fps, opts, video = name) {
   const vals = [['start', start], ['dur', dur], ['fps', fps]];
   if (!name || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) {
-    throw new SegmentNameError('video', `video "${name}": not a file name`);
+    throw new SegmentNameError('video', `video "${video}": not a file name`);
   }
   for (const [what, v] of vals) {
     if (/[@+/]/.test(v)) {
