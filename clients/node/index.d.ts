@@ -181,8 +181,12 @@ export function openSegment(path: string, options?: {partial?: boolean}): Promis
 /** `frame_00001.png` for slot 0 (`frame_100000.png` for slot 99999). */
 export function frameName(k: number, ext?: 'png' | 'jpg'): string;
 
-/** The exact time of frame `frame` at `fps`, for frameAtTime: `compositionTime(7, 30)` is 7/30 s. */
-export function compositionTime(frame: Seconds, fps: Rate): {num: bigint; den: bigint};
+/**
+ * The exact time of output frame `frame` at `fps`, less `clipStart` seconds (the clip's
+ * place on the timeline, default 0), for frameAtTime: `compositionTime(7, 30)` is 7/30 s,
+ * `compositionTime(150, 30, 4)` is 1 s into a clip placed at 4 s.
+ */
+export function compositionTime(frame: Seconds, fps: Rate, clipStart?: Seconds | Ratio): {num: bigint; den: bigint};
 
 /** A value the grammar refuses; `message` is hfctl path's sentence ("dur 0: must be > 0"). */
 export class SegmentNameError extends Error {

@@ -35,12 +35,16 @@ function parseSegmentName(name) {
   return sn ? grammar.publicView(sn) : null;
 }
 
-/* The exact time of frame `frame` at `fps` ({num, den} seconds), for frameAtTime. */
-function compositionTime(frame, fps) {
-  const f = values.timeRational(typeof fps === 'string' ? fps.replace(':', '/') : fps);
+/*
+ * The exact time of output frame `frame` at `fps`, less `clipStart` seconds (the clip's
+ * place on the timeline): {num, den} seconds from the clip's start, for frameAtTime.
+ */
+function compositionTime(frame, fps, clipStart = 0) {
+  const f = values.timeRational(fps);
   if (f.num <= 0n) throw new RangeError(`fps ${fps}: must be > 0`);
   const n = values.timeRational(frame);
-  return grammar.reduce(n.num * f.den, n.den * f.num);
+  const c = values.timeRational(clipStart);
+  return grammar.reduce(n.num * f.den * c.den - c.num * n.den * f.num, n.den * f.num * c.den);
 }
 
 module.exports = {

@@ -174,9 +174,11 @@ function through(mnt, root, dir) {
  * shows it), or null when none does. Throws when the file itself cannot be reached.
  */
 function findMount(file, options = {}) {
+  if (typeof file !== 'string' || file === '') throw new TypeError('findMount: expected a path');
+  const abs = path.resolve(file);
   try {
-    const r = resolve(path.resolve(file), options.mount);
-    const name = file.slice(file.lastIndexOf('/') + 1);
+    const r = resolve(abs, options.mount);
+    const name = abs.slice(abs.lastIndexOf('/') + 1);
     return {mountpoint: r.mountpoint, sourceRoot: r.sourceRoot, path: join(r.dir, '', name)};
   } catch (e) {
     if (e instanceof MountError) return null;

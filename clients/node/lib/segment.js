@@ -36,7 +36,7 @@ class Segment {
     this.count = Number(info.count) || 0;
     this.width = Number(info.width) || 0;
     this.height = Number(info.height) || 0;
-    this.format = info.format === 'jpg' ? 'jpg' : sn.format;
+    this.format = info.format === 'png' || info.format === 'jpg' ? info.format : sn.format;
     this.ext = this.format;
     this.hold = sn.hold;
     this.start = typeof info.start === 'string' ? info.start : null;

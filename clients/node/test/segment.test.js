@@ -159,6 +159,12 @@ describe('openSegment through a real mount', {skip: skip || false}, () => {
       assert.strictEqual(s.frameAtTime(t), s.framePath(k));
     }
     assert.strictEqual(s.frameAtTime(2), null);
+    /* a clip placed at 4 s on a 30 fps timeline: output frame 150 is 1 s into it */
+    assert.deepStrictEqual(hf.compositionTime(150, 30, 4), {num: 1n, den: 1n});
+    assert.strictEqual(s.frameAtTime(hf.compositionTime(157, 30, 4)), s.framePath(37));
+    assert.strictEqual(s.frameAtTime(hf.compositionTime(119, 30, 4)), null, 'before the clip');
+    assert.strictEqual(s.slotAtTime(hf.compositionTime(121, 30, '4.0333')), 0);
+    assert.strictEqual(s.slotAtTime(hf.compositionTime(122, '30:1', {num: 121, den: 30})), 1);
     const ntsc = await hf.openSegment(seg('ntsc.mp4@0+1@30000:1001'));
     assert.strictEqual(ntsc.count, 30);
     assert.strictEqual(ntsc.fps, '30000:1001');
