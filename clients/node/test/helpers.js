@@ -31,8 +31,8 @@ const SRC = sourceRoot();
 
 /* Why the mount tests cannot run here, or null. */
 function skipReason() {
-  if (!fs.existsSync('/dev/fuse')) return 'SKIP: /dev/fuse absent';
-  if (process.getuid() !== 0) return 'SKIP: not root (the tests mount hfmount)';
+  if (!fs.existsSync('/dev/fuse')) return '/dev/fuse absent';
+  if (process.getuid() !== 0) return 'not root (the tests mount hfmount)';
   return null;
 }
 

@@ -12,7 +12,7 @@ const hf = require('..');
 const h = require('./helpers');
 
 const skip = h.skipReason();
-if (skip) console.log(`# ${skip}: findMount needs a real mount`);
+if (skip) console.log(`# SKIP: ${skip}: findMount needs a real mount`);
 
 describe('findMount through real mounts', {skip: skip || false}, () => {
   let fixtures; /* source_root = the fixtures, like every test mount (others may exist) */

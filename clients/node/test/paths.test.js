@@ -11,7 +11,7 @@ const hf = require('..');
 const h = require('./helpers');
 
 const skip = h.skipReason();
-if (skip) console.log(`# ${skip}: the hfctl path comparisons need a real mount`);
+if (skip) console.log(`# SKIP: ${skip}: the hfctl path comparisons need a real mount`);
 
 // [value for the library, the same value as hfctl path's argument]
 const STARTS = [[0, '0'], [1.5, '1.5'], ['1.50', '1.50'], [1e-7, '0.0000001'], [1.5e-7, '0.00000015'],

@@ -12,7 +12,7 @@ const hf = require('..');
 const h = require('./helpers');
 
 const skip = h.skipReason();
-if (skip) console.log(`# ${skip}: openSegment needs a real mount`);
+if (skip) console.log(`# SKIP: ${skip}: openSegment needs a real mount`);
 
 /* [width, height] of a PNG (IHDR) or a baseline/progressive JPEG (SOFn) */
 function imageSize(buf) {
