@@ -98,4 +98,23 @@ function hfctl(...args) {
   return {status: p.status, stdout: p.stdout, stderr: p.stderr};
 }
 
-module.exports = {REPO, HFMOUNT_BIN, HFCTL_BIN, HF_FIXTURES, SRC, skipReason, checkSetup, mount, hfctl};
+/* hfctl for each argument list, a few at a time (the calls are mostly process start-up) */
+async function hfctlMany(argLists, concurrency = 4) {
+  const out = new Array(argLists.length);
+  let next = 0;
+  const one = (args) => new Promise((resolve) => {
+    child.execFile(HFCTL_BIN, args, {encoding: 'utf8', timeout: 60000}, (err, stdout, stderr) => {
+      resolve({status: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr});
+    });
+  });
+  async function worker() {
+    while (next < argLists.length) {
+      const i = next++;
+      out[i] = await one(argLists[i]);
+    }
+  }
+  await Promise.all(Array.from({length: concurrency}, worker));
+  return out;
+}
+
+module.exports = {hfctlMany, REPO, HFMOUNT_BIN, HFCTL_BIN, HF_FIXTURES, SRC, skipReason, checkSetup, mount, hfctl};

@@ -97,54 +97,60 @@ describe('segmentPath equals hfctl path', {skip: skip || false}, () => {
   });
   after(async () => m && m.stop());
 
-  function same(spec, cliArgs, src = video) {
-    const mine = hf.segmentPath({src, mount: m.mnt, ...spec});
-    const r = h.hfctl('path', src, ...cliArgs, '--mount', m.mnt);
-    assert.strictEqual(r.status, 0, `hfctl path ${cliArgs.join(' ')}: ${r.stderr}`);
-    assert.strictEqual(mine, r.stdout.replace(/\n$/, ''), `spec ${JSON.stringify(spec, big)} / ${cliArgs.join(' ')}`);
-    return mine;
-  }
-  /* hfctl path decides: the same path, or the same refusal */
-  function agree(spec, cliArgs) {
-    const r = h.hfctl('path', video, ...cliArgs, '--mount', m.mnt);
-    if (r.status === 0) {
-      same(spec, cliArgs);
-      compared++;
-      return;
-    }
-    assert.strictEqual(r.status, 2, r.stderr);
-    assert.throws(() => hf.segmentPath({src: video, mount: m.mnt, ...spec}),
-      (e) => `hfctl path: ${e.message}\n` === r.stderr, `${JSON.stringify(spec, big)}: ${r.stderr}`);
-    refusedToo++;
-  }
-  let refusedToo = 0;
   const big = (k, v) => (typeof v === 'bigint' ? `${v}n` : v);
   let compared = 0;
+  let refusedToo = 0;
 
-  it('starts, durations, rates (numbers, strings, ratios)', () => {
-    for (const [s, sc] of STARTS) same({start: s, duration: 2, fps: 30}, [sc, '2', '30']), compared++;
-    for (const [d, dc] of DURS) same({start: 1.5, duration: d, fps: 30}, ['1.5', dc, '30']), compared++;
-    for (const [f, fc] of RATES) same({start: 0, duration: 1, fps: f}, ['0', '1', fc]), compared++;
+  /*
+   * Each case [spec, cliArgs, src?]: hfctl path decides, and the library must give its
+   * path, or (unless mustAccept) its refusal with the same sentence.
+   */
+  async function agree(cases, mustAccept) {
+    const results = await h.hfctlMany(cases.map(([, a, src = video]) => ['path', src, ...a, '--mount', m.mnt]));
+    const paths = [];
+    cases.forEach(([spec, cliArgs, src = video], i) => {
+      const r = results[i];
+      const what = `spec ${JSON.stringify(spec, big)} / hfctl path ${JSON.stringify(cliArgs)}`;
+      if (r.status === 0 || mustAccept) {
+        assert.strictEqual(r.status, 0, `${what}: ${r.stderr}`);
+        const mine = hf.segmentPath({src, mount: m.mnt, ...spec});
+        assert.strictEqual(mine, r.stdout.replace(/\n$/, ''), what);
+        paths.push(mine);
+        compared++;
+        return;
+      }
+      assert.strictEqual(r.status, 2, `${what}: ${r.stderr}`);
+      assert.throws(() => hf.segmentPath({src, mount: m.mnt, ...spec}),
+        (e) => `hfctl path: ${e.message}\n` === r.stderr, `${what}: ${r.stderr}`);
+      refusedToo++;
+    });
+    return paths;
+  }
+
+  it('starts, durations, rates (numbers, strings, ratios)', async () => {
+    await agree([...STARTS.map(([s, sc]) => [{start: s, duration: 2, fps: 30}, [sc, '2', '30']]),
+      ...DURS.map(([d, dc]) => [{start: 1.5, duration: d, fps: 30}, ['1.5', dc, '30']]),
+      ...RATES.map(([f, fc]) => [{start: 0, duration: 1, fps: f}, ['0', '1', fc]])], true);
   });
 
-  it('every option, alone and combined', () => {
-    for (const [o, oc] of OPTS) same({start: 1.5, duration: 2, fps: 30, ...o}, ['1.5', '2', '30', ...oc]), compared++;
+  it('every option, alone and combined', async () => {
+    await agree(OPTS.map(([o, oc]) => [{start: 1.5, duration: 2, fps: 30, ...o}, ['1.5', '2', '30', ...oc]]), true);
   });
 
-  it('values crossed with options', () => {
+  it('values crossed with options', async () => {
+    const cases = [];
     let i = 0;
     for (const [s, sc] of STARTS) {
       for (const [f, fc] of RATES) {
         const [d, dc] = DURS[i % DURS.length];
         const [o, oc] = OPTS[(i * 7) % OPTS.length];
-        i++;
-        if (i % 4) continue; /* a quarter of the cross product is plenty */
-        agree({start: s, duration: d, fps: f, ...o}, [sc, dc, fc, ...oc]);
+        if (i++ % 3 === 0) cases.push([{start: s, duration: d, fps: f, ...o}, [sc, dc, fc, ...oc]]);
       }
     }
+    await agree(cases, false);
   });
 
-  it('random spellings, valid and not: the same path or the same sentence', () => {
+  it('random spellings, valid and not: the same path or the same sentence', async () => {
     let seed = 19;
     const rnd = (n) => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
     const pick = (a) => a[rnd(a.length)];
@@ -154,25 +160,28 @@ describe('segmentPath equals hfctl path', {skip: skip || false}, () => {
     const words = ['png', 'jpg', 'q=5', 'q=0', 'q=031', 'w=10', 'h=20', 'w=0', 'fit=cover', 'fit=fill', 'fit=x', 'hold',
       'bt2020', 'tonemap', 'tonemap=clip', 'tonemap=', 'untagged=cli', 'untagged', '', 'jpg=1', 'w=99999', 'h=016384'];
     const opts = () => Array.from({length: rnd(4)}, () => pick(words)).join(',');
-    for (let i = 0; i < 120; i++) {
+    const cases = [];
+    for (let i = 0; i < 150; i++) {
       const a = i % 2 ? [value(), value(), value(), opts()] : [good(), good(), good(), opts()];
-      agree({start: a[0], duration: a[1], fps: a[2], options: a[3]}, a);
+      cases.push([{start: a[0], duration: a[1], fps: a[2], options: a[3]}, a]);
     }
+    await agree(cases, false);
   });
 
-  it('odd video names, and a video named through the mount', () => {
-    same({start: 0.5, duration: 1, fps: '30000/1001', format: 'jpg'}, ['0.5', '1', '30000:1001', 'jpg'],
-      path.join(h.SRC, 'we@ird+name.mp4'));
-    const inside = same({start: 1, duration: 1, fps: 30, hold: true}, ['1', '1', '30', 'hold'],
-      path.join(m.mnt, 'cfr30.mp4'));
+  it('odd video names, and a video named through the mount', async () => {
+    const [weird, inside] = await agree([
+      [{start: 0.5, duration: 1, fps: '30000/1001', format: 'jpg'}, ['0.5', '1', '30000:1001', 'jpg'],
+        path.join(h.SRC, 'we@ird+name.mp4')],
+      [{start: 1, duration: 1, fps: 30, hold: true}, ['1', '1', '30', 'hold'], path.join(m.mnt, 'cfr30.mp4')]], true);
+    assert.strictEqual(weird, path.join(m.mnt, 'we@ird+name.mp4@0.5+1@30000:1001@jpg'));
     assert.strictEqual(inside, path.join(m.mnt, 'cfr30.mp4@1+1@30@hold'));
-    compared += 2;
-    console.log(`# ${compared} paths equal to hfctl path's (and ${refusedToo} crossed values refused by both)`);
+    console.log(`# ${compared} paths equal to hfctl path's, ${refusedToo} generated values refused by both`);
   });
 
-  it('invalid values: refused by both, with the same sentence', () => {
-    for (const [spec, cliArgs] of BAD) {
-      const r = h.hfctl('path', video, ...cliArgs, '--mount', m.mnt);
+  it('invalid values: refused by both, with the same sentence', async () => {
+    const results = await h.hfctlMany(BAD.map(([, cliArgs]) => ['path', video, ...cliArgs, '--mount', m.mnt]));
+    for (const [i, [spec, cliArgs]] of BAD.entries()) {
+      const r = results[i];
       assert.strictEqual(r.status, 2, `hfctl path ${JSON.stringify(cliArgs)} accepted: ${r.stdout}`);
       const full = {src: video, mount: m.mnt, start: 0, duration: 1, fps: 30, ...spec};
       assert.throws(() => hf.segmentPath(full), (e) => {
