@@ -14,7 +14,7 @@ const segment = require('./lib/segment');
 /* basename(src)@START+DUR@FPS[@OPTS], canonical; no file system access. */
 function segmentName(spec) {
   if (spec === null || typeof spec !== 'object') throw new TypeError('segmentName: expected an object');
-  const src = spec.src ?? spec.name;
+  const src = spec.src;
   if (typeof src !== 'string') throw new TypeError('segmentName: src must be a path');
   const name = src.slice(src.lastIndexOf('/') + 1);
   return grammar.canonicalName(name, values.decimalText(spec.start ?? 0, 'start'),

@@ -75,10 +75,10 @@ function optionsText(o) {
     }
     out.push(o.format);
   }
-  const num = (v, what) => (typeof v === 'number' ? numberText(v) : String(v));
-  if (o.quality != null) out.push(`q=${num(o.quality, 'quality')}`);
-  if (o.width != null) out.push(`w=${num(o.width, 'width')}`);
-  if (o.height != null) out.push(`h=${num(o.height, 'height')}`);
+  const num = (v) => (typeof v === 'number' ? numberText(v) : String(v));
+  if (o.quality != null) out.push(`q=${num(o.quality)}`);
+  if (o.width != null) out.push(`w=${num(o.width)}`);
+  if (o.height != null) out.push(`h=${num(o.height)}`);
   if (o.fit != null) out.push(`fit=${o.fit}`);
   if (o.bt2020) out.push('bt2020');
   if (o.tonemap === true) out.push('tonemap');

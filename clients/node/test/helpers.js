@@ -47,16 +47,17 @@ function checkSetup() {
 
 function isMounted(mnt) {
   const info = fs.readFileSync('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((l) => l.split(' ')[4] === mnt);
+  const escaped = mnt.replace(/[ \t\n\\]/g, (c) => '\\' + c.charCodeAt(0).toString(8).padStart(3, '0'));
+  return info.split('\n').some((l) => l.split(' ')[4] === escaped);
 }
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /* Starts hfmount; resolves to {mnt, store, tmp, root, stop()}. */
-async function mount(root = SRC, opts = []) {
+async function mount(root = SRC, opts = [], mntName = 'mnt') {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'hfnode-'));
   const store = path.join(tmp, 'store');
-  const mnt = path.join(tmp, 'mnt');
+  const mnt = path.join(tmp, mntName);
   fs.mkdirSync(mnt);
   const log = fs.openSync(path.join(tmp, 'hfmount.log'), 'w');
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('HFMOUNT_')));
