@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
@@ -23,15 +24,37 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 CLIENT = os.path.normpath(os.path.join(HERE, "..", "..", "clients", "node"))
 
 
+def leftover_mounts(tmp):
+    """Mountpoints under tmp (mountinfo escapes spaces and the like as octal)."""
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if mnt.startswith(tmp + "/"):
+                out.append(mnt)
+    return out
+
+
 def node_tests(name, min_pass):
     """node --test clients/node/test/NAME: passes only when every test passed (none
     failed, cancelled or skipped) and at least min_pass of them ran."""
     check(shutil.which("node"), "node is not installed")
+    # The suite's temporary stores, mountpoints and npm projects go in a directory of this
+    # run's own, so that whatever a killed run leaves mounted there is found and unmounted.
+    tmp = tempfile.mkdtemp(prefix="hfnode-run-")
     env = dict(os.environ, HFMOUNT_BIN=h.HFMOUNT_BIN, HFCTL_BIN=h.HFCTL_BIN,
-               HF_FIXTURES=h.HF_FIXTURES, HF_SOURCE_ROOT=h.SRC)
-    p = subprocess.run(["node", "--test", "--test-reporter=tap", os.path.join("test", name)],
-                       cwd=CLIENT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       timeout=240)
+               HF_FIXTURES=h.HF_FIXTURES, HF_SOURCE_ROOT=h.SRC, TMPDIR=tmp)
+    try:
+        p = subprocess.run(["node", "--test", "--test-reporter=tap", os.path.join("test", name)],
+                           cwd=CLIENT, env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, timeout=240)
+    finally:
+        left = leftover_mounts(tmp)
+        for mnt in left:
+            subprocess.run(["fusermount3", "-uz", mnt], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+        shutil.rmtree(tmp, ignore_errors=True)
+    check(not left, "node --test %s left mounted: %s" % (name, left))
     out = p.stdout.decode(errors="replace")
     counts = {k: int(v) for k, v in re.findall(r"^# (pass|fail|cancelled|skipped|todo) (\d+)$",
                                                  out, re.M)}
