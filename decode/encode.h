@@ -4,8 +4,8 @@
  * PNG from packed RGB(A) with libdeflate (the default: about 1.4x faster than zlib on grainy
  * 1080p) or through libpng with zlib (level, filter and strategy as configured); 16-bit
  * pictures keep 16 bits and get a cICP chunk for their colour tags. JPEG (JFIF: BT.601
- * matrix, full range) through libavcodec's mjpeg encoder, set as the ffmpeg CLI sets it for
- * -q:v, preferably from the decoded frame itself (image_encode_frame).
+ * matrix, full range) through libjpeg-turbo from the decoded frame's own planes
+ * (image_encode_frame), with the quantization table of `ffmpeg -q:v Q`.
  * Thread-safe: each call uses only its arguments and thread-local encoder state.
  */
 #ifndef HF_ENCODE_H
@@ -46,7 +46,7 @@ struct image_buf {
 /*
  * Encodes pic per opts into out (replacing its contents). 0, or a negative errno with a
  * sentence in err. JPEG refuses alpha and 16-bit pictures with -ENOTSUP; from 8-bit RGB it
- * is what `ffmpeg -i rgb.png -q:v Q f.jpg` makes (yuvj444p, BT.601).
+ * is yuvj444p of BT.601, as `ffmpeg -i rgb.png -q:v Q f.jpg` makes it.
  */
 int image_encode(const struct picture *pic, const struct image_opts *opts, struct image_buf *out,
 		 char *err, size_t errlen);
@@ -58,17 +58,18 @@ struct AVFrame;
  * into out (replacing its contents). 0, or a negative errno with a sentence in err:
  * -ENOTSUP unless opts->format is IMAGE_JPG, and for alpha, > 8-bit, paletted or hardware
  * frames. The frame is only read.
- * - yuvj420p/422p/444p input of BT.601 or unspecified matrix is encoded as is.
- * - other 8-bit YUV of BT.601 (bt470bg, smpte170m) or unspecified matrix is converted as the
- *   ffmpeg 5.1 CLI converts it for `ffmpeg -i SRC -q:v Q f.jpg`: the same target format
- *   (yuvj420p, yuvj422p or yuvj444p, whichever its format negotiation picks), the same
- *   bicubic swscale context and colour details, no RGB on the way; the file decodes to the
- *   CLI's pixels.
- * - other matrices (BT.709, BT.2020, ...) are converted to JFIF's BT.601 full range from the
- *   source's own matrix, directly when the chroma layout is kept, so the file decodes to the
- *   colours the PNG of the frame shows; RGB input is converted with BT.601 into yuvj444p.
- * The encoder: AV_CODEC_FLAG_QSCALE with global_quality = q * FF_QP2LAMBDA, full range, the
- * frame's sample aspect ratio (1:1 when unknown) in the JFIF header, defaults otherwise.
+ * - the layout is the CLI's choice for `ffmpeg -i SRC -q:v Q f.jpg`: yuvj420p, yuvj422p or
+ *   yuvj444p, whichever its format negotiation picks for the frame's format;
+ * - planar 8-bit YUV of that layout is encoded from its own planes: BT.601 or unspecified
+ *   matrix by a table (limited to full range; full range as is), other matrices (BT.709,
+ *   BT.2020, ...) by an integer matrix change to JFIF's BT.601 full range, so the file
+ *   decodes to the colours the PNG of the frame shows;
+ * - other layouts convert with swscale (the range alone for BT.601, or through the PNG's
+ *   RGB), RGB input with BT.601 into yuvj444p.
+ * The file: libjpeg-turbo, baseline, one quantization table equal to the DQT `ffmpeg -q:v Q`
+ * writes (q < 2 writes q=2's), a dead-zone quantizer like the mjpeg encoder's, optimal
+ * Huffman tables, JFIF 1.02 APP0 with the frame's sample aspect ratio (1:1 when unknown).
+ * Not the CLI's bytes; within SPEC 4's bounds of its quality and size.
  */
 int image_encode_frame(const struct AVFrame *f, const struct image_opts *opts,
 		       struct image_buf *out, char *err, size_t errlen);
@@ -82,8 +83,8 @@ void image_buf_free(struct image_buf *b);
 /*
  * Canonical text of everything in opts that changes an image's bytes, for keys:
  * "png:libdeflate:level=1:filter=up", "png:zlib:level=1:filter=up:strategy=rle" or
- * "jpg:v2:q=2" (v2: the CLI's conversion and JFIF header; plain "jpg:q=" images were made
- * from RGB). Returns the length or -ENAMETOOLONG.
+ * "jpg:v3:q=2" (v3: libjpeg-turbo from the planes; v2 images were the CLI's mjpeg bytes,
+ * plain "jpg:q=" ones were made from RGB). Returns the length or -ENAMETOOLONG.
  */
 int image_opts_canon(const struct image_opts *opts, char *buf, size_t len);
 

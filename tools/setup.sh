@@ -14,7 +14,7 @@ want_test=0
 
 pkgs=(build-essential cmake pkg-config libfuse3-dev fuse3 libavformat-dev libavcodec-dev
       libavutil-dev libswscale-dev libavfilter-dev libpng-dev libssl-dev libiniparser-dev zlib1g-dev libdeflate-dev
-      libjansson-dev)
+      libjansson-dev libjpeg62-turbo-dev)
 if [ $want_test = 1 ]; then
 	pkgs+=(ffmpeg python3 chromium fonts-dejavu-core man-db)
 	# tests/integration/test_gluster.py: one store on a real network filesystem (a

@@ -1,5 +1,6 @@
 /*
  * encode: JPEG from decoded frames (image_encode_frame) and from packed RGB (image_encode).
+ * The quantization tables are compared with the DQT of the ffmpeg CLI's own JPEGs.
  * Each file is decoded again with libavcodec's mjpeg decoder and its YCbCr samples are
  * compared with conversions written out here from the standards (BT.601 limited range,
  * BT.709, JFIF's BT.601 full range), not with the encoder's own arithmetic. The comparison
@@ -142,7 +143,7 @@ static void test_canon(void)
 {
 	char buf[64];
 	CHECK(image_opts_canon(&jpg2, buf, sizeof(buf)) > 0);
-	CHECK_EQ_STR(buf, "jpg:v2:q=2");
+	CHECK_EQ_STR(buf, "jpg:v3:q=2");
 }
 
 static void test_refused(void)
@@ -245,6 +246,64 @@ static void test_formats_and_sizes(void)
 	image_buf_free(&out);
 }
 
+/* The DQT segments of a JPEG file, concatenated (markers included), into buf; its length. */
+static size_t dqt_of(const uint8_t *p, size_t n, uint8_t *buf, size_t cap)
+{
+	size_t pos = 2, len = 0;
+	while (pos + 4 <= n && p[pos] == 0xff && p[pos + 1] != 0xda) {
+		size_t seg = 2 + ((size_t)p[pos + 2] << 8 | p[pos + 3]);
+		if (p[pos + 1] == 0xdb && len + seg <= cap) {
+			memcpy(buf + len, p + pos, seg);
+			len += seg;
+		}
+		pos += seg;
+	}
+	return len;
+}
+
+/*
+ * q= keeps the meaning of `ffmpeg -q:v Q`: the DQT segments equal those of the CLI's own
+ * JPEG at that Q (one table for all components), for Q from 1 (written as 2) to 31.
+ */
+static void test_quant_tables_are_the_clis(void)
+{
+	static const int qs[] = {1, 2, 3, 5, 13, 31};
+	struct image_buf out = {0};
+	AVFrame *f = frame_new(AV_PIX_FMT_YUV420P, 64, 48, AVCOL_SPC_UNSPECIFIED, AVCOL_RANGE_MPEG);
+
+	fill_noise(f, 5);
+	for (size_t i = 0; i < sizeof(qs) / sizeof(qs[0]); i++) {
+		char cmd[256];
+		uint8_t cli[65536], a[1024], b[1024];
+		size_t n, la, lb;
+		struct image_opts o = jpg2;
+		FILE *p;
+
+		snprintf(cmd, sizeof(cmd),
+			 "ffmpeg -nostdin -v error -f lavfi -i testsrc2=s=64x48 -frames:v 1 "
+			 "-q:v %d -f image2pipe -c:v mjpeg - 2>/dev/null",
+			 qs[i]);
+		p = popen(cmd, "r");
+		if (!CHECK(p != NULL))
+			break;
+		n = fread(cli, 1, sizeof(cli), p);
+		if (!CHECK(pclose(p) == 0 && n > 100)) {
+			fprintf(stderr, "  the ffmpeg CLI made no JPEG (%s)\n", cmd);
+			break;
+		}
+		o.jpeg_q = qs[i];
+		if (!CHECK_EQ_INT(encode(f, &o, &out), 0))
+			continue;
+		la = dqt_of(out.data, out.len, a, sizeof(a));
+		lb = dqt_of(cli, n, b, sizeof(b));
+		CHECK_EQ_INT(lb, 2 + 2 + 1 + 64); /* the CLI's one table */
+		if (!CHECK(la == lb && memcmp(a, b, la) == 0))
+			fprintf(stderr, "  q=%d: our DQT differs from the CLI's\n", qs[i]);
+	}
+	av_frame_free(&f);
+	image_buf_free(&out);
+}
+
 /* A JFIF APP0 with the frame's sample aspect ratio as its density, 1:1 when unknown. */
 static void test_jfif_header(void)
 {
@@ -268,10 +327,10 @@ static void test_jfif_header(void)
 }
 
 /*
- * Untagged limited-range YUV: the CLI's conversion is swscale's (bicubic, BT.601 on both sides,
- * limited to full range), then the encoder. Doing that conversion here, after the recipe of
- * fftools and vf_scale, and handing the result in as yuvj420p (encoded as is) must give the
- * same bytes; and flat greys land where the range conversion puts them.
+ * Untagged limited-range YUV: the range change (a table, not the CLI's swscale) decodes
+ * within a level of swscale's bicubic limited-to-full conversion of the same picture, tagged
+ * BT.601 gives the same bytes as untagged, and flat greys land where the range conversion
+ * puts them.
  */
 static void test_cli_conversion(void)
 {
@@ -291,8 +350,20 @@ static void test_cli_conversion(void)
 	sws_setColorspaceDetails(sws, inv, sf, inv, df, bri, con, sat);
 	sws_scale(sws, (const uint8_t *const *)f->data, f->linesize, 0, 64, g->data, g->linesize);
 	sws_freeContext(sws);
-	if (CHECK_EQ_INT(encode(f, &jpg2, &a), 0) && CHECK_EQ_INT(encode(g, &jpg2, &b), 0))
-		CHECK(a.len == b.len && memcmp(a.data, b.data, a.len) == 0);
+	if (CHECK_EQ_INT(encode(f, &jpg2, &a), 0) && CHECK_EQ_INT(encode(g, &jpg2, &b), 0)) {
+		AVFrame *x = jpeg_decode(&a), *y = jpeg_decode(&b);
+		if (CHECK(x && y)) {
+			double sum = 0;
+			for (int r = 0; r < 64; r++)
+				for (int c = 0; c < 96; c++)
+					sum += x->data[0][r * x->linesize[0] + c] -
+					       y->data[0][r * y->linesize[0] + c];
+			if (!CHECK(fabs(sum / (96 * 64)) <= 1.0))
+				fprintf(stderr, "  luma mean off swscale's by %.2f\n", sum / 96 / 64);
+		}
+		av_frame_free(&x);
+		av_frame_free(&y);
+	}
 
 	/* tagged BT.601 (smpte170m, bt470bg) converts exactly as untagged */
 	f->colorspace = AVCOL_SPC_SMPTE170M;
@@ -608,6 +679,7 @@ int main(void)
 	test_canon();
 	test_refused();
 	test_formats_and_sizes();
+	test_quant_tables_are_the_clis();
 	test_jfif_header();
 	test_cli_conversion();
 	test_full_range_as_is();
