@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache/gc.h"
 #include "fs/log.h"
@@ -209,6 +210,7 @@ static void engine_sweep(struct engine *e)
 				continue;
 			}
 			*pp = s->next;
+			eng_path_remove_locked(e, s);
 			s->next = dead;
 			dead = s;
 			e->nsegments--;
@@ -287,14 +289,22 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	e->conf = *conf;
 	e->store = store;
 	e->t0_ns = now_ns();
-	e->segments_cap = e->sources_cap = 256;
+	e->segments_cap = e->sources_cap = e->by_path_cap = 256;
+	{
+		/* decode jobs: two per core (each decodes with at most a thread per core) */
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		e->jobs_max = cores > 2 ? 2 * (int)(cores > 64 ? 64 : cores) : 4;
+		e->jobs_hard_max = 2 * e->jobs_max;
+	}
 	if (getenv("HF_TEST_INDEX_DELAY_MS"))
 		e->test_index_delay_ms = atoi(getenv("HF_TEST_INDEX_DELAY_MS"));
 	e->segments = calloc(e->segments_cap, sizeof(*e->segments));
 	e->sources = calloc(e->sources_cap, sizeof(*e->sources));
-	if (!e->segments || !e->sources) {
+	e->by_path = calloc(e->by_path_cap, sizeof(*e->by_path));
+	if (!e->segments || !e->sources || !e->by_path) {
 		free(e->segments);
 		free(e->sources);
+		free(e->by_path);
 		free(e);
 		return -ENOMEM;
 	}
@@ -316,10 +326,13 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	}
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
 	extract_set_memory(conf->memory);
+	extract_set_max_pixels(conf->max_pixels);
+	source_set_max_pixels(conf->max_pixels);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
 		free(e->segments);
 		free(e->sources);
+		free(e->by_path);
 		free(e);
 		return ret;
 	}
@@ -357,6 +370,9 @@ void engine_stop(struct engine *e)
 		pthread_cond_broadcast(&src->unpaused);
 		pthread_mutex_unlock(&src->lock);
 	}
+	pthread_mutex_unlock(&e->lock);
+	eng_jobs_drain(e); /* jobs never started give their frames back */
+	pthread_mutex_lock(&e->lock);
 	while (e->running_jobs > 0)
 		pthread_cond_wait(&e->jobs_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
@@ -398,6 +414,12 @@ void engine_free(struct engine **pe)
 		}
 	free(e->segments);
 	free(e->sources);
+	free(e->by_path);
+	while (e->queues) {
+		struct uid_queue *q = e->queues;
+		e->queues = q->next;
+		free(q);
+	}
 	while (e->content_ids) {
 		struct content_id *c = e->content_ids;
 		e->content_ids = c->next;

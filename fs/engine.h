@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "cache/store.h"
 #include "conf/conf.h"
@@ -46,9 +47,11 @@ void engine_free(struct engine **e);
  * regular gives an error segment without being opened. Never indexes the video (see
  * segment_prepare): it reads at most the segment's manifest. A source that cannot be
  * decoded or a start past its end still gives a segment, with count 0 and an error
- * sentence. Returns 0 with a reference in *out, or -errno.
+ * sentence. uid is the caller's: the segment's decodes wait in that user's queue (the
+ * last to look it up), so one user's many segments do not hold another's first frame.
+ * Returns 0 with a reference in *out, or -errno.
  */
-int engine_segment(struct engine *e, const char *src, const struct stat *file,
+int engine_segment(struct engine *e, const char *src, const struct stat *file, uid_t uid,
 		   const struct segname *sn, struct segment **out);
 
 /*
@@ -106,7 +109,11 @@ int engine_stats_json(struct engine *e, char **out, size_t *len);
 /* Counts a frame file opened by a reader (frames served). */
 void engine_count_served(struct engine *e);
 
-/* Calls fn(arg, name) for every used segment of the video at src (this mount or stored). */
+/*
+ * Calls fn(arg, name) for every used segment of the video at src (this mount or stored).
+ * Costs what that video has: its segments in memory (a table by path) and its directory
+ * of manifests in the store; a video with none costs a stat and a failed opendir.
+ */
 void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *arg, const char *name),
 			  void *arg);
 

@@ -239,7 +239,58 @@ static int seg_fill_cold(struct segment *s)
 	return seg_plan(s);
 }
 
-int engine_segment(struct engine *e, const char *path, const struct stat *file,
+/* ---- the by-path table: a video's segments without a walk of every segment ---- */
+
+static size_t path_bucket(const struct engine *e, const char *path)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)(h % e->by_path_cap);
+}
+
+/* Doubles the table once its chains average four; stays as it is without memory. */
+static void path_grow_locked(struct engine *e)
+{
+	size_t ncap = e->by_path_cap * 2, old = e->by_path_cap;
+	struct segment **nv, **ov = e->by_path;
+
+	if (e->nsegments < 4 * e->by_path_cap || !(nv = calloc(ncap, sizeof(*nv))))
+		return;
+	e->by_path = nv;
+	e->by_path_cap = ncap;
+	for (size_t b = 0; b < old; b++)
+		while (ov[b]) {
+			struct segment *s = ov[b];
+			size_t nb = path_bucket(e, s->path);
+			ov[b] = s->path_next;
+			s->path_next = nv[nb];
+			nv[nb] = s;
+		}
+	free(ov);
+}
+
+void eng_path_add_locked(struct engine *e, struct segment *s)
+{
+	size_t b;
+
+	path_grow_locked(e);
+	b = path_bucket(e, s->path);
+	s->path_next = e->by_path[b];
+	e->by_path[b] = s;
+}
+
+void eng_path_remove_locked(struct engine *e, struct segment *s)
+{
+	for (struct segment **pp = &e->by_path[path_bucket(e, s->path)]; *pp; pp = &(*pp)->path_next)
+		if (*pp == s) {
+			*pp = s->path_next;
+			s->path_next = NULL;
+			return;
+		}
+}
+
+int engine_segment(struct engine *e, const char *path, const struct stat *file, uid_t uid,
 		   const struct segname *sn, struct segment **out)
 {
 	struct image_opts opts = eng_opts_for(e, sn);
@@ -269,6 +320,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	if (s) {
 		s->refs++;
 		s->file = *file;
+		atomic_store(&s->uid, uid);
 		pthread_mutex_unlock(&e->lock);
 		free(identity);
 		*out = s;
@@ -283,6 +335,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	}
 	s->e = e;
 	s->refs = 1;
+	s->uid = uid;
 	s->key = key;
 	s->sn = *sn;
 	s->file = *file;
@@ -322,6 +375,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		if (other) {
 			other->refs++;
 			other->file = *file;
+			atomic_store(&other->uid, uid);
 			pthread_mutex_unlock(&e->lock);
 			eng_seg_free(s);
 			*out = other;
@@ -335,6 +389,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		e->segments[b] = s;
 	}
 	e->nsegments++;
+	eng_path_add_locked(e, s);
 	s->refs++; /* the table's */
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->segments_known, 1);
@@ -459,6 +514,7 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 				eng_mark_failed_locked(src, f, w);
 				continue;
 			}
+			j->uid = atomic_load(&s->uid);
 			*start = j;
 		}
 		fs->state = F_CLAIMED;
@@ -644,7 +700,8 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 			goto out_start;
 		}
 		/* not eager, or a frame outside what was claimed: a job of its own */
-		start = start ? start : eng_job_new_locked(src, f, f);
+		if (!start && (start = eng_job_new_locked(src, f, f)))
+			start->uid = atomic_load(&s->uid);
 		if (start) {
 			src->fs[f].state = F_CLAIMED;
 			src->fs[f].owner = start;
@@ -807,8 +864,10 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	if (eng_source_identity(e, src, NULL, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
-	FOR_EACH_SEGMENT(e, s) {
+	for (struct segment *s = e->by_path[path_bucket(e, src)]; s; s = s->path_next) {
 		bool started = false;
+		if (strcmp(s->path, src) != 0)
+			continue;
 		if (s->src) {
 			pthread_mutex_lock(&s->src->lock);
 			started = s->started;
