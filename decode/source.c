@@ -373,6 +373,19 @@ static int open_described(int fd, const char *name, AVFormatContext **pfmt,
 	if (ret < 0)
 		return ret;
 	input_set_budget(fmt, budget, deadline_ns);
+	/* what the container's header claims is refused before any picture is decoded */
+	for (unsigned i = 0; i < fmt->nb_streams; i++) {
+		const AVCodecParameters *par = fmt->streams[i]->codecpar;
+		uint64_t mp = atomic_load(&max_pixels_setting);
+		if (par->codec_type == AVMEDIA_TYPE_VIDEO && mp && par->width > 0 && par->height > 0 &&
+		    (uint64_t)par->width * (uint64_t)par->height > mp) {
+			snprintf(err, errlen,
+				 "decode.max_pixels (%" PRIu64 ") is smaller than the picture of %s (%dx%d)",
+				 mp, name, par->width, par->height);
+			ret = -E2BIG;
+			goto out_close;
+		}
+	}
 	ret = probe(fmt);
 	if (input_over_budget(fmt)) {
 		snprintf(err, errlen, "%s could not be probed within hfmount's budget for one index", name);
