@@ -311,6 +311,7 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->built, NULL);
 	pthread_cond_init(&e->jobs_done, NULL);
+	pthread_cond_init(&e->index_cond, NULL);
 	pthread_mutex_init(&e->evict_lock, NULL);
 	pthread_mutex_init(&e->gc_lock, NULL);
 	pthread_mutex_init(&e->known_lock, NULL);
@@ -415,6 +416,11 @@ void engine_free(struct engine **pe)
 	free(e->segments);
 	free(e->sources);
 	free(e->by_path);
+	while (e->index_users) {
+		struct index_user *u = e->index_users;
+		e->index_users = u->next;
+		free(u);
+	}
 	while (e->queues) {
 		struct uid_queue *q = e->queues;
 		e->queues = q->next;
@@ -428,6 +434,7 @@ void engine_free(struct engine **pe)
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->built);
 	pthread_cond_destroy(&e->jobs_done);
+	pthread_cond_destroy(&e->index_cond);
 	pthread_mutex_destroy(&e->evict_lock);
 	pthread_mutex_destroy(&e->gc_lock);
 	pthread_mutex_destroy(&e->known_lock);

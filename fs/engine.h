@@ -58,7 +58,11 @@ int engine_segment(struct engine *e, const char *src, const struct stat *file, u
  * Indexes a cold segment's video window, once, for whoever needs its frames first (its
  * count, frames or .hfinfo); the others wait. Call before any of the functions below;
  * engine_segment itself never indexes, so a lookup never waits for a video's index.
- * Always 0: what fails becomes the segment's error sentence.
+ * Blocks its caller (a FUSE thread) for the index, bounded in bytes and time (source.h),
+ * and for a turn: at most 4 callers index at once, 2 of one user (the segment's uid).
+ * 0: what fails becomes the segment's error sentence. -EBUSY, at once, when that user
+ * already has 16 threads indexing or waiting to (or all users 32): the segment is left
+ * unprepared (count 0, a busy sentence in .hfinfo) and the next call tries again.
  */
 int segment_prepare(struct segment *s);
 

@@ -84,6 +84,13 @@ struct uid_queue {
 	struct uid_queue *next;
 };
 
+/* A user's FUSE threads in index work (engine lock): indexing, and indexing or waiting. */
+struct index_user {
+	uid_t uid;
+	int indexing, in_gate;
+	struct index_user *next;
+};
+
 struct source {
 	struct engine *e;
 	char *path;      /* the first path it was asked for under: names it in logs */
@@ -192,6 +199,14 @@ struct engine {
 	 */
 	int jobs_max, jobs_hard_max, jobs_threads;
 	struct uid_queue *queues;
+	/*
+	 * FUSE threads in segment_prepare's index work (engine lock): at most INDEX_MAX at
+	 * once and INDEX_PER_USER of one user; one user's threads indexing or waiting to are
+	 * bounded too (engine_segments.c), so the others' requests keep their threads.
+	 */
+	pthread_cond_t index_cond;
+	int indexing, index_gate;
+	struct index_user *index_users;
 	/* segments by source path (engine lock): a listing costs what the directory holds */
 	struct segment **by_path;
 	size_t by_path_cap;

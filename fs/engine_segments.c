@@ -397,6 +397,65 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file, 
 	return 0;
 }
 
+/*
+ * FUSE threads doing index work: at most INDEX_MAX at once, INDEX_PER_USER of one user;
+ * one user may have INDEX_GATE_PER_USER threads indexing or waiting to (a quarter of
+ * FUSE's 64), all users INDEX_GATE_MAX (half): past those a prepare answers at once with
+ * a busy sentence, so one user's hundreds of lookups never hold every FUSE thread.
+ */
+#define INDEX_MAX 4
+#define INDEX_PER_USER 2
+#define INDEX_GATE_PER_USER 16
+#define INDEX_GATE_MAX 32
+
+/* Enters the index gate as uid, waiting for a turn: 0, or -EBUSY past the gate's bounds. */
+static int index_enter(struct engine *e, uid_t uid)
+{
+	struct index_user *u;
+
+	pthread_mutex_lock(&e->lock);
+	for (u = e->index_users; u && u->uid != uid; u = u->next)
+		;
+	if (!u && (u = calloc(1, sizeof(*u)))) {
+		u->uid = uid;
+		u->next = e->index_users;
+		e->index_users = u;
+	}
+	if (!u || u->in_gate >= INDEX_GATE_PER_USER || e->index_gate >= INDEX_GATE_MAX) {
+		pthread_mutex_unlock(&e->lock);
+		return -EBUSY;
+	}
+	u->in_gate++;
+	e->index_gate++;
+	while (e->indexing >= INDEX_MAX || u->indexing >= INDEX_PER_USER)
+		pthread_cond_wait(&e->index_cond, &e->lock);
+	e->indexing++;
+	u->indexing++;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+static void index_leave(struct engine *e, uid_t uid)
+{
+	pthread_mutex_lock(&e->lock);
+	for (struct index_user **pp = &e->index_users; *pp; pp = &(*pp)->next) {
+		struct index_user *u = *pp;
+		if (u->uid != uid)
+			continue;
+		u->indexing--;
+		u->in_gate--;
+		if (u->in_gate == 0) {
+			*pp = u->next;
+			free(u);
+		}
+		break;
+	}
+	e->indexing--;
+	e->index_gate--;
+	pthread_cond_broadcast(&e->index_cond);
+	pthread_mutex_unlock(&e->lock);
+}
+
 int segment_prepare(struct segment *s)
 {
 	struct engine *e = s->e;
@@ -404,6 +463,7 @@ int segment_prepare(struct segment *s)
 	struct source *src;
 	struct stat file;
 	uint64_t t0 = now_ns();
+	uid_t uid = atomic_load(&s->uid);
 	int ret;
 
 	pthread_mutex_lock(&e->lock);
@@ -417,7 +477,20 @@ int segment_prepare(struct segment *s)
 	file = s->file;
 	pthread_mutex_unlock(&e->lock);
 
+	if (index_enter(e, uid) < 0) {
+		/* not prepared: the next call tries again */
+		pthread_mutex_lock(&e->lock);
+		snprintf(s->error, sizeof(s->error),
+			 "hfmount is busy indexing other videos for this user; %s is indexed when asked again",
+			 source_name(s->path));
+		s->preparing = false;
+		pthread_cond_broadcast(&e->built);
+		pthread_mutex_unlock(&e->lock);
+		return -EBUSY;
+	}
+	s->error[0] = 0;
 	src = eng_source_get(e, s->path, &file, s->identity, &opts, &s->sn);
+	index_leave(e, uid);
 	if (src) {
 		pthread_mutex_lock(&e->lock);
 		s->src = src; /* under the engine lock: the sweep reads it there */

@@ -155,18 +155,84 @@ def a_padded_file_costs_its_data_and_blocks_no_one():
             check(m.alive(), "hfmount died")
 
 
+@test
+def index_work_never_holds_every_fuse_thread():
+    """70 hard links listed at once by root, each index made slow on purpose (2 s): the
+    second user's lookups answer within a second; root's excess gets the busy sentence
+    and is indexed when asked again."""
+    with h.tempdir() as tmp:
+        root = tree(tmp)
+        links = []
+        for i in range(70):
+            links.append("l%02d.mp4" % i)
+            os.link(h.fixture("light30.mp4"), os.path.join(root, links[-1]))
+        os.environ["HF_TEST_INDEX_DELAY_MS"] = "2000"
+        try:
+            m = mount(root)
+            m.__enter__()
+        finally:
+            del os.environ["HF_TEST_INDEX_DELAY_MS"]
+        try:
+            done = {}
+
+            def ls(name):
+                try:
+                    done[name] = os.listdir(m.path(name + "@0+0.2@10"))
+                except OSError as e:
+                    done[name] = str(e)
+
+            ts = [threading.Thread(target=ls, args=(n,), daemon=True) for n in links]
+            for t in ts:
+                t.start()
+            time.sleep(0.3)
+            r = as_user([("stat", m.path("other.mp4")), ("list", m.path()),
+                         ("stat", m.path("other.mp4@0+1@2"))], timeout=60)
+            print("  the other user's lookups under 70 slow indexes: %s s"
+                  % ", ".join("%.3f" % x[1] for x in r))
+            check(all(x[0] not in ("EENOENT", "EEACCES") for x in r), "lookups: %r" % r)
+            check(all(x[1] < 1 for x in r), "the other user's lookups took %r" % [x[1] for x in r])
+            for t in ts:
+                t.join(60)
+            check(all(not t.is_alive() for t in ts), "listings hang")
+            full = [n for n in links if isinstance(done[n], list) and len(done[n]) == 3]
+            busy = [n for n in links if done[n] == [".hfinfo"]]
+            print("  root: %d listed, %d told busy" % (len(full), len(busy)))
+            check(len(full) + len(busy) == 70 and len(full) >= 2, "root's listings: %r" % done)
+            if busy:  # asked again (its .hfinfo, then a listing), it is indexed now
+                with open(m.path(busy[0] + "@0+0.2@10", ".hfinfo"), "rb") as f:
+                    info = json.loads(f.read())
+                check(info.get("error") is None and info.get("count") == 2,
+                      ".hfinfo of a busy one asked again: %r" % info)
+                # Its frames are there (the kernel may still hold the busy listing of the
+                # directory: fs.c's opendir sets cache_readdir whatever segment_prepare said).
+                check(read_frame(m.path(busy[0] + "@0+0.2@10", "frame_00002.png")) > 1000,
+                      "a busy segment asked again gives no frame")
+        finally:
+            m.__exit__(None, None, None)
+
+
+def jpeg(w, h):
+    """A baseline grey JPEG of w x h whose every 8x8 block is flat: 2 bits a block (one
+    Huffman code "0" for DC category 0, one for EOB), so 16000x16000 is 1 MB of zeros."""
+    def seg(marker, payload):
+        return b"\xff" + bytes([marker]) + struct.pack(">H", len(payload) + 2) + payload
+    bits = b"\x01" + b"\x00" * 15
+    blocks = ((w + 7) // 8) * ((h + 7) // 8)
+    return (b"\xff\xd8" + seg(0xdb, b"\x00" + b"\x01" * 64)
+            + seg(0xc0, struct.pack(">BHHB", 8, h, w, 1) + b"\x01\x11\x00")
+            + seg(0xc4, b"\x00" + bits + b"\x00") + seg(0xc4, b"\x10" + bits + b"\x00")
+            + seg(0xda, b"\x01\x01\x00\x00\x3f\x00")
+            + b"\x00" * ((2 * blocks + 7) // 8) + b"\xff\xd9")
+
+
 def huge_avi(path):
-    """A 160x160 MJPEG AVI whose headers and every frame's SOF claim 16000x16000."""
-    small = path + ".small.avi"
-    h.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-           "testsrc=s=160x160:d=1:r=25", "-c:v", "mjpeg", "-pix_fmt", "yuvj420p", small])
-    b = bytearray(open(small, "rb").read())
-    os.unlink(small)
-    b = b.replace(struct.pack("<II", 160, 160), struct.pack("<II", 16000, 16000))
-    b = b.replace(bytes([0xff, 0xc0, 0, 0x11, 8, 0, 0xa0, 0, 0xa0]),
-                  bytes([0xff, 0xc0, 0, 0x11, 8, 0x3e, 0x80, 0x3e, 0x80]))
-    with open(path, "wb") as f:
-        f.write(b)
+    """An MJPEG AVI of three real (decodable) 16000x16000 grey pictures, 3 MB."""
+    raw = path + ".mjpeg"
+    with open(raw, "wb") as f:
+        f.write(jpeg(16000, 16000) * 3)
+    h.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-y", "-f", "mjpeg", "-framerate", "10",
+           "-i", raw, "-c", "copy", path])
+    os.unlink(raw)
     os.chmod(path, 0o644)
 
 
@@ -177,7 +243,7 @@ def a_huge_picture_is_refused_within_the_budget():
         huge_avi(os.path.join(root, "huge.avi"))
         with mount(root) as m:
             names = ["huge.avi@0+0.5@10"] + ["huge.avi@0+0.5@10@w=%d,h=%d" % (s, s)
-                                             for s in (100, 200, 300, 400)]
+                                             for s in (100,)]
             res = as_user([op for n in names for op in (("list", m.path(n)), ("info", m.path(n)))])
             for i, n in enumerate(names):
                 listing, info = res[2 * i][0], res[2 * i + 1][0]
@@ -203,10 +269,15 @@ def a_listing_costs_what_the_directory_holds():
             for i in range(n):
                 os.link(h.fixture("light30.mp4"), os.path.join(root, d, "v%04d.mp4" % i))
         with mount(root) as m:
-            # Every file of "with" gets segments in memory (lookups), five of them used.
+            best_without = 1e9
+            for _ in range(3):  # before any segment exists: what the directory alone costs
+                t = time.monotonic()
+                os.listdir(m.path("without"))
+                best_without = min(best_without, time.monotonic() - t)
+            # Every file of "with" gets 20 segments in memory (lookups), five of them used.
             for i in range(n):
-                for k in range(10):
-                    os.stat(m.path("with", "v%04d.mp4@0+0.%d@10" % (i, k + 1)))
+                for k in range(20):
+                    os.stat(m.path("with", "v%04d.mp4@0+0.%02d@10" % (i, k + 1)))
             for i in range(5):
                 read_frame(m.path("with", "v%04d.mp4@0+0.1@10" % i, "frame_00001.png"))
 
@@ -217,21 +288,20 @@ def a_listing_costs_what_the_directory_holds():
 
             best = {}
             for _ in range(3):  # best of three: the page cache and the kernel's lookups settle
-                for d in ("without", "with"):
-                    names, dt = timed_ls(d)
-                    best[d] = min(best.get(d, 1e9), dt)
+                names, dt = timed_ls("with")
+                best["with"] = min(best.get("with", 1e9), dt)
             check(len([x for x in names if "@" in x]) == 5, "used segments listed: %r"
                   % [x for x in names if "@" in x])
-            ratio = best["with"] / max(best["without"], 0.005)
-            print("  %d files: %.3f s without segments, %.3f s with 10000 (ratio %.1f)"
-                  % (n, best["without"], best["with"], ratio))
+            ratio = best["with"] / max(best_without, 0.005)
+            print("  %d files: %.3f s before any segment, %.3f s with 20000 (ratio %.1f)"
+                  % (n, best_without, best["with"], ratio))
             check(ratio < 3, "a listing with segments is %.1f times slower" % ratio)
             out = h.in_threads(*[(timed_ls, "with") for _ in range(16)])
             slowest = max(x[1] for x in out)
             r = as_user([("stat", m.path("other.mp4")), ("list", m.path())], timeout=30)
             print("  16 parallel listings: slowest %.2f s; another user's lookups %.3f s"
                   % (slowest, max(x[1] for x in r)))
-            check(slowest < 16 * best["with"] + 2, "parallel listings took %.2f s" % slowest)
+            check(slowest < 16 * max(best_without, 0.005) + 1, "parallel listings took %.2f s" % slowest)
             check(all(x[1] < 1 for x in r), "other lookups during listings: %r" % r)
 
 
