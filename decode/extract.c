@@ -599,13 +599,27 @@ static uint64_t picture_bytes(uint64_t w, uint64_t h, const struct source_index 
 	       (idx->depth > 8 ? 2 : 1);
 }
 
-/* Waits until the decoder's pictures fit in the budget beside what is in flight, then holds them. */
+/* A reservation waits this long at most for room (see decoder_reserve). */
+#define RESERVE_WAIT_NS 2000000000LL
+
+/*
+ * Waits until the decoder's pictures fit in the budget beside what is in flight, then
+ * holds them. The wait is bounded: a run that its caller makes others pause for (a
+ * far-ahead reader's) would otherwise wait for their reservations while they wait for it;
+ * past RESERVE_WAIT_NS it decodes anyway, over the budget (peak shows it), and the
+ * engine's bound on jobs bounds how far.
+ */
 static void decoder_reserve(struct decoder *d, uint64_t bytes)
 {
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until); /* pool.room waits on the default clock */
+	until.tv_sec += RESERVE_WAIT_NS / 1000000000LL;
 	pthread_mutex_lock(&pool.lock);
 	while (pool.budget && pool.reserved + pool.in_flight > 0 &&
 	       pool.reserved + pool.in_flight + bytes > pool.budget)
-		pthread_cond_wait(&pool.room, &pool.lock);
+		if (pthread_cond_timedwait(&pool.room, &pool.lock, &until) == ETIMEDOUT)
+			break;
 	pool.reserved += bytes;
 	if (pool.reserved + pool.in_flight > pool.peak)
 		pool.peak = pool.reserved + pool.in_flight;

@@ -889,6 +889,11 @@ void eng_job_start(struct job *j)
 	pthread_mutex_lock(&e->lock);
 	e->running_jobs++;
 	j->src->users++; /* the job uses the source to its very end, queued or running */
+	if (atomic_load(&e->stopping)) { /* engine_stop drained the queues already */
+		pthread_mutex_unlock(&e->lock);
+		job_end(j, true, false);
+		return;
+	}
 	q = uid_queue_of_locked(e, j->uid, true);
 	if (!q || (!q->head && may_start_locked(e, q))) {
 		now = true; /* no queue (no memory): it runs, past the bound */
