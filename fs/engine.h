@@ -62,7 +62,8 @@ int engine_segment(struct engine *e, const char *src, const struct stat *file, u
  * and for a turn: at most 4 callers index at once, 2 of one user (the segment's uid).
  * 0: what fails becomes the segment's error sentence. -EBUSY, at once, when that user
  * already has 16 threads indexing or waiting to (or all users 32): the segment is left
- * unprepared (count 0, a busy sentence in .hfinfo) and the next call tries again.
+ * unprepared (count 0, a busy sentence in .hfinfo) and the next call tries again;
+ * -ENOMEM likewise when no memory was left for the source.
  */
 int segment_prepare(struct segment *s);
 

@@ -500,7 +500,14 @@ int segment_prepare(struct segment *s)
 			seg_error(s, "the numbers of %s are out of range for the time base of %s",
 				  s->name, source_name(s->path));
 	} else {
-		seg_error(s, "out of memory indexing %s", source_name(s->path));
+		/* not prepared: a failed allocation is asked again, never a lasting verdict */
+		pthread_mutex_lock(&e->lock);
+		snprintf(s->error, sizeof(s->error), "out of memory indexing %s; asked again, it is indexed",
+			 source_name(s->path));
+		s->preparing = false;
+		pthread_cond_broadcast(&e->built);
+		pthread_mutex_unlock(&e->lock);
+		return -ENOMEM;
 	}
 	pthread_mutex_lock(&e->lock);
 	s->prepare_ns = now_ns() - t0;

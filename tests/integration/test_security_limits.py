@@ -255,7 +255,8 @@ def a_huge_picture_is_refused_within_the_budget():
             rss = m.peak_rss()
             margin = 200 << 20  # libav, the encoder pool, FUSE and the store
             print("  peak RSS %d MiB (bound %d MiB)" % (rss >> 20, (MEMORY + margin) >> 20))
-            check(rss <= MEMORY + margin, "peak RSS %d MiB" % (rss >> 20))
+            if not m.sanitized():  # ASan and TSan have their own shadow memory
+                check(rss <= MEMORY + margin, "peak RSS %d MiB" % (rss >> 20))
             check(m.alive(), "hfmount died")
 
 
@@ -316,9 +317,10 @@ def many_segments_stay_bounded_and_share_the_decoders():
             as_user([("list", m.path("u0.mp4@0.5+1@30"))])
             alone = as_user([("read", m.path("u0.mp4@0.5+1@30", "frame_00001.png"))])[0]
             check(isinstance(alone[0], int) and alone[0] > 1000, "alone: %r" % alone)
-            shutil.copyfile(h.fixture("cfr30.mp4"), os.path.join(root, "other2.mp4"))
-            segs = ["%s@%d.%d+0.3@30" % (v, s // 10, s % 10)
-                    for v in ("other.mp4", "other2.mp4") for s in range(0, 36, 1)][:60]
+            # 60 disjoint 1 s segments (1800 frames) of 15 copies (15 sources)
+            for i in range(15):
+                shutil.copyfile(h.fixture("cfr30.mp4"), os.path.join(root, "c%02d.mp4" % i))
+            segs = ["c%02d.mp4@%d+1@30" % (i, s) for i in range(15) for s in range(4)]
             for s in segs:
                 os.listdir(m.path(s))  # indexed once: the load below is decoding
             as_user([("list", m.path("u1.mp4@0.5+1@30"))])
@@ -354,7 +356,8 @@ def many_segments_stay_bounded_and_share_the_decoders():
             # FUSE's 64 threads at most, the jobs' (8 x (1 + a decoder thread per core)), the pool
             check(peaks["threads"] <= 100, "%d threads" % peaks["threads"])
             check(peaks["fds"] <= 100, "%d fds" % peaks["fds"])
-            check(rss <= MEMORY + (200 << 20), "peak RSS %d MiB" % (rss >> 20))
+            if not m.sanitized():
+                check(rss <= MEMORY + (200 << 20), "peak RSS %d MiB" % (rss >> 20))
 
 
 if __name__ == "__main__":
