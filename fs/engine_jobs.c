@@ -693,7 +693,8 @@ static void jobs_next(struct engine *e)
 
 		pthread_mutex_lock(&e->lock);
 		for (struct uid_queue *q = e->queues; q; q = q->next)
-			if (q->head && may_start_locked(e, q) && (!pick || (q->running == 0 && pick->running > 0)))
+			if (q->head && may_start_locked(e, q) &&
+			    (!pick || (q->running == 0 && pick->running > 0)))
 				pick = q;
 		if (!pick || atomic_load(&e->stopping)) {
 			/* users with nothing queued and nothing running are forgotten */

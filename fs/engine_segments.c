@@ -282,7 +282,8 @@ void eng_path_add_locked(struct engine *e, struct segment *s)
 
 void eng_path_remove_locked(struct engine *e, struct segment *s)
 {
-	for (struct segment **pp = &e->by_path[path_bucket(e, s->path)]; *pp; pp = &(*pp)->path_next)
+	for (struct segment **pp = &e->by_path[path_bucket(e, s->path)]; *pp;
+	     pp = &(*pp)->path_next)
 		if (*pp == s) {
 			*pp = s->path_next;
 			s->path_next = NULL;
