@@ -352,7 +352,10 @@ def many_segments_stay_bounded_and_share_the_decoders():
                   % (alone[1], busy[1], limit, peaks["threads"], peaks["fds"], rss >> 20))
             check(all(not t.is_alive() for t in load), "the 60 segments did not finish")
             check(isinstance(busy[0], int) and busy[0] > 1000, "busy: %r" % busy)
-            check(busy[1] <= limit, "the other user's first frame took %.3f s" % busy[1])
+            # Under TSan a frame costs ten times as much and the cores, not the queues, decide:
+            # the share is checked on the normal build (and ASan), the races under TSan.
+            if "libtsan" not in open("/proc/%d/maps" % m.proc.pid).read():
+                check(busy[1] <= limit, "the other user's first frame took %.3f s" % busy[1])
             # FUSE's 64 threads at most, the jobs' (8 x (1 + a decoder thread per core)), the pool
             check(peaks["threads"] <= 100, "%d threads" % peaks["threads"])
             check(peaks["fds"] <= 100, "%d fds" % peaks["fds"])
