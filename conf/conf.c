@@ -76,6 +76,7 @@ static const struct conf_key conf_keys[] = {
 	{"decode", "png_deflate", KIND_ENUM, FIELD(png_deflate), 0, 0, png_deflate_names},
 	{"decode", "jpeg_q", KIND_INT, FIELD(jpeg_q), 1, 31, NULL},
 	{"decode", "memory", KIND_SIZE, FIELD(memory), 0, 0, NULL},
+	{"decode", "max_pixels", KIND_SIZE, FIELD(max_pixels), 0, 0, NULL},
 	{"fs", "source_root", KIND_PATH, FIELD(source_root), 0, 0, NULL},
 	{"fs", "attr_timeout", KIND_SECONDS, FIELD(attr_timeout), 0, 0, NULL},
 	{"log", "level", KIND_ENUM, FIELD(log_level), 0, 0, log_level_names},
@@ -782,6 +783,7 @@ void conf_defaults(struct hf_conf *c)
 	c->png_deflate = HF_PNG_DEFLATE_FAST;
 	c->jpeg_q = 2;
 	c->memory = (uint64_t)256 << 20;
+	c->max_pixels = (uint64_t)1 << 26; /* 8192x8192: DCI 8K (8192x4320) and square 8K fit */
 	strcpy(c->source_root, "/");
 	c->attr_timeout = 86400;
 	c->log_level = HF_LOG_INFO;

@@ -47,6 +47,7 @@ struct hf_conf {
 	enum hf_png_deflate png_deflate;   /* default fast (decode/fastpng); libdeflate; zlib honours strategy */
 	int jpeg_q;              /* mjpeg qscale 1..31 (like ffmpeg -q:v); default 2 */
 	uint64_t memory;         /* bytes of frames in flight, 0 = unbounded; default 256M */
+	uint64_t max_pixels;     /* largest picture decoded (width x height), 0 = unbounded; default 64M = 8192x8192 */
 	/* [fs] */
 	char source_root[PATH_MAX]; /* absolute, no trailing slash except "/"; default "/" */
 	double attr_timeout;     /* seconds, >= 0; default 86400 */

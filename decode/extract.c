@@ -8,6 +8,7 @@
 #include "decode/input_i.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
@@ -60,6 +61,14 @@ static struct {
 	 * fits when nothing else is in flight).
 	 */
 	uint64_t budget, in_flight, peak;
+	/*
+	 * What running decoders hold of it: each run reserves its decoder's own pictures
+	 * (threads x pictures a thread keeps) while it is open. A reservation waits while it
+	 * would not fit beside what is in flight (one always fits alone); frames wait only
+	 * for other frames, which always drain, so two runs never wait for each other.
+	 */
+	uint64_t reserved;
+	uint64_t max_pixels; /* decode.max_pixels, 0: none */
 	pthread_cond_t room;
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER,
 	  .not_empty = PTHREAD_COND_INITIALIZER,
@@ -423,10 +432,26 @@ void extract_set_memory(uint64_t bytes)
 	pthread_mutex_unlock(&pool.lock);
 }
 
+void extract_set_max_pixels(uint64_t pixels)
+{
+	pthread_mutex_lock(&pool.lock);
+	pool.max_pixels = pixels;
+	pthread_mutex_unlock(&pool.lock);
+}
+
+static uint64_t max_pixels(void)
+{
+	uint64_t v;
+	pthread_mutex_lock(&pool.lock);
+	v = pool.max_pixels;
+	pthread_mutex_unlock(&pool.lock);
+	return v;
+}
+
 void extract_memory(uint64_t *in_flight, uint64_t *peak, uint64_t *budget)
 {
 	pthread_mutex_lock(&pool.lock);
-	*in_flight = pool.in_flight;
+	*in_flight = pool.reserved + pool.in_flight;
 	*peak = pool.peak;
 	*budget = pool.budget;
 	pthread_mutex_unlock(&pool.lock);
@@ -521,15 +546,16 @@ static void submit(struct job_run *run, AVFrame *frame, size_t index, bool urgen
 
 	pthread_mutex_lock(&pool.lock);
 	while (pool.len == pool.cap ||
-	       (pool.budget && pool.in_flight > 0 && pool.in_flight + cost > pool.budget)) {
+	       (pool.budget && pool.in_flight > 0 &&
+		pool.reserved + pool.in_flight + cost > pool.budget)) {
 		if (pool.len == pool.cap)
 			pthread_cond_wait(&pool.not_full, &pool.lock);
 		else
 			pthread_cond_wait(&pool.room, &pool.lock);
 	}
 	pool.in_flight += cost;
-	if (pool.in_flight > pool.peak)
-		pool.peak = pool.in_flight;
+	if (pool.reserved + pool.in_flight > pool.peak)
+		pool.peak = pool.reserved + pool.in_flight;
 	if (urgent) {
 		pool.head = (pool.head + pool.cap - 1) % pool.cap;
 		pool.q[pool.head] = (struct task){run, frame, index, cost};
@@ -557,7 +583,60 @@ struct decoder {
 	AVStream *st;
 	AVPacket *pkt;
 	AVFrame *frame;
+	uint64_t reserved; /* what it holds of the memory budget (pool.reserved) */
 };
+
+/* Pictures a decoder thread may hold (frame threads keep references and reordered ones). */
+#define DECODER_PICTURES_PER_THREAD 2
+/* And the decoder's own: the reference pictures and the one being output. */
+#define DECODER_PICTURES_BASE 4
+
+/* Bytes of one decoded picture of the index's stream. */
+static uint64_t picture_bytes(uint64_t w, uint64_t h, const struct source_index *idx)
+{
+	uint64_t px = w * h;
+	return (px + 2 * (px >> (idx->chroma_w + idx->chroma_h)) + (idx->alpha ? px : 0)) *
+	       (idx->depth > 8 ? 2 : 1);
+}
+
+/* A reservation waits this long at most for room (see decoder_reserve). */
+#define RESERVE_WAIT_NS 2000000000LL
+
+/*
+ * Waits until the decoder's pictures fit in the budget beside what is in flight, then
+ * holds them. The wait is bounded: a run that its caller makes others pause for (a
+ * far-ahead reader's) would otherwise wait for their reservations while they wait for it;
+ * past RESERVE_WAIT_NS it decodes anyway, over the budget (peak shows it), and the
+ * engine's bound on jobs bounds how far.
+ */
+static void decoder_reserve(struct decoder *d, uint64_t bytes)
+{
+	struct timespec until;
+
+	clock_gettime(CLOCK_REALTIME, &until); /* pool.room waits on the default clock */
+	until.tv_sec += RESERVE_WAIT_NS / 1000000000LL;
+	pthread_mutex_lock(&pool.lock);
+	while (pool.budget && pool.reserved + pool.in_flight > 0 &&
+	       pool.reserved + pool.in_flight + bytes > pool.budget)
+		if (pthread_cond_timedwait(&pool.room, &pool.lock, &until) == ETIMEDOUT)
+			break;
+	pool.reserved += bytes;
+	if (pool.reserved + pool.in_flight > pool.peak)
+		pool.peak = pool.reserved + pool.in_flight;
+	pthread_mutex_unlock(&pool.lock);
+	d->reserved = bytes;
+}
+
+static void decoder_unreserve(struct decoder *d)
+{
+	if (!d->reserved)
+		return;
+	pthread_mutex_lock(&pool.lock);
+	pool.reserved -= d->reserved;
+	pthread_cond_broadcast(&pool.room);
+	pthread_mutex_unlock(&pool.lock);
+	d->reserved = 0;
+}
 
 static void decoder_close(struct decoder *d)
 {
@@ -565,6 +644,7 @@ static void decoder_close(struct decoder *d)
 	av_packet_free(&d->pkt);
 	avcodec_free_context(&d->dec);
 	input_close(&d->fmt);
+	decoder_unreserve(d);
 }
 
 /*
@@ -576,9 +656,7 @@ static int decoder_threads(const AVCodecParameters *par, const struct source_ind
 {
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* a decoded picture, as the index knows it (the codec parameters may not say yet) */
-	uint64_t px = (uint64_t)par->width * (uint64_t)par->height;
-	uint64_t pic = (px + 2 * (px >> (idx->chroma_w + idx->chroma_h)) + (idx->alpha ? px : 0)) *
-		       (idx->depth > 8 ? 2 : 1);
+	uint64_t pic = picture_bytes((uint64_t)par->width, (uint64_t)par->height, idx);
 	uint64_t budget;
 	long n = cores > 0 ? cores : 1;
 
@@ -587,7 +665,8 @@ static int decoder_threads(const AVCodecParameters *par, const struct source_ind
 	pthread_mutex_unlock(&pool.lock);
 	if (budget && pic > 0 && (uint64_t)n * 4 * pic > budget / 2)
 		n = (long)(budget / 2 / (4 * pic));
-	return n < 1 ? 1 : n > 16 ? 16 : (int)n;
+	/* at most one per core: jobs are bounded by the engine, so threads are too */
+	return n < 1 ? 1 : n > cores ? (int)cores : n > 16 ? 16 : (int)n;
 }
 
 static int decoder_open(struct decoder *d, int fd, const struct source_index *idx, char *why,
@@ -635,6 +714,13 @@ static int decoder_open(struct decoder *d, int fd, const struct source_index *id
 	d->dec->pkt_timebase = d->st->time_base;
 	d->dec->thread_count = decoder_threads(d->st->codecpar, idx);
 	d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
+	/* a stream whose pictures grow past the bound mid-way is refused by the decoder */
+	if (max_pixels() && max_pixels() <= INT64_MAX)
+		d->dec->max_pixels = (int64_t)max_pixels();
+	/* the decoder's own pictures count in the budget, at the index's size */
+	decoder_reserve(d, (uint64_t)(DECODER_PICTURES_BASE +
+				      DECODER_PICTURES_PER_THREAD * d->dec->thread_count) *
+				   picture_bytes((uint64_t)idx->width, (uint64_t)idx->height, idx));
 	ret = avcodec_open2(d->dec, codec, NULL);
 	if (ret < 0) {
 		snprintf(why, whylen, "the %s decoder could not be opened", codec->name);
@@ -728,7 +814,8 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 	case EXTRACT_ENCODE_NOW: {
 		AVFrame *ref = av_frame_clone(f);
 		if (!ref) {
-			job->done(job->arg, (size_t)i, -ENOMEM, NULL, "out of memory");
+			job->done(job->arg, (size_t)i, -EAGAIN, NULL,
+				  "out of memory for a decoded frame; it is made again later");
 			break;
 		}
 		submit(ls->run, ref, (size_t)i, v == EXTRACT_ENCODE_NOW);
@@ -855,8 +942,14 @@ int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 		     const struct tf_spec *tf, int *w, int *h, int *depth, char *why, size_t whylen)
 {
 	struct tf_input in = extract_tf_input(idx);
+	uint64_t limit = max_pixels();
 	int ret;
 
+	if (limit && (uint64_t)idx->width * (uint64_t)idx->height > limit) {
+		snprintf(why, whylen, "decode.max_pixels (%" PRIu64 ") is smaller than the picture",
+			 limit);
+		return -E2BIG;
+	}
 	if (o->format == IMAGE_JPG) {
 		bool deep = idx->depth > 8 && tf->tonemap == TF_TM_NONE;
 		if (idx->alpha || deep) {
@@ -871,9 +964,17 @@ int extract_out_size(const struct source_index *idx, const struct image_opts *o,
 	} else {
 		ret = tf_output(tf, &in, w, h, depth);
 	}
-	if (ret < 0)
+	if (ret < 0) {
 		snprintf(why, whylen, "the size asked for gives no picture");
-	return ret;
+		return ret;
+	}
+	if (limit && (uint64_t)*w * (uint64_t)*h > limit) {
+		snprintf(why, whylen,
+			 "decode.max_pixels (%" PRIu64 ") is smaller than the image asked for (%dx%d)",
+			 limit, *w, *h);
+		return -E2BIG;
+	}
+	return 0;
 }
 
 int extract_run(const struct extract_job *job)

@@ -66,8 +66,9 @@ struct tf_input extract_tf_input(const struct source_index *idx);
 /*
  * The images a source gives with these options and transforms (tf as tf_effective left
  * it): their size and bits per component, as the CLI makes them. 0, or -ENOTSUP when the
- * format cannot hold them (jpg of alpha or of more than 8 bits), or -EINVAL when the chain
- * cannot make an image of that size; why then says which, without naming the video
+ * format cannot hold them (jpg of alpha or of more than 8 bits), -EINVAL when the chain
+ * cannot make an image of that size, or -E2BIG when the picture or the image is larger
+ * than extract_set_max_pixels allows; why then says which, without naming the video
  * ("jpg cannot hold the alpha channel").
  */
 int extract_out_size(const struct source_index *idx, const struct image_opts *o,
@@ -78,10 +79,20 @@ int extract_pool_start(int threads);
 
 /*
  * The memory budget in bytes (0: none): frames in flight (decoded pictures queued or
- * converted, converted images, encode buffers) and the decoder's threads stay within it
- * whatever the number of encoder threads. Set before extract_pool_start.
+ * converted, converted images, encode buffers) and every open decoder's own pictures
+ * (its threads times the pictures each keeps, reserved while the run decodes) stay
+ * within it whatever the number of encoder threads or runs; a run whose decoder does not
+ * fit waits in extract_run until one that does ends (one always fits alone). Set before
+ * extract_pool_start.
  */
 void extract_set_memory(uint64_t bytes);
+
+/*
+ * The largest picture decoded, in pixels (0: none): extract_out_size refuses larger
+ * sources and images, and a decoder refuses a stream whose pictures grow past it. Set
+ * before extract_pool_start. Thread-safe.
+ */
+void extract_set_max_pixels(uint64_t pixels);
 
 /* Bytes in flight now, the most there ever were, and the budget. */
 void extract_memory(uint64_t *in_flight, uint64_t *peak, uint64_t *budget);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #define IO_BUF (64 * 1024)
@@ -19,7 +20,43 @@ struct input_file {
 	int fd;
 	int64_t pos, size;
 	uint64_t bytes; /* read so far */
+	/* [data_lo, data_hi): an extent known to hold data (SEEK_DATA/SEEK_HOLE), empty at first */
+	int64_t data_lo, data_hi;
+	uint64_t holes;       /* bytes of holes inside the file served as zeros, not read */
+	uint64_t budget;      /* bytes read plus holes served allowed, 0: none */
+	uint64_t deadline_ns; /* CLOCK_MONOTONIC time after which reads fail, 0: none */
+	bool over;            /* a read failed on the budget or the deadline */
 };
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Where the data around pos is: 0 with [data_lo, data_hi) the extent pos is in, or the
+ * hole before the next one (data_lo > pos); 1 when nothing but a hole is left (the end
+ * of what the file holds: a padded or sparse tail costs nothing); 0 with the whole file
+ * as data where the filesystem cannot say.
+ */
+static int find_data(struct input_file *in)
+{
+	off_t d = lseek(in->fd, (off_t)in->pos, SEEK_DATA), h;
+
+	if (d < 0 && errno == ENXIO)
+		return 1;
+	if (d < 0) {
+		in->data_lo = 0;
+		in->data_hi = INT64_MAX;
+		return 0;
+	}
+	h = lseek(in->fd, d, SEEK_HOLE);
+	in->data_lo = d;
+	in->data_hi = h > d ? h : INT64_MAX;
+	return 0;
+}
 
 /*
  * Demuxers that read other files than the one they are given: playlists and manifests
@@ -52,10 +89,29 @@ static bool is_refused(const AVInputFormat *f)
 static int io_read(void *opaque, uint8_t *buf, int size)
 {
 	struct input_file *in = opaque;
+	size_t want = (size_t)size;
 	ssize_t n;
 
+	if ((in->budget && in->bytes + in->holes >= in->budget) ||
+	    (in->deadline_ns && mono_ns() >= in->deadline_ns)) {
+		in->over = true;
+		return AVERROR(EFBIG);
+	}
+	if (in->pos < in->data_lo || in->pos >= in->data_hi) {
+		if (find_data(in) == 1)
+			return AVERROR_EOF;
+		if (in->pos < in->data_lo) { /* a hole inside the file: zeros, not read */
+			n = in->data_lo - in->pos < size ? (ssize_t)(in->data_lo - in->pos) : size;
+			memset(buf, 0, (size_t)n);
+			in->pos += n;
+			in->holes += (uint64_t)n;
+			return (int)n;
+		}
+	}
+	if (in->data_hi - in->pos < (int64_t)want)
+		want = (size_t)(in->data_hi - in->pos);
 	do
-		n = pread(in->fd, buf, (size_t)size, in->pos);
+		n = pread(in->fd, buf, want, in->pos);
 	while (n < 0 && errno == EINTR);
 	if (n < 0)
 		return AVERROR(errno);
@@ -210,6 +266,21 @@ void input_close(AVFormatContext **pfmt)
 	io = fmt->pb;
 	avformat_close_input(pfmt); /* custom I/O: it leaves pb to us */
 	io_free(&io);
+}
+
+void input_set_budget(AVFormatContext *fmt, uint64_t bytes, uint64_t deadline_ns)
+{
+	struct input_file *in = fmt && fmt->pb ? fmt->pb->opaque : NULL;
+	if (!in)
+		return;
+	in->budget = bytes;
+	in->deadline_ns = deadline_ns;
+}
+
+bool input_over_budget(const AVFormatContext *fmt)
+{
+	const struct input_file *in = fmt && fmt->pb ? fmt->pb->opaque : NULL;
+	return in && in->over;
 }
 
 uint64_t input_bytes_read(const AVFormatContext *fmt)

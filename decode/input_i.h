@@ -12,6 +12,7 @@
 #define HF_INPUT_I_H
 
 #include <libavformat/avformat.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,16 @@
  * cannot read. *out is closed with input_close().
  */
 int input_open(int fd, const char *name, AVFormatContext **out, char *err, size_t errlen);
+
+/*
+ * Bounds what the demuxer may read from now on: bytes read plus holes served (0: none),
+ * and a CLOCK_MONOTONIC deadline in ns (0: none). Past either every read fails
+ * (AVERROR(EFBIG)), which demuxers take as the end, and input_over_budget says so.
+ * Whatever the budget, a hole that reaches the end of the file is its end (a sparse or
+ * padded tail is never read) and holes inside it are served as zeros without reading.
+ */
+void input_set_budget(AVFormatContext *fmt, uint64_t bytes, uint64_t deadline_ns);
+bool input_over_budget(const AVFormatContext *fmt);
 
 /* Bytes read from the file through this demuxer so far (0 for NULL). */
 uint64_t input_bytes_read(const AVFormatContext *fmt);

@@ -8,6 +8,7 @@
 #include "decode/input_i.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <libavcodec/avcodec.h>
 #include <limits.h>
 #include <libavformat/avformat.h>
@@ -15,12 +16,44 @@
 #include <libavutil/parseutils.h>
 #include <libavutil/pixdesc.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 /* Videos up to this long (seconds, as the container says) are indexed whole. */
 #define WHOLE_MAX_S 120
+/*
+ * ... and no bigger than this: 120 s at 34 Mbit/s. A bigger file (a high-bitrate
+ * master, or a short video padded with `truncate`) is indexed by windows like a long one.
+ */
+#define WHOLE_MAX_BYTES ((int64_t)512 << 20)
+/*
+ * What one index may cost: bytes read (plus holes inside the file, served as zeros) of
+ * INDEX_BASE_BYTES and INDEX_BYTES_PER_S for each second of the window (about 270 Mbit/s,
+ * above any delivery codec), and INDEX_MAX_NS of time. Past it the index stops with an
+ * error sentence rather than treating what was read as the end: a frame count cut by a
+ * budget would be a lasting, wrong "truncated" verdict on a good video.
+ */
+#define INDEX_BASE_BYTES ((uint64_t)1 << 30)
+#define INDEX_BYTES_PER_S ((uint64_t)32 << 20)
+#define INDEX_MAX_NS (60 * 1000000000ULL)
+
+static _Atomic uint64_t max_pixels_setting;
+
+void source_set_max_pixels(uint64_t pixels)
+{
+	atomic_store(&max_pixels_setting, pixels);
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
 
 struct pkt_entry {
 	int64_t pts;
@@ -127,6 +160,12 @@ static int describe_stream(AVFormatContext *fmt, int si, struct source_index *id
 		return -ENOTSUP;
 	}
 	snprintf(idx->codec, sizeof(idx->codec), "%s", dec->name);
+	if (w > 0 && h > 0 && atomic_load(&max_pixels_setting) &&
+	    (uint64_t)w * (uint64_t)h > atomic_load(&max_pixels_setting)) {
+		snprintf(err, errlen, "decode.max_pixels (%" PRIu64 ") is smaller than the picture of %s (%dx%d)",
+			 atomic_load(&max_pixels_setting), name, w, h);
+		return -E2BIG;
+	}
 	if (w <= 0 || h <= 0 || pixfmt == AV_PIX_FMT_NONE) {
 		snprintf(err, errlen, "%s has a video stream whose picture size or format cannot be determined",
 			 name);
@@ -295,9 +334,36 @@ static int64_t declared_end(const AVFormatContext *fmt, const AVStream *st)
 	return AV_NOPTS_VALUE;
 }
 
-/* Opens the file, picks its video stream and describes it; other streams are discarded. */
+/*
+ * avformat_find_stream_info with one thread per probe decoder and pictures bounded by
+ * decode.max_pixels: probing a file that claims 16000x16000 allocates nothing of that size.
+ */
+static int probe(AVFormatContext *fmt)
+{
+	unsigned n = fmt->nb_streams;
+	AVDictionary **opts = n ? calloc(n, sizeof(*opts)) : NULL;
+	uint64_t mp = atomic_load(&max_pixels_setting);
+	int ret;
+
+	for (unsigned i = 0; opts && i < n; i++) {
+		av_dict_set(&opts[i], "threads", "1", 0);
+		if (mp && mp <= INT64_MAX)
+			av_dict_set_int(&opts[i], "max_pixels", (int64_t)mp, 0);
+	}
+	ret = avformat_find_stream_info(fmt, opts);
+	for (unsigned i = 0; opts && i < n; i++)
+		av_dict_free(&opts[i]);
+	free(opts);
+	return ret;
+}
+
+/*
+ * Opens the file within the budget (bytes, CLOCK_MONOTONIC deadline; 0: none), picks its
+ * video stream and describes it; other streams are discarded.
+ */
 static int open_described(int fd, const char *name, AVFormatContext **pfmt,
-			  struct source_index *idx, char *err, size_t errlen)
+			  struct source_index *idx, uint64_t budget, uint64_t deadline_ns,
+			  char *err, size_t errlen)
 {
 	AVFormatContext *fmt = NULL;
 	AVStream *st;
@@ -306,7 +372,26 @@ static int open_described(int fd, const char *name, AVFormatContext **pfmt,
 	ret = input_open(fd, name, &fmt, err, errlen);
 	if (ret < 0)
 		return ret;
-	ret = avformat_find_stream_info(fmt, NULL);
+	input_set_budget(fmt, budget, deadline_ns);
+	/* what the container's header claims is refused before any picture is decoded */
+	for (unsigned i = 0; i < fmt->nb_streams; i++) {
+		const AVCodecParameters *par = fmt->streams[i]->codecpar;
+		uint64_t mp = atomic_load(&max_pixels_setting);
+		if (par->codec_type == AVMEDIA_TYPE_VIDEO && mp && par->width > 0 && par->height > 0 &&
+		    (uint64_t)par->width * (uint64_t)par->height > mp) {
+			snprintf(err, errlen,
+				 "decode.max_pixels (%" PRIu64 ") is smaller than the picture of %s (%dx%d)",
+				 mp, name, par->width, par->height);
+			ret = -E2BIG;
+			goto out_close;
+		}
+	}
+	ret = probe(fmt);
+	if (input_over_budget(fmt)) {
+		snprintf(err, errlen, "%s could not be probed within hfmount's budget for one index", name);
+		ret = -EFBIG;
+		goto out_close;
+	}
 	if (ret < 0) {
 		snprintf(err, errlen, "%s could not be probed as a video", name);
 		ret = -EIO;
@@ -401,6 +486,8 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 	const char *name = source_name(path);
 	bool whole = dur.num < 0, from_start = false, no_seek = false;
 	int64_t from_ticks, to_ticks, target, first_key = 0;
+	uint64_t budget = INDEX_BASE_BYTES, spent = 0, deadline = mono_ns() + INDEX_MAX_NS;
+	struct stat fst;
 	AVStream *st;
 	size_t keep = 0, n;
 	int ret;
@@ -409,7 +496,10 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 	idx = calloc(1, sizeof(*idx));
 	if (!idx)
 		return -ENOMEM;
-	ret = open_described(fd, name, &fmt, idx, err, errlen);
+	/* a window's seconds, rounded up, buy bytes: whole, every second the container says */
+	if (dur.num > 0 && dur.den > 0)
+		budget += INDEX_BYTES_PER_S * (uint64_t)((dur.num + dur.den - 1) / dur.den);
+	ret = open_described(fd, name, &fmt, idx, budget, deadline, err, errlen);
 	if (ret < 0)
 		goto out_free;
 	st = fmt->streams[idx->stream];
@@ -417,10 +507,14 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 	 * A short video is indexed whole at once: one index serves every segment of it (and
 	 * shares one decode between them). Windows are for long ones.
 	 */
-	if (fmt->duration != AV_NOPTS_VALUE && fmt->duration <= WHOLE_MAX_S * AV_TIME_BASE) {
+	if (fmt->duration != AV_NOPTS_VALUE && fmt->duration <= WHOLE_MAX_S * AV_TIME_BASE &&
+	    fstat(fd, &fst) == 0 && fst.st_size <= WHOLE_MAX_BYTES) {
 		whole = true;
 		start = (struct hf_q){0, 1};
 	}
+	if (whole && fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0)
+		budget += INDEX_BYTES_PER_S * (uint64_t)(fmt->duration / AV_TIME_BASE + 1);
+	input_set_budget(fmt, budget, deadline);
 	/* The frame slot 0 shows is at or before from_ticks; every frame up to to_ticks is kept. */
 	window_ticks(idx, start, whole ? (struct hf_q){0, 1} : dur, &from_ticks, &to_ticks);
 	if (whole)
@@ -436,10 +530,12 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		 */
 		from_start = target <= first_ts || attempt >= 4 || no_seek;
 		if (attempt > 0 && from_start) {
+			spent += input_bytes_read(fmt);
 			if (bytes)
 				*bytes += input_bytes_read(fmt);
 			input_close(&fmt);
-			ret = open_described(fd, name, &fmt, idx, err, errlen);
+			ret = open_described(fd, name, &fmt, idx, budget > spent ? budget - spent : 1,
+					     deadline, err, errlen);
 			if (ret < 0)
 				goto out_free;
 			st = fmt->streams[idx->stream];
@@ -454,6 +550,14 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		ret = scan_packets(fmt, idx->stream, to_ticks, &sc, err, errlen, name);
 		if (ret < 0)
 			goto out_free;
+		if (input_over_budget(fmt)) {
+			snprintf(err, errlen,
+				 "indexing %s stopped after %" PRIu64 " MiB and %" PRIu64 " s without reaching the end of the window (hfmount's budget for one index)",
+				 name, (spent + input_bytes_read(fmt)) >> 20,
+				 (uint64_t)((mono_ns() + INDEX_MAX_NS - deadline) / 1000000000u));
+			ret = -EFBIG;
+			goto out_free;
+		}
 		if (sc.n == 0 && !from_start) {
 			no_seek = true;
 			continue;

@@ -68,9 +68,22 @@ struct source_index {
  * negative errno with one sentence in err naming the file (e.g. "clip.mp4 has no video
  * stream"; -EPERM for a playlist or other format that would read other files). *out is
  * owned by the caller.
+ *
+ * Bounded: a video is indexed whole only when short in time (120 s) and in bytes
+ * (512 MiB); a hole reaching the end of the file ends it (a file padded with `truncate`
+ * costs its data); one index reads at most 1 GiB plus 32 MiB a second of its window,
+ * within 60 s, else fails with -EFBIG and a sentence (never a shortened index). Blocks
+ * its caller on the file's reads.
  */
 int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q dur,
 		       struct source_index **out, uint64_t *bytes, char *err, size_t errlen);
+
+/*
+ * The largest picture indexed, in pixels (0: none): a larger stream's index fails with
+ * -E2BIG and a sentence naming decode.max_pixels, and probing never decodes a picture
+ * that large. Thread-safe; set once at start.
+ */
+void source_set_max_pixels(uint64_t pixels);
 
 /*
  * True when idx holds every frame a segment of [start, start + dur] seconds shows: the

@@ -13,6 +13,7 @@
 #include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cache/gc.h"
 #include "fs/log.h"
@@ -249,6 +250,7 @@ static void engine_sweep(struct engine *e)
 				continue;
 			}
 			*pp = s->next;
+			eng_path_remove_locked(e, s);
 			s->next = dead;
 			dead = s;
 			e->nsegments--;
@@ -327,20 +329,29 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	e->conf = *conf;
 	e->store = store;
 	e->t0_ns = now_ns();
-	e->segments_cap = e->sources_cap = 256;
+	e->segments_cap = e->sources_cap = e->by_path_cap = 256;
+	{
+		/* decode jobs: two per core (each decodes with at most a thread per core) */
+		long cores = sysconf(_SC_NPROCESSORS_ONLN);
+		e->jobs_max = cores > 2 ? 2 * (int)(cores > 64 ? 64 : cores) : 4;
+		e->jobs_hard_max = 2 * e->jobs_max;
+	}
 	if (getenv("HF_TEST_INDEX_DELAY_MS"))
 		e->test_index_delay_ms = atoi(getenv("HF_TEST_INDEX_DELAY_MS"));
 	e->segments = calloc(e->segments_cap, sizeof(*e->segments));
 	e->sources = calloc(e->sources_cap, sizeof(*e->sources));
-	if (!e->segments || !e->sources) {
+	e->by_path = calloc(e->by_path_cap, sizeof(*e->by_path));
+	if (!e->segments || !e->sources || !e->by_path) {
 		free(e->segments);
 		free(e->sources);
+		free(e->by_path);
 		free(e);
 		return -ENOMEM;
 	}
 	pthread_mutex_init(&e->lock, NULL);
 	pthread_cond_init(&e->built, NULL);
 	pthread_cond_init(&e->jobs_done, NULL);
+	pthread_cond_init(&e->index_cond, NULL);
 	pthread_mutex_init(&e->evict_lock, NULL);
 	pthread_mutex_init(&e->gc_lock, NULL);
 	pthread_mutex_init(&e->known_lock, NULL);
@@ -356,10 +367,13 @@ int engine_new(const struct hf_conf *conf, struct store *store, struct engine **
 	}
 	extract_set_verbose(conf->log_level >= HF_LOG_DEBUG);
 	extract_set_memory(conf->memory);
+	extract_set_max_pixels(conf->max_pixels);
+	source_set_max_pixels(conf->max_pixels);
 	ret = extract_pool_start(conf->threads);
 	if (ret < 0) {
 		free(e->segments);
 		free(e->sources);
+		free(e->by_path);
 		free(e);
 		return ret;
 	}
@@ -397,6 +411,9 @@ void engine_stop(struct engine *e)
 		pthread_cond_broadcast(&src->unpaused);
 		pthread_mutex_unlock(&src->lock);
 	}
+	pthread_mutex_unlock(&e->lock);
+	eng_jobs_drain(e); /* jobs never started give their frames back */
+	pthread_mutex_lock(&e->lock);
 	while (e->running_jobs > 0)
 		pthread_cond_wait(&e->jobs_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
@@ -438,6 +455,17 @@ void engine_free(struct engine **pe)
 		}
 	free(e->segments);
 	free(e->sources);
+	free(e->by_path);
+	while (e->index_users) {
+		struct index_user *u = e->index_users;
+		e->index_users = u->next;
+		free(u);
+	}
+	while (e->queues) {
+		struct uid_queue *q = e->queues;
+		e->queues = q->next;
+		free(q);
+	}
 	while (e->content_ids) {
 		struct content_id *c = e->content_ids;
 		e->content_ids = c->next;
@@ -446,6 +474,7 @@ void engine_free(struct engine **pe)
 	pthread_mutex_destroy(&e->lock);
 	pthread_cond_destroy(&e->built);
 	pthread_cond_destroy(&e->jobs_done);
+	pthread_cond_destroy(&e->index_cond);
 	pthread_mutex_destroy(&e->evict_lock);
 	pthread_mutex_destroy(&e->gc_lock);
 	pthread_mutex_destroy(&e->known_lock);

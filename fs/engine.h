@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 
 #include "cache/store.h"
 #include "conf/conf.h"
@@ -46,16 +47,23 @@ void engine_free(struct engine **e);
  * regular gives an error segment without being opened. Never indexes the video (see
  * segment_prepare): it reads at most the segment's manifest. A source that cannot be
  * decoded or a start past its end still gives a segment, with count 0 and an error
- * sentence. Returns 0 with a reference in *out, or -errno.
+ * sentence. uid is the caller's: the segment's decodes wait in that user's queue (the
+ * last to look it up), so one user's many segments do not hold another's first frame.
+ * Returns 0 with a reference in *out, or -errno.
  */
-int engine_segment(struct engine *e, const char *src, const struct stat *file,
+int engine_segment(struct engine *e, const char *src, const struct stat *file, uid_t uid,
 		   const struct segname *sn, struct segment **out);
 
 /*
  * Indexes a cold segment's video window, once, for whoever needs its frames first (its
  * count, frames or .hfinfo); the others wait. Call before any of the functions below;
  * engine_segment itself never indexes, so a lookup never waits for a video's index.
- * Always 0: what fails becomes the segment's error sentence.
+ * Blocks its caller (a FUSE thread) for the index, bounded in bytes and time (source.h),
+ * and for a turn: at most 4 callers index at once, 2 of one user (the segment's uid).
+ * 0: what fails becomes the segment's error sentence. -EBUSY, at once, when that user
+ * already has 16 threads indexing or waiting to (or all users 32): the segment is left
+ * unprepared (count 0, a busy sentence in .hfinfo) and the next call tries again;
+ * -ENOMEM likewise when no memory was left for the source.
  */
 int segment_prepare(struct segment *s);
 
@@ -106,7 +114,11 @@ int engine_stats_json(struct engine *e, char **out, size_t *len);
 /* Counts a frame file opened by a reader (frames served). */
 void engine_count_served(struct engine *e);
 
-/* Calls fn(arg, name) for every used segment of the video at src (this mount or stored). */
+/*
+ * Calls fn(arg, name) for every used segment of the video at src (this mount or stored).
+ * Costs what that video has: its segments in memory (a table by path) and its directory
+ * of manifests in the store; a video with none costs a stat and a failed opendir.
+ */
 void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *arg, const char *name),
 			  void *arg);
 

@@ -28,6 +28,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "decode/extract.h"
@@ -58,6 +59,9 @@ struct job {
 	_Atomic int64_t pos; /* last frame index decoded, -1 before the first */
 	pthread_t thread;
 	bool urgent; /* made for a far-ahead reader whose frame is not stored yet */
+	bool urgent_counted; /* started, so src->urgent_jobs counts it (others pause for it) */
+	uid_t uid;   /* whose decode it is: the queue it waits in (engine lock) */
+	struct job *qnext; /* its uid's queue of jobs not started (engine lock) */
 	/*
 	 * Its store lease (src->lock): the pts range [lease_lo, lease_hi] of the frames it
 	 * encodes, held on lease_fd (-1: none). The decode stops at the first frame at or past
@@ -70,6 +74,21 @@ struct job {
 	bool held_here; /* its range is leased to another job of this process (not adopted_from_other_processes) */
 	atomic_bool starting; /* decoding toward its first frame: other jobs give it the cores */
 	struct job *next;
+};
+
+/* A user's decode jobs (engine lock): how many run, and those waiting for their turn. */
+struct uid_queue {
+	uid_t uid;
+	int running;             /* its jobs whose thread runs */
+	struct job *head, *tail; /* its jobs not started, in order */
+	struct uid_queue *next;
+};
+
+/* A user's FUSE threads in index work (engine lock): indexing, and indexing or waiting. */
+struct index_user {
+	uid_t uid;
+	int indexing, in_gate;
+	struct index_user *next;
 };
 
 struct source {
@@ -130,6 +149,8 @@ struct segment {
 	struct engine *e;
 	_Atomic int refs; /* taken under either lock, so atomic */
 	struct segment *next; /* engine hash chain */
+	struct segment *path_next; /* chain of the by-path table (engine lock) */
+	_Atomic uid_t uid; /* who looked it up last: its decodes wait in that user's queue */
 	struct hf_key key;
 	char *name;   /* canonical directory name */
 	char *canon;  /* canonical values, e.g. "1.5+2@30" */
@@ -178,7 +199,25 @@ struct engine {
 	pthread_mutex_t lock;
 	pthread_cond_t built;
 	pthread_cond_t jobs_done;
-	int running_jobs;
+	int running_jobs; /* jobs with a use of their source: queued or running */
+	/*
+	 * Decode jobs (engine lock): at most jobs_max threads run, or jobs_hard_max when the
+	 * job's user has none running (a user's first decode never waits behind another's
+	 * hundreds); the rest wait in one queue per user, started round robin.
+	 */
+	int jobs_max, jobs_hard_max, jobs_threads;
+	struct uid_queue *queues;
+	/*
+	 * FUSE threads in segment_prepare's index work (engine lock): at most INDEX_MAX at
+	 * once and INDEX_PER_USER of one user; one user's threads indexing or waiting to are
+	 * bounded too (engine_segments.c), so the others' requests keep their threads.
+	 */
+	pthread_cond_t index_cond;
+	int indexing, index_gate;
+	struct index_user *index_users;
+	/* segments by source path (engine lock): a listing costs what the directory holds */
+	struct segment **by_path;
+	size_t by_path_cap;
 	/* hash tables (engine lock): sources by identity, segments by key */
 	struct source **sources;
 	size_t nsources, sources_cap;
@@ -305,12 +344,22 @@ struct job *eng_job_new_locked(struct source *src, size_t first, size_t last);
  */
 void eng_starting_enter(struct engine *e);
 void eng_starting_leave(struct engine *e);
-/* Starts the job's thread, or fails its frames when none can start. No lock held. */
+/*
+ * Starts the job's thread, or queues it in its user's queue when jobs are at their bound
+ * (it starts when a job ends, round robin between users); a job whose thread cannot be
+ * made gives its frames back unmade (readers ask again). Never blocks. No lock held.
+ */
 void eng_job_start(struct job *j);
+/* Stops the queues: jobs not started give their frames back. engine_stop. No lock held. */
+void eng_jobs_drain(struct engine *e);
 /* A new urgent job for a claimed frame far ahead of its job (not started), or NULL. src->lock. */
 struct job *eng_split_far_locked(struct source *src, size_t frame);
 
 /* ---- engine_segments.c ---- */
+
+/* Adds / removes a segment of the by-path table. Engine lock. */
+void eng_path_add_locked(struct engine *e, struct segment *s);
+void eng_path_remove_locked(struct engine *e, struct segment *s);
 
 /* Frees a segment out of the table, dropping its use of the source. */
 void eng_seg_free(struct segment *s);

@@ -168,10 +168,11 @@ void eng_run_wake(struct source *src, struct wake *w)
 
 static void job_not_urgent_locked(struct job *j)
 {
-	if (!j->urgent)
-		return;
+	bool counted = j->urgent_counted;
+
 	j->urgent = false;
-	if (--j->src->urgent_jobs == 0)
+	j->urgent_counted = false;
+	if (counted && --j->src->urgent_jobs == 0)
 		pthread_cond_broadcast(&j->src->unpaused);
 }
 
@@ -340,6 +341,8 @@ static void job_done(void *arg, size_t frame, int err, const struct image_buf *i
 	pthread_mutex_lock(&src->lock);
 	if (frame == j->first)
 		job_not_urgent_locked(j);
+	if (!decoded && err == -ENOMEM)
+		err = -EAGAIN; /* a failed allocation is nothing the source did */
 	if (err == -ECANCELED || (!decoded && err == -EAGAIN)) {
 		/* not produced, and nothing is wrong with the source: made again when asked */
 		eng_release_locked(src, frame, &w);
@@ -364,6 +367,18 @@ static void job_damaged(void *arg, size_t frame, int err, const char *why)
 	struct source *src = j->src;
 	struct wake w = {0};
 
+	if (err == -ENOMEM || err == -EAGAIN) {
+		/* memory or a thread: nothing is wrong with the source; made again when asked */
+		hf_log(HF_LOG_WARN, "%s: %s; the frames are made again when asked", src->path, why);
+		pthread_mutex_lock(&src->lock);
+		job_not_urgent_locked(j);
+		for (size_t i = frame; i < src->idx->n; i++)
+			if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j)
+				eng_release_locked(src, i, &w);
+		pthread_mutex_unlock(&src->lock);
+		eng_run_wake(src, &w);
+		return;
+	}
 	hf_log(HF_LOG_ERROR, "%s: %s", src->path, why);
 	pthread_mutex_lock(&src->lock);
 	job_not_urgent_locked(j);
@@ -619,6 +634,120 @@ static bool wait_for_lease(struct job *j, size_t *first)
 	return left > 0 && got != 0;
 }
 
+/* ---- the bound on decode jobs, and the users' queues ---- */
+
+/* The queue of uid (made when make; NULL when there is none, or no memory). Engine lock. */
+static struct uid_queue *uid_queue_of_locked(struct engine *e, uid_t uid, bool make)
+{
+	struct uid_queue *q;
+
+	for (q = e->queues; q; q = q->next)
+		if (q->uid == uid)
+			return q;
+	if (!make || !(q = calloc(1, sizeof(*q))))
+		return NULL;
+	q->uid = uid;
+	q->next = e->queues;
+	e->queues = q;
+	return q;
+}
+
+/* Whether a job of q's user may start a thread now. Engine lock. */
+static bool may_start_locked(const struct engine *e, const struct uid_queue *q)
+{
+	return e->jobs_threads < e->jobs_max ||
+	       (q->running == 0 && e->jobs_threads < e->jobs_hard_max);
+}
+
+static void job_end(struct job *j, bool unmade, bool ran);
+static void *job_main(void *arg);
+
+/* Makes the job's thread (its use of the source and its count were taken). No lock held. */
+static void job_thread(struct job *j)
+{
+	struct engine *e = j->src->e;
+	pthread_attr_t attr;
+	int ret;
+
+	atomic_fetch_add(&e->extractions_started, 1);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	ret = pthread_create(&j->thread, &attr, job_main, j);
+	pthread_attr_destroy(&attr);
+	if (ret != 0) {
+		hf_log(HF_LOG_WARN, "%s: no thread could be started to decode (%s); the frames are made again when asked",
+		       j->src->path, strerror(ret));
+		job_end(j, true, true);
+	}
+}
+
+/*
+ * Starts queued jobs while the bound allows: first the users with none running, then
+ * round robin (the queue served goes to the end of the list). No lock held.
+ */
+static void jobs_next(struct engine *e)
+{
+	for (;;) {
+		struct uid_queue *pick = NULL, **pp;
+		struct job *j;
+
+		pthread_mutex_lock(&e->lock);
+		for (struct uid_queue *q = e->queues; q; q = q->next)
+			if (q->head && may_start_locked(e, q) &&
+			    (!pick || (q->running == 0 && pick->running > 0)))
+				pick = q;
+		if (!pick || atomic_load(&e->stopping)) {
+			/* users with nothing queued and nothing running are forgotten */
+			for (pp = &e->queues; *pp;) {
+				struct uid_queue *q = *pp;
+				if (!q->head && q->running == 0) {
+					*pp = q->next;
+					free(q);
+				} else {
+					pp = &q->next;
+				}
+			}
+			pthread_mutex_unlock(&e->lock);
+			return;
+		}
+		j = pick->head;
+		pick->head = j->qnext;
+		if (!pick->head)
+			pick->tail = NULL;
+		j->qnext = NULL;
+		pick->running++;
+		e->jobs_threads++;
+		for (pp = &e->queues; *pp != pick; pp = &(*pp)->next)
+			;
+		*pp = pick->next; /* served: to the end of the round */
+		pick->next = NULL;
+		for (pp = &e->queues; *pp; pp = &(*pp)->next)
+			;
+		*pp = pick;
+		pthread_mutex_unlock(&e->lock);
+		job_thread(j);
+	}
+}
+
+void eng_jobs_drain(struct engine *e)
+{
+	for (;;) {
+		struct job *j = NULL;
+
+		pthread_mutex_lock(&e->lock);
+		for (struct uid_queue *q = e->queues; q && !j; q = q->next)
+			if ((j = q->head)) {
+				q->head = j->qnext;
+				if (!q->head)
+					q->tail = NULL;
+			}
+		pthread_mutex_unlock(&e->lock);
+		if (!j)
+			return;
+		job_end(j, true, false);
+	}
+}
+
 static void *job_main(void *arg)
 {
 	struct job *j = arg;
@@ -638,15 +767,17 @@ static void *job_main(void *arg)
 		.stats = &e->xs,
 		.cancel = &e->stopping,
 	};
-	struct wake w = {0};
 	struct stat file;
 	char *path;
-	bool failed;
 	size_t first;
 
 	pthread_mutex_lock(&src->lock);
 	path = strdup(src->open_path);
 	file = src->file;
+	if (j->urgent && !j->urgent_counted) { /* the others pause for it from now on */
+		j->urgent_counted = true;
+		src->urgent_jobs++;
+	}
 	pthread_mutex_unlock(&src->lock);
 	/* -1 when it changed or went: the run then reports the source as not openable */
 	xj.fd = path ? eng_source_file_open(path, &file) : -ENOMEM;
@@ -678,11 +809,30 @@ static void *job_main(void *arg)
 	}
 	if (xj.fd >= 0)
 		close(xj.fd);
+	job_end(j, atomic_load(&e->stopping), true);
+	jobs_next(e);
+	return NULL;
+}
+
+/*
+ * The job is over (ran: its thread ends; otherwise it never started): frames it still
+ * claims were never decoded, so they cannot be produced, or, unmade (the engine stops,
+ * no thread), go back to NONE for a later reader. Frees j and drops its use of src.
+ */
+static void job_end(struct job *j, bool unmade, bool ran)
+{
+	struct source *src = j->src;
+	struct engine *e = src->e;
+	struct wake w = {0};
+	bool failed;
 
 	pthread_mutex_lock(&src->lock);
-	/* Frames it still owns were never decoded: they cannot be produced. */
 	for (size_t i = j->first; i <= j->last && i < src->idx->n; i++)
 		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == j) {
+			if (unmade) {
+				eng_release_locked(src, i, &w);
+				continue;
+			}
 			if (src->damaged_at == SIZE_MAX) {
 				src->damaged_at = i;
 				snprintf(src->damage, sizeof(src->damage),
@@ -699,15 +849,20 @@ static void *job_main(void *arg)
 		}
 	pthread_mutex_unlock(&src->lock);
 	eng_run_wake(src, &w);
-	atomic_fetch_add(failed ? &e->extractions_failed : &e->extractions_completed, 1);
-	free(j);
-
+	if (ran)
+		atomic_fetch_add(failed ? &e->extractions_failed : &e->extractions_completed, 1);
 	pthread_mutex_lock(&e->lock);
+	if (ran) {
+		struct uid_queue *q = uid_queue_of_locked(e, j->uid, false);
+		e->jobs_threads--;
+		if (q)
+			q->running--;
+	}
 	e->running_jobs--;
 	src->users--; /* the last use of src here */
 	pthread_cond_broadcast(&e->jobs_done);
 	pthread_mutex_unlock(&e->lock);
-	return NULL;
+	free(j);
 }
 
 /* Creates a job covering [first, last]; frames are claimed by the caller. Under src->lock. */
@@ -730,33 +885,35 @@ struct job *eng_job_new_locked(struct source *src, size_t first, size_t last)
 void eng_job_start(struct job *j)
 {
 	struct engine *e = j->src->e;
-	pthread_attr_t attr;
+	struct uid_queue *q;
+	bool now = false;
 
 	pthread_mutex_lock(&e->lock);
 	e->running_jobs++;
-	j->src->users++; /* the job's thread uses the source to its very end */
-	pthread_mutex_unlock(&e->lock);
-	atomic_fetch_add(&e->extractions_started, 1);
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	if (pthread_create(&j->thread, &attr, job_main, j) != 0) {
-		hf_log(HF_LOG_ERROR, "cannot start a decode thread");
-		job_damaged(j, j->first, -EAGAIN, "no thread could be started to decode");
-		pthread_mutex_lock(&j->src->lock);
-		for (struct job **pp = &j->src->jobs; *pp; pp = &(*pp)->next)
-			if (*pp == j) {
-				*pp = j->next;
-				break;
-			}
-		pthread_mutex_unlock(&j->src->lock);
-		pthread_mutex_lock(&e->lock);
-		e->running_jobs--;
-		j->src->users--;
-		pthread_cond_broadcast(&e->jobs_done);
+	j->src->users++; /* the job uses the source to its very end, queued or running */
+	if (atomic_load(&e->stopping)) { /* engine_stop drained the queues already */
 		pthread_mutex_unlock(&e->lock);
-		free(j);
+		job_end(j, true, false);
+		return;
 	}
-	pthread_attr_destroy(&attr);
+	q = uid_queue_of_locked(e, j->uid, true);
+	if (!q || (!q->head && may_start_locked(e, q))) {
+		now = true; /* no queue (no memory): it runs, past the bound */
+		if (q)
+			q->running++;
+		e->jobs_threads++;
+	} else {
+		if (q->tail)
+			q->tail->qnext = j;
+		else
+			q->head = j;
+		q->tail = j;
+	}
+	pthread_mutex_unlock(&e->lock);
+	if (now)
+		job_thread(j);
+	else
+		jobs_next(e); /* its turn may be now */
 }
 
 /*
@@ -783,7 +940,7 @@ struct job *eng_split_far_locked(struct source *src, size_t frame)
 		if (src->fs[i].state == F_CLAIMED && src->fs[i].owner == old)
 			src->fs[i].owner = j;
 	old->last = frame - 1;
-	j->urgent = true;
-	src->urgent_jobs++;
+	j->urgent = true; /* the others pause for it once it runs (job_main) */
+	j->uid = old->uid;
 	return j;
 }

@@ -253,7 +253,59 @@ static int seg_fill_cold(struct segment *s)
 	return seg_plan(s);
 }
 
-int engine_segment(struct engine *e, const char *path, const struct stat *file,
+/* ---- the by-path table: a video's segments without a walk of every segment ---- */
+
+static size_t path_bucket(const struct engine *e, const char *path)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)path; *p; p++)
+		h = (h ^ *p) * 1099511628211ULL;
+	return (size_t)(h % e->by_path_cap);
+}
+
+/* Doubles the table once its chains average four; stays as it is without memory. */
+static void path_grow_locked(struct engine *e)
+{
+	size_t ncap = e->by_path_cap * 2, old = e->by_path_cap;
+	struct segment **nv, **ov = e->by_path;
+
+	if (e->nsegments < 4 * e->by_path_cap || !(nv = calloc(ncap, sizeof(*nv))))
+		return;
+	e->by_path = nv;
+	e->by_path_cap = ncap;
+	for (size_t b = 0; b < old; b++)
+		while (ov[b]) {
+			struct segment *s = ov[b];
+			size_t nb = path_bucket(e, s->path);
+			ov[b] = s->path_next;
+			s->path_next = nv[nb];
+			nv[nb] = s;
+		}
+	free(ov);
+}
+
+void eng_path_add_locked(struct engine *e, struct segment *s)
+{
+	size_t b;
+
+	path_grow_locked(e);
+	b = path_bucket(e, s->path);
+	s->path_next = e->by_path[b];
+	e->by_path[b] = s;
+}
+
+void eng_path_remove_locked(struct engine *e, struct segment *s)
+{
+	for (struct segment **pp = &e->by_path[path_bucket(e, s->path)]; *pp;
+	     pp = &(*pp)->path_next)
+		if (*pp == s) {
+			*pp = s->path_next;
+			s->path_next = NULL;
+			return;
+		}
+}
+
+int engine_segment(struct engine *e, const char *path, const struct stat *file, uid_t uid,
 		   const struct segname *sn, struct segment **out)
 {
 	struct image_opts opts = eng_opts_for(e, sn);
@@ -283,6 +335,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	if (s) {
 		s->refs++;
 		s->file = *file;
+		atomic_store(&s->uid, uid);
 		pthread_mutex_unlock(&e->lock);
 		free(identity);
 		*out = s;
@@ -297,6 +350,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 	}
 	s->e = e;
 	s->refs = 1;
+	s->uid = uid;
 	s->key = key;
 	s->sn = *sn;
 	s->file = *file;
@@ -336,6 +390,7 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		if (other) {
 			other->refs++;
 			other->file = *file;
+			atomic_store(&other->uid, uid);
 			pthread_mutex_unlock(&e->lock);
 			eng_seg_free(s);
 			*out = other;
@@ -349,11 +404,71 @@ int engine_segment(struct engine *e, const char *path, const struct stat *file,
 		e->segments[b] = s;
 	}
 	e->nsegments++;
+	eng_path_add_locked(e, s);
 	s->refs++; /* the table's */
 	pthread_mutex_unlock(&e->lock);
 	atomic_fetch_add(&e->segments_known, 1);
 	*out = s;
 	return 0;
+}
+
+/*
+ * FUSE threads doing index work: at most INDEX_MAX at once, INDEX_PER_USER of one user;
+ * one user may have INDEX_GATE_PER_USER threads indexing or waiting to (a quarter of
+ * FUSE's 64), all users INDEX_GATE_MAX (half): past those a prepare answers at once with
+ * a busy sentence, so one user's hundreds of lookups never hold every FUSE thread.
+ */
+#define INDEX_MAX 4
+#define INDEX_PER_USER 2
+#define INDEX_GATE_PER_USER 16
+#define INDEX_GATE_MAX 32
+
+/* Enters the index gate as uid, waiting for a turn: 0, or -EBUSY past the gate's bounds. */
+static int index_enter(struct engine *e, uid_t uid)
+{
+	struct index_user *u;
+
+	pthread_mutex_lock(&e->lock);
+	for (u = e->index_users; u && u->uid != uid; u = u->next)
+		;
+	if (!u && (u = calloc(1, sizeof(*u)))) {
+		u->uid = uid;
+		u->next = e->index_users;
+		e->index_users = u;
+	}
+	if (!u || u->in_gate >= INDEX_GATE_PER_USER || e->index_gate >= INDEX_GATE_MAX) {
+		pthread_mutex_unlock(&e->lock);
+		return -EBUSY;
+	}
+	u->in_gate++;
+	e->index_gate++;
+	while (e->indexing >= INDEX_MAX || u->indexing >= INDEX_PER_USER)
+		pthread_cond_wait(&e->index_cond, &e->lock);
+	e->indexing++;
+	u->indexing++;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
+static void index_leave(struct engine *e, uid_t uid)
+{
+	pthread_mutex_lock(&e->lock);
+	for (struct index_user **pp = &e->index_users; *pp; pp = &(*pp)->next) {
+		struct index_user *u = *pp;
+		if (u->uid != uid)
+			continue;
+		u->indexing--;
+		u->in_gate--;
+		if (u->in_gate == 0) {
+			*pp = u->next;
+			free(u);
+		}
+		break;
+	}
+	e->indexing--;
+	e->index_gate--;
+	pthread_cond_broadcast(&e->index_cond);
+	pthread_mutex_unlock(&e->lock);
 }
 
 int segment_prepare(struct segment *s)
@@ -363,6 +478,7 @@ int segment_prepare(struct segment *s)
 	struct source *src;
 	struct stat file;
 	uint64_t t0 = now_ns();
+	uid_t uid = atomic_load(&s->uid);
 	int ret;
 
 	pthread_mutex_lock(&e->lock);
@@ -376,7 +492,20 @@ int segment_prepare(struct segment *s)
 	file = s->file;
 	pthread_mutex_unlock(&e->lock);
 
+	if (index_enter(e, uid) < 0) {
+		/* not prepared: the next call tries again */
+		pthread_mutex_lock(&e->lock);
+		snprintf(s->error, sizeof(s->error),
+			 "hfmount is busy indexing other videos for this user; %s is indexed when asked again",
+			 source_name(s->path));
+		s->preparing = false;
+		pthread_cond_broadcast(&e->built);
+		pthread_mutex_unlock(&e->lock);
+		return -EBUSY;
+	}
+	s->error[0] = 0;
 	src = eng_source_get(e, s->path, &file, s->identity, &opts, &s->sn);
+	index_leave(e, uid);
 	if (src) {
 		pthread_mutex_lock(&e->lock);
 		s->src = src; /* under the engine lock: the sweep reads it there */
@@ -386,7 +515,14 @@ int segment_prepare(struct segment *s)
 			seg_error(s, "the numbers of %s are out of range for the time base of %s",
 				  s->name, source_name(s->path));
 	} else {
-		seg_error(s, "out of memory indexing %s", source_name(s->path));
+		/* not prepared: a failed allocation is asked again, never a lasting verdict */
+		pthread_mutex_lock(&e->lock);
+		snprintf(s->error, sizeof(s->error), "out of memory indexing %s; asked again, it is indexed",
+			 source_name(s->path));
+		s->preparing = false;
+		pthread_cond_broadcast(&e->built);
+		pthread_mutex_unlock(&e->lock);
+		return -ENOMEM;
 	}
 	pthread_mutex_lock(&e->lock);
 	s->prepare_ns = now_ns() - t0;
@@ -473,6 +609,7 @@ static void seg_start_locked(struct segment *s, struct wake *w, struct job **sta
 				eng_mark_failed_locked(src, f, w);
 				continue;
 			}
+			j->uid = atomic_load(&s->uid);
 			*start = j;
 		}
 		fs->state = F_CLAIMED;
@@ -658,7 +795,8 @@ void segment_frame_wait(struct segment *s, int64_t slot, frame_ready_fn fn, void
 			goto out_start;
 		}
 		/* not eager, or a frame outside what was claimed: a job of its own */
-		start = start ? start : eng_job_new_locked(src, f, f);
+		if (!start && (start = eng_job_new_locked(src, f, f)))
+			start->uid = atomic_load(&s->uid);
 		if (start) {
 			src->fs[f].state = F_CLAIMED;
 			src->fs[f].owner = start;
@@ -821,8 +959,10 @@ void engine_list_segments(struct engine *e, const char *src, void (*fn)(void *ar
 	if (eng_source_identity(e, src, NULL, &identity) < 0)
 		return;
 	pthread_mutex_lock(&e->lock);
-	FOR_EACH_SEGMENT(e, s) {
+	for (struct segment *s = e->by_path[path_bucket(e, src)]; s; s = s->path_next) {
 		bool started = false;
+		if (strcmp(s->path, src) != 0)
+			continue;
 		if (s->src) {
 			pthread_mutex_lock(&s->src->lock);
 			started = s->started;

@@ -596,7 +596,7 @@ static void lookup_segment(fuse_req_t req, struct hf_fs *fs, struct node *parent
 		fuse_reply_err(req, -ret);
 		return;
 	}
-	ret = engine_segment(fs->engine, src, &st, &sn, &seg);
+	ret = engine_segment(fs->engine, src, &st, fuse_req_ctx(req)->uid, &sn, &seg);
 	if (ret < 0) {
 		fuse_reply_err(req, -ret);
 		return;

@@ -72,6 +72,7 @@ static void test_defaults(void)
 	CHECK_EQ_INT(c.png_filter, HF_PNG_FILTER_UP);
 	CHECK_EQ_INT(c.png_strategy, HF_PNG_STRATEGY_RLE);
 	CHECK_EQ_INT(c.jpeg_q, 2);
+	CHECK_EQ_INT(c.max_pixels, 1ULL << 26);
 	CHECK_EQ_STR(c.source_root, "/");
 	CHECK(c.attr_timeout == 86400.0);
 	CHECK_EQ_INT(c.log_level, HF_LOG_INFO);
@@ -171,6 +172,7 @@ static void test_file_every_key(void)
 				      "png_filter = paeth ; a comment\n"
 				      "png_strategy = huffman\n"
 				      "jpeg_q = 31\n"
+				      "max_pixels = 16M\n"
 				      "# another comment\n"
 				      "[fs]\n"
 				      "source_root = \"/srv/videos//\"\n"
@@ -192,6 +194,7 @@ static void test_file_every_key(void)
 	CHECK_EQ_INT(c.png_filter, HF_PNG_FILTER_PAETH);
 	CHECK_EQ_INT(c.png_strategy, HF_PNG_STRATEGY_HUFFMAN);
 	CHECK_EQ_INT(c.jpeg_q, 31);
+	CHECK_EQ_INT(c.max_pixels, 16ULL << 20);
 	CHECK_EQ_STR(c.source_root, "/srv/videos");
 	CHECK(c.attr_timeout == 0.5);
 	CHECK_EQ_INT(c.log_level, HF_LOG_DEBUG);
