@@ -366,6 +366,14 @@ int engine_stats_json(struct engine *e, char **out, size_t *len)
 	pthread_mutex_lock(&e->lock);
 	set(o, "segments_in_memory", report_u64(e->nsegments), &ret);
 	set(o, "sources_in_memory", report_u64(e->nsources), &ret);
+	/* the global bounds of SPEC 6a at work: decode jobs running and queued, lookups indexing */
+	set(o, "jobs_running", report_u64((uint64_t)e->jobs_threads), &ret);
+	set(o, "jobs_queued",
+	    report_u64(e->running_jobs > e->jobs_threads
+			       ? (uint64_t)(e->running_jobs - e->jobs_threads)
+			       : 0),
+	    &ret);
+	set(o, "lookups_indexing", report_u64((uint64_t)e->indexing), &ret);
 	pthread_mutex_unlock(&e->lock);
 	COUNT("segments_freed", e->segments_freed);
 	COUNT("sources_freed", e->sources_freed);

@@ -528,6 +528,7 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 	struct node *n;
 	struct lookup_wait *lw;
 	int64_t slot;
+	bool unprepared;
 
 	if (join(path, sizeof(path), parent->path, name) < 0) {
 		fuse_reply_err(req, ENAMETOOLONG);
@@ -537,7 +538,8 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		fuse_reply_err(req, ESTALE); /* the kernel looks the whole path up again */
 		return;
 	}
-	segment_prepare(parent->seg); /* holds only this segment directory */
+	/* holds only this segment directory; unprepared (busy, no memory): asked again later */
+	unprepared = segment_prepare(parent->seg) < 0;
 	if (strcmp(name, ".hfinfo") == 0) {
 		int ret = node_new_text(fs, path, N_INFO, parent->ino, parent->seg, &parent->src, &n);
 		if (ret < 0)
@@ -547,6 +549,10 @@ static void lookup_in_segment(fuse_req_t req, struct hf_fs *fs, struct node *par
 		return;
 	}
 	slot = parse_frame_name(name, segment_ext(parent->seg));
+	if (slot >= 0 && unprepared) {
+		fuse_reply_err(req, EAGAIN); /* not known yet, not missing */
+		return;
+	}
 	if (slot < 0 || slot >= segment_count(parent->seg)) {
 		fuse_reply_err(req, ENOENT);
 		return;
@@ -907,10 +913,11 @@ static void op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 			fuse_reply_err(req, -ret);
 			return;
 		}
-		segment_prepare(n->seg); /* its count is needed to list it */
+		/* its count is needed to list it; a listing made unprepared (busy) is not kept */
+		ret = segment_prepare(n->seg);
 		fi->fh = 0;
-		fi->cache_readdir = 1;
-		fi->keep_cache = 1;
+		fi->cache_readdir = ret == 0;
+		fi->keep_cache = ret == 0;
 		fuse_reply_open(req, fi);
 		return;
 	}
