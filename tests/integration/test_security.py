@@ -1162,5 +1162,87 @@ def names_cannot_forge_log_lines_or_break_hfinfo():
         print("  log: %s" % [ln for ln in lines if "forged" in ln or "bad\\x" in ln][:2])
 
 
+
+def run_as_user(cmd, timeout=120, env=None):
+    p = subprocess.run(AS_USER + cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, env=env)
+    return p.returncode, p.stdout, p.stderr
+
+
+NODE_READ = r"""
+const fs = require("fs"), path = require("path");
+const dir = process.argv[1];  // node -e: the first argument
+const names = fs.readdirSync(dir).filter((n) => n.startsWith("frame_")).sort();
+let bytes = 0;
+for (const n of names) {
+  const p = path.join(dir, n), b = fs.readFileSync(p);
+  if (b.length !== fs.statSync(p).size || b.length === 0) throw new Error(n + ": size");
+  bytes += b.length;
+}
+console.log(JSON.stringify({frames: names.length, bytes}));
+"""
+
+
+@test
+def clients_work_as_a_user_who_may_read_the_video():
+    # Issue 18 "how it is shown": ls, cp, find, ffprobe, Node and Chromium still work through
+    # an allow_other mount as the second user, on her own video and on a public one.
+    with h.tempdir() as tmp:
+        t = Root(tmp)
+        t.video(t.home, "own.mp4", 0o600, owner=UID)
+        t.video(t.pub, "pub.mp4", 0o644)
+        out = os.path.join(tmp, "out")
+        os.mkdir(out)
+        os.chown(out, UID, GID)
+        with mount(t) as m:
+            for seg in (m.path("home", "own.mp4@1+1@10"), m.path("pub", "pub.mp4@0.5+1@10")):
+                rc, ls, err = run_as_user(["ls", "-l", seg])
+                check(rc == 0 and ls.decode().count("frame_") == 10,
+                      "ls -l %s as the user: %d %r %r" % (seg, rc, ls[:200], err[:200]))
+                dest = os.path.join(out, os.path.basename(seg))
+                rc, _, err = run_as_user(["cp", "-r", seg, dest])
+                check(rc == 0 and len([n for n in os.listdir(dest) if n.startswith("frame_")])
+                      == 10, "cp -r as the user: %d %r" % (rc, err[:300]))
+                rc, found, err = run_as_user(["find", seg, "-name", "frame_*.png"])
+                check(rc == 0 and len(found.split()) == 10, "find as the user: %d %r"
+                      % (rc, err[:200]))
+                frame = os.path.join(seg, "frame_00003.png")
+                rc, probe, err = run_as_user(["ffprobe", "-v", "error", "-show_entries",
+                                              "stream=codec_name,width,height", "-of",
+                                              "csv=p=0", frame])
+                check(rc == 0 and probe.decode().strip() == "png,320,240",
+                      "ffprobe as the user: %d %r %r" % (rc, probe, err[:200]))
+                ours = h.decode_images([read_bytes(os.path.join(dest, "frame_00003.png"))])
+                theirs = h.decode_images([read_bytes(frame)])
+                check(ours[0].data == theirs[0].data, "the copy differs from the frame")
+                rc, js, err = run_as_user(["node", "-e", NODE_READ, seg])
+                check(rc == 0 and json.loads(js)["frames"] == 10,
+                      "node as the user: %d %r %r" % (rc, js, err[:300]))
+            # Chromium, as the user, shows her frame as an <img>
+            seg = m.path("home", "own.mp4@1+1@10")
+            page = os.path.join(out, "page.html")
+            with open(page, "w") as f:
+                f.write('<!doctype html><html><body style="margin:0;background:#f0f">'
+                        '<img style="display:block" src="file://%s/frame_00003.png">'
+                        '</body></html>' % seg)
+            os.chown(page, UID, GID)
+            shot = os.path.join(out, "shot.png")
+            env = dict(os.environ, HOME=out)
+            rc, _, err = run_as_user(
+                ["/usr/bin/chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                 "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--hide-scrollbars",
+                 "--force-device-scale-factor=1", "--force-color-profile=srgb",
+                 "--user-data-dir=" + os.path.join(out, "profile"), "--screenshot=" + shot,
+                 "--window-size=320,240", "file://" + page], env=env)
+            check(rc == 0 and os.path.exists(shot), "chromium as the user: %d %r"
+                  % (rc, err[-1000:]))
+            got = h.decode_images([read_bytes(shot)])
+            ref = h.decode_images([read_bytes(os.path.join(seg, "frame_00003.png"))])
+            worst = h.assert_frames_equal(got, ref, "chromium screenshot as the user",
+                                          tolerance=2)
+            print("  ls, cp -r, find, ffprobe, node, chromium as uid %d: ok (chromium max "
+                  "diff %d)" % (UID, worst))
+
 if __name__ == "__main__":
     h.main()
