@@ -1156,6 +1156,71 @@ class Mount:
         return blobs
 
 
+# -- other users (the allow_other tests)
+
+SECOND_UID = 47291  # a uid/gid with no passwd entry and no groups: nothing is changed
+
+
+def setpriv(uid, gid=None):
+    """The command prefix that runs a program as uid (and gid, default the same number)."""
+    return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % (uid if gid is None else gid),
+            "--clear-groups"]
+
+
+USER_PROBE = r"""
+import errno, json, os, sys, time
+out = []
+for op, path in json.loads(sys.argv[1]):
+    t = time.monotonic()
+    try:
+        if op == "stat":
+            os.stat(path); r = "ok"
+        elif op == "list":
+            r = sorted(os.listdir(path))
+        elif op == "read":
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                r = len(os.read(fd, 1 << 22))
+            finally:
+                os.close(fd)
+        elif op == "info":
+            with open(os.path.join(path, ".hfinfo"), "rb") as f:
+                r = json.loads(f.read())
+        elif op == "lstat":
+            os.lstat(path); r = "ok"
+        elif op == "readlink":
+            r = "->" + os.readlink(path)
+        else:
+            raise SystemExit("unknown probe op " + op)
+    except OSError as e:
+        r = "E" + errno.errorcode[e.errno]
+    out.append([r, time.monotonic() - t])
+print(json.dumps(out))
+"""
+
+
+def probe_as(uid, ops, timeout=60):
+    """Runs [(op, path)...] as uid; [(result, seconds)...]. op is stat, lstat, list, read,
+    info or readlink; a result is 'ok', a list, a byte count, a dict (.hfinfo), '->TARGET'
+    (readlink) or 'E<ERRNO>'."""
+    p = subprocess.run(setpriv(uid) + [sys.executable, "-c", USER_PROBE, json.dumps(ops)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
+    check(p.returncode == 0, "probe as uid %d failed: %s" % (uid, p.stderr.decode()))
+    return json.loads(p.stdout)
+
+
+class SharedMount(Mount):
+    """A mount made by root with allow_other, on a mountpoint other users can reach."""
+
+    def __init__(self, source_root, opts=(), **kw):
+        super().__init__(source_root=source_root, opts=["allow_other"] + list(opts), **kw)
+
+    def __enter__(self):
+        super().__enter__()
+        os.chmod(self.tmp, 0o755)
+        return self
+
+
 def tree_state(d):
     """Every entry below d with its mode, size and mtime (lstat): what "untouched" means."""
     out = {}

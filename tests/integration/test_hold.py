@@ -47,7 +47,15 @@ def check_hold(m, name, start, dur, fps, opts="hold", vf="", ext="png", qv=None)
     fr = h.probe_frames(src)
     idx, ref, _ = h.ref_model_chain(src, start, dur, fps, vf, ext, qv, hold=True)
     check(len(idx) == n, "test's own model: %d slots, expected %d" % (len(idx), n))
-    h.assert_frames_equal(ours, ref, "%s vs ffmpeg %s" % (seg, vf or "decode"), 0, idx)
+    if ext == "jpg":
+        # another JPEG encoder than the CLI's (SPEC 4): the same picture within JPEG's
+        # error, where a neighbouring frame of this moving, grainy source is far off
+        for k, (a, b) in enumerate(zip(ours, ref)):
+            p = h.psnr(a, b)
+            check(p >= 35, "%s: frame_%05d is %.1f dB from the CLI's JPEG of source frame #%d"
+                  % (seg, k + 1, p, idx[k]))
+    else:
+        h.assert_frames_equal(ours, ref, "%s vs ffmpeg %s" % (seg, vf or "decode"), 0, idx)
     last = len(fr.pts) - 1
     F, S = h.q(fps), h.q(start)
     held = [k for k in range(n) if S + h.Fraction(k) / F >= fr.t_end()]
@@ -119,7 +127,8 @@ def without_hold_the_old_behaviour():
 
 @test
 def hold_with_a_transform_and_jpg():
-    # wide640.mp4: 2 s at 30 fps. Untagged, so the jpg slots equal the CLI's -q:v 2 output.
+    # wide640.mp4: 2 s at 30 fps. Untagged, so the jpg slots are the CLI's -q:v 2 pictures
+    # within JPEG's error.
     name = "wide640.mp4"
     with h.Mount() as m:
         seg, idx, _ = check_hold(m, name, "1.9", "0.3", "30", "hold,h=180,w=320",

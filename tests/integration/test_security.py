@@ -37,43 +37,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
 from hftest import check, test  # noqa: E402
 
-UID = GID = 47291  # the second user: no passwd entry, no groups
-AS_USER = ["setpriv", "--reuid=%d" % UID, "--regid=%d" % GID, "--clear-groups"]
-
-PROBE = r"""
-import errno, json, os, sys, time
-out = []
-for op, path in json.loads(sys.argv[1]):
-    t = time.monotonic()
-    try:
-        if op == "stat":
-            os.stat(path); r = "ok"
-        elif op == "list":
-            r = sorted(os.listdir(path))
-        elif op == "read":
-            with open(path, "rb") as f:
-                r = len(f.read())
-        elif op == "info":
-            with open(os.path.join(path, ".hfinfo"), "rb") as f:
-                r = json.loads(f.read())
-        elif op == "lstat":
-            os.lstat(path); r = "ok"
-        elif op == "readlink":
-            r = "->" + os.readlink(path)
-    except OSError as e:
-        r = "E" + errno.errorcode[e.errno]
-    out.append([r, time.monotonic() - t])
-print(json.dumps(out))
-"""
+UID = GID = h.SECOND_UID  # the second user: no passwd entry, no groups
+AS_USER = h.setpriv(UID)
 
 
 def as_user(ops, timeout=30):
-    """Runs [(op, path)...] as the second user; [(result, seconds)...]. A result is
-    'ok', a list, a byte count, a dict (.hfinfo), '->TARGET' (readlink) or 'E<ERRNO>'."""
-    p = subprocess.run(AS_USER + [sys.executable, "-c", PROBE, json.dumps(ops)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    check(p.returncode == 0, "probe as uid %d failed: %s" % (UID, p.stderr.decode()))
-    return json.loads(p.stdout)
+    """Runs [(op, path)...] as the second user (hftest.probe_as)."""
+    return h.probe_as(UID, ops, timeout)
 
 
 class Tree:
@@ -117,16 +87,11 @@ class Tree:
             os.lchown(os.path.join(self.home, n), UID, GID)
 
 
-class mount(h.Mount):
-    """allow_other, on a mountpoint the second user can reach."""
+class mount(h.SharedMount):
+    """allow_other, on a mountpoint the second user can reach, over a tree's root."""
 
     def __init__(self, tree, **kw):
-        super().__init__(source_root=tree.root, opts=["allow_other"], **kw)
-
-    def __enter__(self):
-        super().__enter__()
-        os.chmod(self.tmp, 0o755)
-        return self
+        super().__init__(tree.root, **kw)
 
 
 def only_hfinfo(res, what):

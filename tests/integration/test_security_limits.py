@@ -30,54 +30,17 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
 from hftest import check, test  # noqa: E402
 
-UID = GID = 47291  # the second user: no passwd entry, no groups
-AS_USER = ["setpriv", "--reuid=%d" % UID, "--regid=%d" % GID, "--clear-groups"]
-
-PROBE = r"""
-import errno, json, os, sys, time
-out = []
-for op, path in json.loads(sys.argv[1]):
-    t = time.monotonic()
-    try:
-        if op == "stat":
-            os.stat(path); r = "ok"
-        elif op == "list":
-            r = sorted(os.listdir(path))
-        elif op == "read":
-            fd = os.open(path, os.O_RDONLY)
-            try:
-                r = len(os.read(fd, 1 << 22))
-            finally:
-                os.close(fd)
-        elif op == "info":
-            with open(os.path.join(path, ".hfinfo"), "rb") as f:
-                r = json.loads(f.read())
-    except OSError as e:
-        r = "E" + errno.errorcode[e.errno]
-    out.append([r, time.monotonic() - t])
-print(json.dumps(out))
-"""
+UID = GID = h.SECOND_UID  # the second user: no passwd entry, no groups
 
 MEMORY = 256 << 20  # decode.memory's default
 
 
 def as_user(ops, timeout=60):
-    p = subprocess.run(AS_USER + [sys.executable, "-c", PROBE, json.dumps(ops)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout)
-    check(p.returncode == 0, "probe as uid %d failed: %s" % (UID, p.stderr.decode()))
-    return json.loads(p.stdout)
+    return h.probe_as(UID, ops, timeout)
 
 
-class mount(h.Mount):
-    """allow_other, on a mountpoint the second user can reach."""
-
-    def __init__(self, root, **kw):
-        super().__init__(source_root=root, opts=["allow_other"], **kw)
-
-    def __enter__(self):
-        super().__enter__()
-        os.chmod(self.tmp, 0o755)
-        return self
+class mount(h.SharedMount):
+    """allow_other, with the daemon's threads, descriptors and .hfstats at hand."""
 
     def proc_status(self, key):
         with open("/proc/%d/status" % self.proc.pid) as f:

@@ -32,14 +32,13 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
 from hftest import check, test  # noqa: E402
 
-UID_A = 47291  # the first user (as in test_security.py)
+UID_A = h.SECOND_UID  # the first user (as in test_security.py)
 UID_B = 47292  # the second user
 WATCH_MAX_DIRS = 1024  # fs/watch.h
 LEASE_BYTES = 4096  # cache/store.h STORE_LEASE_BYTES: what an empty lease file counts
 
 
-def as_user(uid):
-    return ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups"]
+as_user = h.setpriv
 
 
 PROBE = r"""
@@ -76,16 +75,7 @@ def run_as(uid, ops, timeout=60):
     return json.loads(p.stdout)
 
 
-class mount(h.Mount):
-    """allow_other, on a mountpoint the users can reach."""
-
-    def __init__(self, root, **kw):
-        super().__init__(source_root=root, opts=["allow_other"] + kw.pop("opts", []), **kw)
-
-    def __enter__(self):
-        super().__enter__()
-        os.chmod(self.tmp, 0o755)
-        return self
+mount = h.SharedMount  # allow_other, on a mountpoint the users can reach
 
 
 def source_root(tmp):
