@@ -7,6 +7,7 @@
  * links of /proc/<pid>/ for anyone).
  */
 #include "fs/caller.h"
+#include "fs/mountinfo.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,22 +64,6 @@ static bool is_pseudo_type(const char *t)
 	return false;
 }
 
-/* mountinfo escapes space, tab, newline and backslash as \ooo. */
-static void unescape(char *s)
-{
-	char *o = s;
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') * 64 + (s[2] - '0') * 8 + (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = 0;
-}
-
 static void mounts_clear_locked(void)
 {
 	for (size_t i = 0; i < mounts.n; i++)
@@ -106,12 +91,8 @@ static void mounts_read_locked(void)
 	if (!f)
 		return;
 	while (getline(&line, &linecap, f) > 0) {
-		char point[PATH_MAX], *sep, type[64];
-		unsigned long long id;
-		if (sscanf(line, "%llu %*u %*s %*s %4095s", &id, point) != 2)
-			continue;
-		sep = strstr(line, " - ");
-		if (!sep || sscanf(sep + 3, "%63s", type) != 1)
+		struct mountinfo_line ml;
+		if (mountinfo_parse(line, &ml) < 0)
 			continue;
 		if (n == cap) {
 			size_t nc = cap ? cap * 2 : 64;
@@ -121,13 +102,9 @@ static void mounts_read_locked(void)
 			v = nv;
 			cap = nc;
 		}
-		v[n].id = id;
-		v[n].pseudo = is_pseudo_type(type);
-		v[n].point = NULL;
-		if (v[n].pseudo) {
-			unescape(point);
-			v[n].point = strdup(point);
-		}
+		v[n].id = ml.id;
+		v[n].pseudo = is_pseudo_type(ml.fstype);
+		v[n].point = v[n].pseudo ? strdup(ml.point) : NULL;
 		n++;
 	}
 	free(line);

@@ -22,6 +22,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "fs/mountinfo.h"
 #include "fs/segname.h"
 #include "tools/ctl.h"
 #include "tools/ctl_json.h"
@@ -301,23 +302,6 @@ struct mount {
 	char root[PATH_MAX]; /* its source_root, "" until known */
 };
 
-/* Undoes mountinfo's octal escapes (\040 for a space) in place. */
-static void unescape(char *s)
-{
-	char *o = s;
-
-	for (; *s; s++) {
-		if (s[0] == '\\' && s[1] >= '0' && s[1] <= '3' && s[2] >= '0' && s[2] <= '7' &&
-		    s[3] >= '0' && s[3] <= '7') {
-			*o++ = (char)((s[1] - '0') << 6 | (s[2] - '0') << 3 | (s[3] - '0'));
-			s += 3;
-		} else {
-			*o++ = *s;
-		}
-	}
-	*o = 0;
-}
-
 /* The hfmount mounts of this mount namespace, in mountinfo's order. *n of them. */
 static int mounts_list(struct mount **out, size_t *n)
 {
@@ -330,20 +314,9 @@ static int mounts_list(struct mount **out, size_t *n)
 	if (!f)
 		return -errno;
 	while (getline(&line, &cap, f) > 0) {
-		/* ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER */
-		char *fields[6] = {NULL}, *save = NULL, *tok, *fstype = NULL;
-		int i = 0;
+		struct mountinfo_line ml;
 
-		for (tok = strtok_r(line, " \n", &save); tok; tok = strtok_r(NULL, " \n", &save)) {
-			if (i < 6)
-				fields[i] = tok;
-			if (i >= 6 && strcmp(tok, "-") == 0) {
-				fstype = strtok_r(NULL, " \n", &save);
-				break;
-			}
-			i++;
-		}
-		if (!fields[4] || !fstype || strcmp(fstype, FSTYPE) != 0)
+		if (mountinfo_parse(line, &ml) < 0 || strcmp(ml.fstype, FSTYPE) != 0)
 			continue;
 		if (used % 8 == 0) {
 			struct mount *b = realloc(m, (used + 8) * sizeof(*m));
@@ -353,8 +326,7 @@ static int mounts_list(struct mount **out, size_t *n)
 			}
 			m = b;
 		}
-		unescape(fields[4]);
-		snprintf(m[used].dir, sizeof(m[used].dir), "%s", fields[4]);
+		snprintf(m[used].dir, sizeof(m[used].dir), "%s", ml.point);
 		m[used].root[0] = 0;
 		used++;
 	}
