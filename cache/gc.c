@@ -207,24 +207,33 @@ static int walk1(struct census *c, const char *top,
 	return ret;
 }
 
+/* A unit of one file that goes by its own mtime; counted in *count and *bytes. */
+static int add_file_unit(struct census *c, enum gc_kind kind, const char *path,
+			 const struct stat *sb, const struct hf_key *k, uint64_t size,
+			 uint64_t *count, uint64_t *bytes)
+{
+	struct gc_unit *u = unit_add(c, kind, path, ts_ns(&sb->st_mtim));
+
+	if (!u)
+		return -ENOMEM;
+	u->key = *k;
+	u->file_bytes = size;
+	(*count)++;
+	*bytes += size;
+	return 0;
+}
+
 /* idx/<key>.idx and idx/<key>.cid: one unit each, by their own mtime. */
 static int scan_index(struct census *c, const char *path, const char *name, const struct stat *sb)
 {
 	struct hf_key k;
 	char ext[8];
-	struct gc_unit *u;
 
 	if (!parse_name(name, &k, ext, sizeof(ext), NULL) ||
 	    (strcmp(ext, "idx") != 0 && strcmp(ext, "cid") != 0))
 		return 0; /* not ours: never removed */
-	u = unit_add(c, GC_INDEX, path, ts_ns(&sb->st_mtim));
-	if (!u)
-		return -ENOMEM;
-	u->key = k;
-	u->file_bytes = (uint64_t)sb->st_size;
-	c->totals.indexes++;
-	c->totals.index_bytes += u->file_bytes;
-	return 0;
+	return add_file_unit(c, GC_INDEX, path, sb, &k, (uint64_t)sb->st_size,
+			     &c->totals.indexes, &c->totals.index_bytes);
 }
 
 /* lock/<key>.lock: one unit each; whether it is held is asked when it would go. */
@@ -232,18 +241,11 @@ static int scan_lease(struct census *c, const char *path, const char *name, cons
 {
 	struct hf_key k;
 	char ext[8];
-	struct gc_unit *u;
 
 	if (!parse_name(name, &k, ext, sizeof(ext), "lock"))
 		return 0;
-	u = unit_add(c, GC_LEASE, path, ts_ns(&sb->st_mtim));
-	if (!u)
-		return -ENOMEM;
-	u->key = k;
-	u->file_bytes = STORE_LEASE_BYTES;
-	c->totals.leases++;
-	c->totals.lease_bytes += u->file_bytes;
-	return 0;
+	return add_file_unit(c, GC_LEASE, path, sb, &k, STORE_LEASE_BYTES, &c->totals.leases,
+			     &c->totals.lease_bytes);
 }
 
 static int scan_image(struct census *c, const char *path, const char *name, const struct stat *sb)
