@@ -18,7 +18,7 @@ MB = 1 << 20
 
 @test
 def four_k_ten_bit_stays_within_the_budget_at_any_thread_count():
-    name, seg = "hdr4k.mp4", "hdr4k.mp4@0+1@10"
+    name, seg = "hdr4k.mp4", "hdr4k.mp4@0+1@10@untagged=cli"  # untagged: the CLI reads it as BT.601
     ref = None
     peaks = []
     sanitized = False
