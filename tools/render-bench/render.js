@@ -177,7 +177,7 @@ function pageHtml(spec) {
 html,body{margin:0;width:${spec.width}px;height:${spec.height}px;overflow:hidden;
 background:${spec.background || '#202830'}}
 video,img{position:absolute;object-fit:cover;display:block}
-h1{position:absolute;left:1100px;top:760px;margin:0;color:#e8e8e8;font:600 64px sans-serif}
+h1{position:absolute;left:40px;top:552px;margin:0;color:#e8e8e8;font:600 56px sans-serif}
 </style></head><body>
 ${clips}
 ${spec.title ? `<h1>${esc(spec.title)}</h1>` : ''}
@@ -195,8 +195,9 @@ function injectInPage(updates, hidden) {
     img.style.visibility = 'visible';
     video.style.visibility = 'hidden';
   }
-  for (const id of hidden) {
+  for (const id of hidden) { // outside its time on the timeline: neither is shown
     document.getElementById('f-' + id).style.visibility = 'hidden';
+    document.getElementById('v-' + id).style.visibility = 'hidden';
   }
   return Promise.all(pending).then(() => updates.length);
 }
