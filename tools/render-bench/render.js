@@ -24,7 +24,9 @@
  * start, duration, box: {x, y, w, h}, format?: "jpg"|"png", native?: bool}]} (native: the
  * frames at the source's own size, no w/h/fit; for tests). Prints one JSON object (also
  * written to --result): wall time, first captured frame, CPU seconds of Node, the browser,
- * the encoder and the extraction, and per-frame read / inject / screenshot times.
+ * the encoder and the extraction, and per output frame the time reading frame files
+ * (waiting for them), base64-encoding, in the page (set src + decode), in the screenshot
+ * and waiting for the encoder to take the screenshot (a full pipe).
  */
 
 const fs = require('fs');
@@ -246,6 +248,7 @@ async function main() {
     } else {
       sources = await hfFrameSources(spec, a.mount);
     }
+    const tSources = now() - t0;
 
     let encoder = null;
     let encoderDone = null;
@@ -261,7 +264,8 @@ async function main() {
     if (a.shots) fs.mkdirSync(a.shots, {recursive: true});
 
     const clip = {x: 0, y: 0, width: spec.width, height: spec.height, scale: 1};
-    let tRead = 0; let tInject = 0; let tShot = 0; let bytesIn = 0; let images = 0;
+    let tRead = 0; let tB64 = 0; let tInject = 0; let tShot = 0; let tDrain = 0;
+    let bytesIn = 0; let images = 0;
     let tFirst = null;
     for (let f = 0; f < nframes; f++) {
       const ta = now();
@@ -276,8 +280,10 @@ async function main() {
         return {id: visible[i].id, uri: `data:${mime};base64,${b.toString('base64')}`};
       });
       images += updates.length;
+      const tb2 = now();
       await page.evaluate(injectInPage, updates, hidden);
       const tc = now();
+      tB64 += tb2 - tb;
       const shot = await cdp.send('Page.captureScreenshot', {
         format: a.shotFormat, quality: a.shotFormat === 'png' ? undefined : a.quality,
         fromSurface: true, optimizeForSpeed: a.shotFormat !== 'png', clip});
@@ -290,7 +296,9 @@ async function main() {
           (a.shotFormat === 'png' ? 'png' : 'jpg')), buf);
       }
       if (encoder && !encoder.stdin.write(buf)) {
-        await new Promise((r) => encoder.stdin.once('drain', r));
+        const te = now();
+        await new Promise((r) => encoder.stdin.once('drain', r)); // the encoder is behind
+        tDrain += now() - te;
       }
     }
     const tLoopEnd = now();
@@ -308,11 +316,13 @@ async function main() {
     result = {
       mode: a.mode, frames: nframes, images, bytes_in: bytesIn,
       wall_s: wall, first_frame_s: tFirst, page_ready_s: tReady, extracted_s: tExtracted,
+      sources_s: tSources, encoder_tail_s: wall - (tLoopEnd - t0),
       loop_s: tLoopEnd - t0 - (a.mode === 'cli' ? tExtracted : tReady),
       cpu_node_s: (cpu.user + cpu.system) / 1e6, cpu_browser_s: browserCpu,
       cpu_encoder_s: encoderCpu, cpu_extract_s: extractCpu,
-      read_ms: ms(tRead), inject_ms: ms(tInject), injection_ms: ms(tRead + tInject),
-      screenshot_ms: ms(tShot), frame_ms: ms(tRead + tInject + tShot),
+      read_ms: ms(tRead), base64_ms: ms(tB64), page_inject_ms: ms(tInject - tB64),
+      inject_ms: ms(tInject), injection_ms: ms(tRead + tInject), screenshot_ms: ms(tShot),
+      encoder_wait_ms: ms(tDrain), frame_ms: ms(tRead + tInject + tShot + tDrain),
     };
   } finally {
     await browser.close();
