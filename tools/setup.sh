@@ -3,7 +3,8 @@
 #   tools/setup.sh            build dependencies, then build/ (RelWithDebInfo)
 #   tools/setup.sh --test     also the test dependencies (ffmpeg CLI, python3, node, chromium,
 #                             man-db for the man page test, clang and its libFuzzer runtime,
-#                             GlusterFS server and client for the shared-store test)
+#                             GlusterFS server and client for the shared-store test), and
+#                             puppeteer-core for the render loop (npm ci in tools/render-bench)
 #   BUILD_DIR=... CMAKE_ARGS=... override the build directory and add cmake options
 #   BUILD_TARGET=...          build only that target (e.g. fuzz) instead of everything
 set -euo pipefail
@@ -38,6 +39,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ $want_test = 1 ]; then
+	# tests/integration/test_render_loop.py and tools/bench --render: puppeteer-core from
+	# the lock file (Debian's /usr/bin/chromium is the browser; none is downloaded)
+	(cd tools/render-bench && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
 fi
 
 build=${BUILD_DIR:-build}
