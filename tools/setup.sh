@@ -43,8 +43,12 @@ fi
 
 if [ $want_test = 1 ]; then
 	# tests/integration/test_render_loop.py and tools/bench --render: puppeteer-core from
-	# the lock file (Debian's /usr/bin/chromium is the browser; none is downloaded)
-	(cd tools/render-bench && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
+	# the lock file (Debian's /usr/bin/chromium is the browser; none is downloaded), once
+	rb=tools/render-bench
+	if [ ! -f $rb/node_modules/.package-lock.json ] ||
+		[ $rb/package-lock.json -nt $rb/node_modules/.package-lock.json ]; then
+		(cd $rb && PUPPETEER_SKIP_DOWNLOAD=1 npm ci --no-audit --no-fund >/dev/null)
+	fi
 fi
 
 build=${BUILD_DIR:-build}
