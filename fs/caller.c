@@ -291,7 +291,8 @@ int caller_enter_ids(uid_t uid, gid_t gid, const gid_t *groups, int n, struct ca
 	w.uid = uid;
 	w.gid = gid;
 	w.ngroups = n < 0 ? 0 : n > MAX_GROUPS ? MAX_GROUPS : n;
-	memcpy(w.groups, groups, (size_t)w.ngroups * sizeof(*groups));
+	if (w.ngroups)
+		memcpy(w.groups, groups, (size_t)w.ngroups * sizeof(*groups));
 	memset(c, 0, sizeof(*c));
 	c->uid = w.uid;
 	c->gid = w.gid;
