@@ -73,6 +73,7 @@ struct job {
 	bool stopped_early;
 	bool held_here; /* its range is leased to another job of this process (not adopted_from_other_processes) */
 	atomic_bool starting; /* decoding toward its first frame: other jobs give it the cores */
+	uint64_t urgent_wait_ns; /* how long it paused for far-ahead jobs (src->lock) */
 	struct job *next;
 };
 

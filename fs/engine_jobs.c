@@ -254,9 +254,27 @@ static enum extract_visit job_visit(void *arg, size_t frame)
 	if (!atomic_load(&j->starting))
 		pause_for_starting(src->e);
 	pthread_mutex_lock(&src->lock);
-	/* The cores go to a far-ahead reader's decode first. */
-	while (src->urgent_jobs > 0 && !j->urgent && !atomic_load(&src->e->stopping))
-		pthread_cond_wait(&src->unpaused, &src->lock);
+	/*
+	 * The cores go to a far-ahead reader's decode first, for a second at most in all: that
+	 * decode may itself be waiting for this job (the lease of the range it takes over,
+	 * which this job holds until it stops), and must never wait for it forever.
+	 */
+	if (src->urgent_jobs > 0 && !j->urgent && j->urgent_wait_ns < START_PAUSE_NS) {
+		uint64_t t0 = now_ns(), left = START_PAUSE_NS - j->urgent_wait_ns;
+		struct timespec until;
+
+		clock_gettime(CLOCK_REALTIME, &until); /* the condition's clock */
+		until.tv_sec += (time_t)(left / NS);
+		until.tv_nsec += (long)(left % NS);
+		if (until.tv_nsec >= (long)NS) {
+			until.tv_sec++;
+			until.tv_nsec -= (long)NS;
+		}
+		while (src->urgent_jobs > 0 && !j->urgent && !atomic_load(&src->e->stopping))
+			if (pthread_cond_timedwait(&src->unpaused, &src->lock, &until) != 0)
+				break;
+		j->urgent_wait_ns += now_ns() - t0;
+	}
 	if (frame > j->last)
 		v = EXTRACT_STOP;
 	else if (src->idx->pts[frame] >= j->stop_pts)
