@@ -228,11 +228,26 @@ static int scan_add(struct scan *sc, int64_t pts, int64_t dur, bool key)
 }
 
 /*
+ * Reordering bounds what is left to see: a stream that reorders at most D frames (H.264's
+ * max_num_reorder_frames, libav's video_delay / has_b_frames) never decodes a frame after
+ * D + 1 frames that are shown after it. So once D + 1 packets shown after `to` have been
+ * demuxed, no packet still to come is shown at or before `to` (nor before the earliest of
+ * them): the window's frames are all here, a few packets past its end, not a GOP past it.
+ * D is the larger of what the codec parameters say and the deepest reordering seen so far
+ * (the packets shown after one, among the last REORDER_LOOK), plus REORDER_MARGIN packets
+ * in case a stream reorders deeper later than it has yet.
+ */
+#define REORDER_LOOK 34
+#define REORDER_MARGIN 2
+#define REORDER_MAX 16 /* H.264 and HEVC reorder at most 16 frames */
+
+/*
  * Demuxes the stream's packets from where the demuxer stands (the keyframe a seek found)
- * to the first keyframe decoded after `to` (its dts is past it, so every packet after it
- * is shown after it too: the window ends on a GOP boundary), or, without dts, to a
- * keyframe shown after `to` and a reorder margin; to == INT64_MAX reads to the end.
- * Packets before the first keyframe are not kept.
+ * until the reordering bound above says every frame shown up to `to` is here; or to the
+ * first keyframe decoded after `to` (its dts is past it, so every packet after it is shown
+ * after it too), or, without dts, to a keyframe shown after `to` and a reorder margin,
+ * whichever comes first; to == INT64_MAX reads to the end. Packets before the first
+ * keyframe are not kept.
  */
 static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *sc, char *err,
 			size_t errlen, const char *name)
@@ -240,7 +255,17 @@ static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *s
 	AVPacket *pkt = av_packet_alloc();
 	bool b_frames = fmt->streams[si]->codecpar->video_delay > 0;
 	int after_key = -1; /* packets since a keyframe shown after `to` */
+	int delay = fmt->streams[si]->codecpar->video_delay; /* reorder depth, as known so far */
+	int64_t recent[REORDER_LOOK]; /* pts of the last packets, in demux order (ring) */
+	size_t seen = 0;
+	int above = 0;          /* packets shown after `to` */
+	int64_t above_min = 0;  /* the earliest of them */
 	int ret = 0;
+
+	if (delay < 0)
+		delay = 0;
+	if (delay > REORDER_MAX)
+		delay = REORDER_MAX;
 
 	if (!pkt)
 		return -ENOMEM;
@@ -272,6 +297,28 @@ static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *s
 			if (sc->n > 0 || key) {
 				ret = scan_add(sc, pts, pkt->duration, key);
 				if (ret < 0) {
+					av_packet_unref(pkt);
+					break;
+				}
+			}
+			if (to != INT64_MAX) {
+				/* how many of the last packets are shown after this one */
+				int later = 0;
+				size_t look = seen < REORDER_LOOK ? seen : REORDER_LOOK;
+				for (size_t j = 0; j < look; j++)
+					if (recent[(seen - 1 - j) % REORDER_LOOK] > pts)
+						later++;
+				if (later > delay)
+					delay = later > REORDER_MAX ? REORDER_MAX : later;
+				recent[seen % REORDER_LOOK] = pts;
+				seen++;
+				if (pts > to && sc->n > 0) {
+					if (above == 0 || pts < above_min)
+						above_min = pts;
+					above++;
+				}
+				if (above > delay + REORDER_MARGIN) {
+					sc->complete = above_min - 1;
 					av_packet_unref(pkt);
 					break;
 				}
