@@ -127,6 +127,11 @@ struct source {
 	bool ready;
 	struct source_index *idx; /* a window of the video (source.h) */
 	uint64_t index_bytes;     /* bytes of the video read to index it (0: known ranges) */
+	/*
+	 * The packets its index pass demuxed (source.h), for the first decode to take instead
+	 * of reading them again; the first job takes them (src->lock), NULL after.
+	 */
+	struct source_packets *packets;
 	int err;
 	char error[256];
 

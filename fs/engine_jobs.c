@@ -770,8 +770,13 @@ static void *job_main(void *arg)
 	struct stat file;
 	char *path;
 	size_t first;
+	struct source_packets *packets;
 
 	pthread_mutex_lock(&src->lock);
+	/* the first decode of a freshly indexed window takes the packets the index read */
+	packets = src->packets;
+	src->packets = NULL;
+	xj.packets = packets;
 	path = strdup(src->open_path);
 	file = src->file;
 	if (j->urgent && !j->urgent_counted) { /* the others pause for it from now on */
@@ -797,6 +802,8 @@ static void *job_main(void *arg)
 		}
 		pthread_mutex_unlock(&src->lock);
 		extract_run(&xj);
+		xj.packets = NULL; /* spent (or of no use from where a later run starts) */
+		source_packets_free(&packets);
 		job_first_over(j);
 		lease_drop(j);
 		pthread_mutex_lock(&src->lock);
@@ -807,6 +814,7 @@ static void *job_main(void *arg)
 		if (!again)
 			break;
 	}
+	source_packets_free(&packets);
 	if (xj.fd >= 0)
 		close(xj.fd);
 	job_end(j, atomic_load(&e->stopping), true);

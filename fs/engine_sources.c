@@ -345,8 +345,13 @@ static void build_index(struct engine *e, struct source *src)
 	ret = eng_source_file_open(src->open_path, &src->file);
 	if (ret >= 0) {
 		int fd = ret;
-		ret = source_index_build(fd, src->path, src->want_start, src->want_dur, &src->idx,
-					 &bytes, src->error, sizeof(src->error));
+		uint64_t now, peak, budget;
+		/* kept for the first decode: within a quarter of decode.memory (64 MiB unbounded) */
+		extract_memory(&now, &peak, &budget);
+		ret = source_index_build_keep(fd, src->path, src->want_start, src->want_dur,
+					      &src->idx, &bytes, src->error, sizeof(src->error),
+					      budget ? budget / 4 : (uint64_t)64 << 20,
+					      &src->packets);
 		close(fd);
 	} else {
 		snprintf(src->error, sizeof(src->error), "%s changed while it was being opened",
@@ -484,6 +489,7 @@ again:
 		src->fs = calloc(src->idx->n, sizeof(*src->fs));
 		if (!src->fs) {
 			source_index_free(&src->idx);
+			source_packets_free(&src->packets);
 			src->err = -ENOMEM;
 			snprintf(src->error, sizeof(src->error), "out of memory");
 		}
@@ -503,6 +509,7 @@ struct source *eng_source_chain_locked(struct engine *e, const struct source *sr
 void eng_source_free(struct source *src)
 {
 	source_index_free(&src->idx);
+	source_packets_free(&src->packets);
 	free(src->fs);
 	free(src->path);
 	free(src->open_path);
