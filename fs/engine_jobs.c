@@ -803,7 +803,7 @@ static void *job_main(void *arg)
 		pthread_mutex_unlock(&src->lock);
 		extract_run(&xj);
 		xj.packets = NULL; /* spent (or of no use from where a later run starts) */
-		source_packets_free(&packets);
+		eng_packets_free(e, &packets);
 		job_first_over(j);
 		lease_drop(j);
 		pthread_mutex_lock(&src->lock);
@@ -814,7 +814,7 @@ static void *job_main(void *arg)
 		if (!again)
 			break;
 	}
-	source_packets_free(&packets);
+	eng_packets_free(e, &packets);
 	if (xj.fd >= 0)
 		close(xj.fd);
 	job_end(j, atomic_load(&e->stopping), true);
