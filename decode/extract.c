@@ -817,8 +817,21 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 		atomic_fetch_add(&job->stats->frames_decoded, 1);
 	if (ts == AV_NOPTS_VALUE)
 		return 0;
-	if (ts > idx->pts[idx->n - 1] && ls->started) {
-		ls->stop = true; /* past the window the index holds */
+	if (ts > idx->pts[idx->n - 1]) {
+		if (ls->started) {
+			ls->stop = true; /* past the window the index holds */
+			return 0;
+		}
+		/*
+		 * Past the window before its first frame: the seek landed after the keyframe (a
+		 * bisecting seek lands by decode time, between a keyframe and the pictures it
+		 * leads) and the next keyframe is past the window: go back further.
+		 */
+		if (ls->reseeks < 3 && (ls->seek_kf > 0 || !idx->from_start))
+			return 1;
+		snprintf(why, sizeof(why), "source frame %zu could not be decoded (damaged data)",
+			 ls->expect + 1);
+		report_damage(ls, ls->expect, -EIO, why);
 		return 0;
 	}
 	i = source_index_find(idx, ts, ls->expect);
@@ -928,7 +941,12 @@ static void decode_loop(struct loop_state *ls)
 				av_packet_unref(d->pkt);
 			}
 		}
-		if (drain(ls)) {
+		r = drain(ls);
+		/* the data ended before the first frame came: the seek landed after its keyframe */
+		if (!r && eof && !ls->stop && !ls->started && !d->pk && ls->reseeks < 3 &&
+		    (ls->seek_kf > 0 || !job->idx->from_start))
+			r = 1;
+		if (r) {
 			/* one keyframe back; before a window's first one, a second, then two... */
 			if (ls->seek_kf > 0)
 				ls->seek_kf = source_index_keyframe_before(job->idx, ls->seek_kf - 1);

@@ -174,5 +174,21 @@ def windows_of_a_long_gop_agree_with_the_whole_file():
                               seg + " vs the CLI's decode of the model's frames")
 
 
+
+@test
+def past_the_bound_the_decode_reads_the_file_again():
+    # decode.memory too small to keep the index pass's packets (a quarter of it): the
+    # decode seeks in the file itself, on long GOPs too (MPEG-TS bisects and can land
+    # after the keyframe), and the frames are the same.
+    d, names = sources()
+    with h.Mount(source_root=d, opts=["memory=1M"]) as m:
+        for name in names:
+            for start, dur in WINDOWS:
+                before = m.stats()["index_bytes_read"]
+                used = read_window(m, d, name, start, dur)
+                index = m.stats()["index_bytes_read"] - before
+                check(used > index, "%s @%s+%s: the decode read nothing (%d bytes in all)"
+                      % (name, start, dur, used))
+
 if __name__ == "__main__":
     h.main()
