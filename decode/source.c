@@ -340,8 +340,9 @@ static int scan_packets(AVFormatContext *fmt, int si, int64_t key_by, int64_t no
 		if (r < 0) {
 			/* EOF, or a read error: it ends the index; decoding reports the damage */
 			sc->at_end = true;
+			/* after a read error the decode meets it itself, from the file */
 			if (r != AVERROR_EOF)
-				source_packets_free(&sc->pk); /* the decode meets the error itself */
+				source_packets_free(&sc->pk);
 			else if (sc->pk)
 				sc->pk->at_end = true;
 			break;
