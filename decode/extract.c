@@ -963,8 +963,8 @@ static void decode_loop(struct loop_state *ls)
 		if (eof && d->pk && !d->pk->at_end && !ls->stop && ls->expect < job->idx->n) {
 			/* the kept packets are spent and frames are still wanted: on from the file */
 			t0 = now_ns();
-			decoder_seek(d, job->idx, source_index_keyframe_before(job->idx, ls->expect),
-				     0);
+			ls->seek_kf = source_index_keyframe_before(job->idx, ls->expect);
+			decoder_seek(d, job->idx, ls->seek_kf, 0);
 			add_ns(st, st ? &st->seek_ns : NULL, t0);
 			eof = false;
 			continue;
