@@ -578,9 +578,14 @@ static void wait_idle(struct job_run *run)
 /* ---- decoding ---- */
 
 struct decoder {
-	AVFormatContext *fmt;
+	AVFormatContext *fmt; /* NULL while it decodes kept packets and has not needed the file */
 	AVCodecContext *dec;
-	AVStream *st;
+	AVStream *st;         /* fmt's, the video stream */
+	int si;               /* the video stream's index */
+	AVRational tb;        /* its time base */
+	int fd;
+	const struct source_packets *pk; /* kept packets still to take, from pk_next; or NULL */
+	size_t pk_next;
 	AVPacket *pkt;
 	AVFrame *frame;
 	uint64_t reserved; /* what it holds of the memory budget (pool.reserved) */
@@ -669,15 +674,13 @@ static int decoder_threads(const AVCodecParameters *par, const struct source_ind
 	return n < 1 ? 1 : n > cores ? (int)cores : n > 16 ? 16 : (int)n;
 }
 
-static int decoder_open(struct decoder *d, int fd, const struct source_index *idx, char *why,
-			size_t whylen)
+/* Opens the file's demuxer (the video stream's packets only). 0, or -EIO with a sentence. */
+static int decoder_input(struct decoder *d, const struct source_index *idx, char *why,
+			 size_t whylen)
 {
-	const AVCodec *codec;
 	char err[256];
-	int ret;
+	int ret = input_open(d->fd, "the source", &d->fmt, err, sizeof(err));
 
-	memset(d, 0, sizeof(*d));
-	ret = input_open(fd, "the source", &d->fmt, err, sizeof(err));
 	if (ret < 0) {
 		snprintf(why, whylen, "the source could not be opened again for decoding");
 		return ret;
@@ -688,16 +691,42 @@ static int decoder_open(struct decoder *d, int fd, const struct source_index *id
 		ret = avformat_find_stream_info(d->fmt, NULL);
 		if (ret < 0 || idx->stream >= (int)d->fmt->nb_streams) {
 			snprintf(why, whylen, "the source's streams changed since it was indexed");
-			goto out_close;
+			input_close(&d->fmt);
+			return -EIO;
 		}
 	}
 	d->st = d->fmt->streams[idx->stream];
 	for (unsigned i = 0; i < d->fmt->nb_streams; i++)
 		if ((int)i != idx->stream)
 			d->fmt->streams[i]->discard = AVDISCARD_ALL;
+	return 0;
+}
+
+static int decoder_open(struct decoder *d, int fd, const struct source_index *idx,
+			const struct source_packets *pk, char *why, size_t whylen)
+{
+	const AVCodec *codec;
+	const AVCodecParameters *par;
+	int ret;
+
+	memset(d, 0, sizeof(*d));
+	d->fd = fd;
+	d->si = idx->stream;
+	if (pk) {
+		/* the index pass's packets and parameters: the file is not opened unless needed */
+		d->pk = pk;
+		par = pk->par;
+		d->tb = pk->tb;
+	} else {
+		ret = decoder_input(d, idx, why, whylen);
+		if (ret < 0)
+			return ret;
+		par = d->st->codecpar;
+		d->tb = d->st->time_base;
+	}
 	codec = avcodec_find_decoder_by_name(idx->codec);
 	if (!codec)
-		codec = avcodec_find_decoder(d->st->codecpar->codec_id);
+		codec = avcodec_find_decoder(par->codec_id);
 	if (!codec) {
 		snprintf(why, whylen, "no decoder for %s", idx->codec);
 		goto out_close;
@@ -710,9 +739,9 @@ static int decoder_open(struct decoder *d, int fd, const struct source_index *id
 		decoder_close(d);
 		return -ENOMEM;
 	}
-	avcodec_parameters_to_context(d->dec, d->st->codecpar);
-	d->dec->pkt_timebase = d->st->time_base;
-	d->dec->thread_count = decoder_threads(d->st->codecpar, idx);
+	avcodec_parameters_to_context(d->dec, par);
+	d->dec->pkt_timebase = d->tb;
+	d->dec->thread_count = decoder_threads(par, idx);
 	d->dec->thread_type = FF_THREAD_FRAME | FF_THREAD_SLICE;
 	/* a stream whose pictures grow past the bound mid-way is refused by the decoder */
 	if (max_pixels() && max_pixels() <= INT64_MAX)
@@ -736,7 +765,15 @@ out_close:
 static int decoder_seek(struct decoder *d, const struct source_index *idx, size_t kf,
 			int64_t back)
 {
-	int ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf] - back, AVSEEK_FLAG_BACKWARD);
+	char why[200];
+	int ret;
+
+	d->pk = NULL; /* from here on, the file */
+	if (!d->fmt && decoder_input(d, idx, why, sizeof(why)) < 0) {
+		avcodec_flush_buffers(d->dec);
+		return -EIO;
+	}
+	ret = av_seek_frame(d->fmt, d->st->index, idx->pts[kf] - back, AVSEEK_FLAG_BACKWARD);
 	if (ret < 0 && kf == 0)
 		ret = avformat_seek_file(d->fmt, -1, INT64_MIN, 0, 0, 0);
 	avcodec_flush_buffers(d->dec);
@@ -780,8 +817,21 @@ static int take_frame(struct loop_state *ls, AVFrame *f)
 		atomic_fetch_add(&job->stats->frames_decoded, 1);
 	if (ts == AV_NOPTS_VALUE)
 		return 0;
-	if (ts > idx->pts[idx->n - 1] && ls->started) {
-		ls->stop = true; /* past the window the index holds */
+	if (ts > idx->pts[idx->n - 1]) {
+		if (ls->started) {
+			ls->stop = true; /* past the window the index holds */
+			return 0;
+		}
+		/*
+		 * Past the window before its first frame: the seek landed after the keyframe (a
+		 * bisecting seek lands by decode time, between a keyframe and the pictures it
+		 * leads) and the next keyframe is past the window: go back further.
+		 */
+		if (ls->reseeks < 3 && (ls->seek_kf > 0 || !idx->from_start))
+			return 1;
+		snprintf(why, sizeof(why), "source frame %zu could not be decoded (damaged data)",
+			 ls->expect + 1);
+		report_damage(ls, ls->expect, -EIO, why);
 		return 0;
 	}
 	i = source_index_find(idx, ts, ls->expect);
@@ -861,12 +911,18 @@ static void decode_loop(struct loop_state *ls)
 		int r;
 		uint64_t t0;
 		if (!eof) {
-			r = av_read_frame(d->fmt, d->pkt);
+			if (d->pk) /* the index pass's packets, while they last */
+				r = d->pk_next < d->pk->n ? av_packet_ref(d->pkt, d->pk->p[d->pk_next++])
+							  : AVERROR_EOF;
+			else if (d->fmt)
+				r = av_read_frame(d->fmt, d->pkt);
+			else
+				r = AVERROR(EIO); /* the file could not be opened again */
 			if (r < 0) {
 				/* read errors end the stream like EOF; missing frames are damage */
 				eof = true;
 				avcodec_send_packet(d->dec, NULL);
-			} else if (d->pkt->stream_index != d->st->index) {
+			} else if (d->pkt->stream_index != d->si) {
 				av_packet_unref(d->pkt);
 				continue;
 			} else {
@@ -885,16 +941,30 @@ static void decode_loop(struct loop_state *ls)
 				av_packet_unref(d->pkt);
 			}
 		}
-		if (drain(ls)) {
+		r = drain(ls);
+		/* the data ended before the first frame came: the seek landed after its keyframe */
+		if (!r && eof && !ls->stop && !ls->started && !d->pk && ls->reseeks < 3 &&
+		    (ls->seek_kf > 0 || !job->idx->from_start))
+			r = 1;
+		if (r) {
 			/* one keyframe back; before a window's first one, a second, then two... */
 			if (ls->seek_kf > 0)
 				ls->seek_kf = source_index_keyframe_before(job->idx, ls->seek_kf - 1);
 			else
 				ls->seek_back = 2 * ls->seek_back +
-						av_rescale_q(1, (AVRational){1, 1}, d->st->time_base);
+						av_rescale_q(1, (AVRational){1, 1}, d->tb);
 			ls->reseeks++;
 			t0 = now_ns();
 			decoder_seek(d, job->idx, ls->seek_kf, ls->seek_back);
+			add_ns(st, st ? &st->seek_ns : NULL, t0);
+			eof = false;
+			continue;
+		}
+		if (eof && d->pk && !d->pk->at_end && !ls->stop && ls->expect < job->idx->n) {
+			/* the kept packets are spent and frames are still wanted: on from the file */
+			t0 = now_ns();
+			ls->seek_kf = source_index_keyframe_before(job->idx, ls->expect);
+			decoder_seek(d, job->idx, ls->seek_kf, 0);
 			add_ns(st, st ? &st->seek_ns : NULL, t0);
 			eof = false;
 			continue;
@@ -1001,7 +1071,10 @@ int extract_run(const struct extract_job *job)
 		if (tf_output(&job->tf, &in, &run.out_w, &run.out_h, &depth) < 0)
 			run.out_w = run.out_h = 0;
 	}
-	ret = decoder_open(&d, job->fd, job->idx, why, sizeof(why));
+	ls.seek_kf = source_index_keyframe_before(job->idx, job->first);
+	/* the index pass's packets start at the index's first keyframe */
+	ret = decoder_open(&d, job->fd, job->idx, ls.seek_kf == 0 ? job->packets : NULL, why,
+			   sizeof(why));
 	add_ns(job->stats, job->stats ? &job->stats->open_ns : NULL, t0);
 	if (ret < 0) {
 		free(run.tf);
@@ -1009,8 +1082,7 @@ int extract_run(const struct extract_job *job)
 			job->damaged(job->arg, job->first, ret, why);
 		return ret;
 	}
-	ls.seek_kf = source_index_keyframe_before(job->idx, job->first);
-	if (ls.seek_kf > 0 || !job->idx->from_start) { /* a window starts at its own keyframe */
+	if (!d.pk && (ls.seek_kf > 0 || !job->idx->from_start)) { /* a window starts at its own keyframe */
 		t0 = now_ns();
 		decoder_seek(&d, job->idx, ls.seek_kf, 0);
 		add_ns(job->stats, job->stats ? &job->stats->seek_ns : NULL, t0);

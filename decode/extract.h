@@ -44,6 +44,12 @@ struct extract_job {
 	 */
 	int assume_matrix;
 	size_t first; /* decode from the keyframe before this frame; frames before it are not visited */
+	/*
+	 * May be NULL: the packets the index pass kept (source_index_build_keep). When the
+	 * decode starts at the index's first frame it takes them instead of reading the file,
+	 * which it opens only if it needs more (a frame past them, a seek further back).
+	 */
+	const struct source_packets *packets;
 	/* Decode thread, in presentation order, for each decoded frame index >= first. */
 	enum extract_visit (*visit)(void *arg, size_t frame);
 	/* Encoder thread: the image of a frame visit() asked for, or err < 0 with a sentence. */

@@ -26,7 +26,15 @@ struct input_file {
 	uint64_t budget;      /* bytes read plus holes served allowed, 0: none */
 	uint64_t deadline_ns; /* CLOCK_MONOTONIC time after which reads fail, 0: none */
 	bool over;            /* a read failed on the budget or the deadline */
+	/*
+	 * The most the next read takes: small after a seek, doubling as reads go on in order.
+	 * A bisecting seek (MPEG-TS has no index) looks at a few hundred bytes at each of its
+	 * twenty-odd probes; reading a whole buffer at each would cost more than the window.
+	 */
+	size_t run;
 };
+
+#define IO_AFTER_SEEK (8 * 1024)
 
 static uint64_t mono_ns(void)
 {
@@ -108,6 +116,8 @@ static int io_read(void *opaque, uint8_t *buf, int size)
 			return (int)n;
 		}
 	}
+	if (in->run && want > in->run)
+		want = in->run;
 	if (in->data_hi - in->pos < (int64_t)want)
 		want = (size_t)(in->data_hi - in->pos);
 	do
@@ -119,6 +129,8 @@ static int io_read(void *opaque, uint8_t *buf, int size)
 		return AVERROR_EOF;
 	in->pos += n;
 	in->bytes += (uint64_t)n;
+	if (in->run && in->run < IO_BUF)
+		in->run *= 2;
 	return (int)n;
 }
 
@@ -142,6 +154,8 @@ static int64_t io_seek(void *opaque, int64_t offset, int whence)
 	}
 	if (offset < 0)
 		return AVERROR(EINVAL);
+	if (offset != in->pos)
+		in->run = IO_AFTER_SEEK;
 	in->pos = offset;
 	return offset;
 }

@@ -40,4 +40,14 @@ uint64_t input_bytes_read(const AVFormatContext *fmt);
 /* Closes the demuxer, its I/O context and descriptor; accepts NULL, clears *fmt. */
 void input_close(AVFormatContext **fmt);
 
+/* What source_index_build_keep kept (source.h): read by the decoder of the window. */
+struct source_packets {
+	AVCodecParameters *par; /* the stream's, as the index pass's demuxer had them */
+	AVRational tb;          /* the stream's time base */
+	AVPacket **p;           /* demux order, from the index's first keyframe */
+	size_t n, cap;
+	uint64_t bytes, limit;  /* packet data held, and the most that may be */
+	bool at_end;            /* the last packet is the stream's last */
+};
+
 #endif

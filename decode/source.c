@@ -40,6 +40,13 @@
 #define INDEX_BASE_BYTES ((uint64_t)1 << 30)
 #define INDEX_BYTES_PER_S ((uint64_t)32 << 20)
 #define INDEX_MAX_NS (60 * 1000000000ULL)
+/*
+ * Seeks before the window's first frame tried before reading from the start: 1, 3, 7 ...
+ * 255 s before it. A seek without a keyframe index (MPEG-TS bisects on timestamps) lands
+ * anywhere in a GOP; one that lands past the frame costs only the packets up to the next
+ * keyframe, so long GOPs (10 s, screen recordings) are worth a few more tries.
+ */
+#define SEEK_ATTEMPTS 8
 
 static _Atomic uint64_t max_pixels_setting;
 
@@ -210,7 +217,64 @@ struct scan {
 	size_t n, cap;
 	bool at_end;       /* the stream ended (or a read failed) within the scan */
 	int64_t complete;  /* every frame shown up to this tick was kept (when !at_end) */
+	struct source_packets *pk; /* the packets kept, when asked for and within bounds */
 };
+
+void source_packets_free(struct source_packets **ppk)
+{
+	struct source_packets *pk = ppk ? *ppk : NULL;
+	if (!pk)
+		return;
+	for (size_t i = 0; i < pk->n; i++)
+		av_packet_free(&pk->p[i]);
+	free(pk->p);
+	avcodec_parameters_free(&pk->par);
+	free(pk);
+	*ppk = NULL;
+}
+
+uint64_t source_packets_bytes(const struct source_packets *pk)
+{
+	return pk ? pk->bytes : 0;
+}
+
+static void packets_clear(struct source_packets *pk)
+{
+	for (size_t i = 0; pk && i < pk->n; i++)
+		av_packet_free(&pk->p[i]);
+	if (pk) {
+		pk->n = 0;
+		pk->bytes = 0;
+	}
+}
+
+/* Keeps a reference to pkt; past the bound (or out of memory) keeps none at all. */
+static void packets_keep(struct scan *sc, const AVPacket *pkt)
+{
+	struct source_packets *pk = sc->pk;
+	AVPacket *ref;
+
+	if (!pk)
+		return;
+	if (pk->bytes + (uint64_t)pkt->size > pk->limit)
+		goto drop;
+	if (pk->n == pk->cap) {
+		size_t ncap = pk->cap ? pk->cap * 2 : 1024;
+		AVPacket **np = realloc(pk->p, ncap * sizeof(*np));
+		if (!np)
+			goto drop;
+		pk->p = np;
+		pk->cap = ncap;
+	}
+	ref = av_packet_clone(pkt);
+	if (!ref)
+		goto drop;
+	pk->p[pk->n++] = ref;
+	pk->bytes += (uint64_t)pkt->size;
+	return;
+drop:
+	source_packets_free(&sc->pk);
+}
 
 static int scan_add(struct scan *sc, int64_t pts, int64_t dur, bool key)
 {
@@ -228,19 +292,46 @@ static int scan_add(struct scan *sc, int64_t pts, int64_t dur, bool key)
 }
 
 /*
- * Demuxes the stream's packets from where the demuxer stands (the keyframe a seek found)
- * to the first keyframe decoded after `to` (its dts is past it, so every packet after it
- * is shown after it too: the window ends on a GOP boundary), or, without dts, to a
- * keyframe shown after `to` and a reorder margin; to == INT64_MAX reads to the end.
- * Packets before the first keyframe are not kept.
+ * Reordering bounds what is left to see: a stream that reorders at most D frames (H.264's
+ * max_num_reorder_frames, libav's video_delay / has_b_frames) never decodes a frame after
+ * D + 1 frames that are shown after it. So once D + 1 packets shown after `to` have been
+ * demuxed, no packet still to come is shown at or before `to` (nor before the earliest of
+ * them): the window's frames are all here, a few packets past its end, not a GOP past it.
+ * D is the larger of what the codec parameters say and the deepest reordering seen so far
+ * (the packets shown after one, among the last REORDER_LOOK), plus REORDER_MARGIN packets
+ * in case a stream reorders deeper later than it has yet.
  */
-static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *sc, char *err,
-			size_t errlen, const char *name)
+#define REORDER_LOOK 34
+#define REORDER_MARGIN 2
+#define REORDER_MAX 16 /* H.264 and HEVC reorder at most 16 frames */
+
+/*
+ * Demuxes the stream's packets from where the demuxer stands (the keyframe a seek found)
+ * until the reordering bound above says every frame shown up to `to` is here; or to the
+ * first keyframe decoded after `to` (its dts is past it, so every packet after it is shown
+ * after it too), or, without dts, to a keyframe shown after `to` and a reorder margin,
+ * whichever comes first; to == INT64_MAX reads to the end. Packets before the first
+ * keyframe are not kept. A first keyframe shown after key_by ends the scan at once (the
+ * seek landed past the window's first frame: its caller seeks further back), and so does
+ * a packet decoded after nokey_by before any keyframe (the last try read on from there).
+ */
+static int scan_packets(AVFormatContext *fmt, int si, int64_t key_by, int64_t nokey_by,
+			int64_t to, struct scan *sc, char *err, size_t errlen, const char *name)
 {
 	AVPacket *pkt = av_packet_alloc();
 	bool b_frames = fmt->streams[si]->codecpar->video_delay > 0;
 	int after_key = -1; /* packets since a keyframe shown after `to` */
+	int delay = fmt->streams[si]->codecpar->video_delay; /* reorder depth, as known so far */
+	int64_t recent[REORDER_LOOK]; /* pts of the last packets, in demux order (ring) */
+	size_t seen = 0;
+	int above = 0;          /* packets shown after `to` */
+	int64_t above_min = 0;  /* the earliest of them */
 	int ret = 0;
+
+	if (delay < 0)
+		delay = 0;
+	if (delay > REORDER_MAX)
+		delay = REORDER_MAX;
 
 	if (!pkt)
 		return -ENOMEM;
@@ -249,6 +340,11 @@ static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *s
 		if (r < 0) {
 			/* EOF, or a read error: it ends the index; decoding reports the damage */
 			sc->at_end = true;
+			/* after a read error the decode meets it itself, from the file */
+			if (r != AVERROR_EOF)
+				source_packets_free(&sc->pk);
+			else if (sc->pk)
+				sc->pk->at_end = true;
 			break;
 		}
 		if (pkt->stream_index == si && !(pkt->flags & AV_PKT_FLAG_DISCARD)) {
@@ -272,6 +368,37 @@ static int scan_packets(AVFormatContext *fmt, int si, int64_t to, struct scan *s
 			if (sc->n > 0 || key) {
 				ret = scan_add(sc, pts, pkt->duration, key);
 				if (ret < 0) {
+					av_packet_unref(pkt);
+					break;
+				}
+				packets_keep(sc, pkt);
+				if (sc->n == 1 && pts > key_by) {
+					av_packet_unref(pkt);
+					break;
+				}
+			} else if (pts > nokey_by && pkt->dts != AV_NOPTS_VALUE && pkt->dts > nokey_by) {
+				/* past the window's first frame without a keyframe: it is further back */
+				av_packet_unref(pkt);
+				break;
+			}
+			if (to != INT64_MAX) {
+				/* how many of the last packets are shown after this one */
+				int later = 0;
+				size_t look = seen < REORDER_LOOK ? seen : REORDER_LOOK;
+				for (size_t j = 0; j < look; j++)
+					if (recent[(seen - 1 - j) % REORDER_LOOK] > pts)
+						later++;
+				if (later > delay)
+					delay = later > REORDER_MAX ? REORDER_MAX : later;
+				recent[seen % REORDER_LOOK] = pts;
+				seen++;
+				if (pts > to && sc->n > 0) {
+					if (above == 0 || pts < above_min)
+						above_min = pts;
+					above++;
+				}
+				if (above > delay + REORDER_MARGIN) {
+					sc->complete = above_min - 1;
 					av_packet_unref(pkt);
 					break;
 				}
@@ -480,12 +607,19 @@ bool source_index_covers(const struct source_index *idx, struct hf_q start, stru
 int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q dur,
 		       struct source_index **out, uint64_t *bytes, char *err, size_t errlen)
 {
+	return source_index_build_keep(fd, path, start, dur, out, bytes, err, errlen, 0, NULL);
+}
+
+int source_index_build_keep(int fd, const char *path, struct hf_q start, struct hf_q dur,
+			    struct source_index **out, uint64_t *bytes, char *err, size_t errlen,
+			    uint64_t keep_bytes, struct source_packets **ppk)
+{
 	AVFormatContext *fmt = NULL;
 	struct source_index *idx = NULL;
 	struct scan sc = {0};
 	const char *name = source_name(path);
 	bool whole = dur.num < 0, from_start = false, no_seek = false;
-	int64_t from_ticks, to_ticks, target, first_key = 0;
+	int64_t from_ticks, to_ticks, target, nokey_by, first_key = 0;
 	uint64_t budget = INDEX_BASE_BYTES, spent = 0, deadline = mono_ns() + INDEX_MAX_NS;
 	struct stat fst;
 	AVStream *st;
@@ -493,6 +627,8 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 	int ret;
 
 	*out = NULL;
+	if (ppk)
+		*ppk = NULL;
 	idx = calloc(1, sizeof(*idx));
 	if (!idx)
 		return -ENOMEM;
@@ -519,7 +655,10 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 	window_ticks(idx, start, whole ? (struct hf_q){0, 1} : dur, &from_ticks, &to_ticks);
 	if (whole)
 		to_ticks = INT64_MAX;
-	target = from_ticks;
+	/* a window's packets are kept for its decode; a whole file's serve many, from anywhere */
+	if (ppk && !whole && keep_bytes > 0 && (sc.pk = calloc(1, sizeof(*sc.pk))))
+		sc.pk->limit = keep_bytes;
+	target = nokey_by = from_ticks;
 	for (int attempt = 0;; attempt++) {
 		int64_t first_ts = st->start_time != AV_NOPTS_VALUE ? st->start_time : idx->origin;
 		/*
@@ -528,7 +667,7 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		 * seeks again on the same demuxer. From the start after a first try (seeking
 		 * could not go far enough back), the file is opened afresh.
 		 */
-		from_start = target <= first_ts || attempt >= 4 || no_seek;
+		from_start = target <= first_ts || attempt >= SEEK_ATTEMPTS || no_seek;
 		if (attempt > 0 && from_start) {
 			spent += input_bytes_read(fmt);
 			if (bytes)
@@ -545,9 +684,11 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 			continue;
 		}
 		sc.n = 0;
+		packets_clear(sc.pk);
 		sc.at_end = false;
 		sc.complete = 0;
-		ret = scan_packets(fmt, idx->stream, to_ticks, &sc, err, errlen, name);
+		ret = scan_packets(fmt, idx->stream, from_start ? INT64_MAX : from_ticks,
+				   from_start ? INT64_MAX : nokey_by, to_ticks, &sc, err, errlen, name);
 		if (ret < 0)
 			goto out_free;
 		if (input_over_budget(fmt)) {
@@ -557,6 +698,13 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 				 (uint64_t)((mono_ns() + INDEX_MAX_NS - deadline) / 1000000000u));
 			ret = -EFBIG;
 			goto out_free;
+		}
+		if (sc.n == 0 && !from_start && !sc.at_end && attempt + 1 < SEEK_ATTEMPTS) {
+			/* no keyframe from where it landed to where the last try did: further back */
+			nokey_by = target < nokey_by ? target : nokey_by;
+			target = from_ticks - av_rescale_q(1LL << attempt, (AVRational){1, 1},
+							   st->time_base);
+			continue;
 		}
 		if (sc.n == 0 && !from_start) {
 			no_seek = true;
@@ -568,7 +716,7 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		if (from_start || first_key <= from_ticks)
 			break;
 		/* the keyframe found is after the window's first frame: look further back */
-		target -= av_rescale_q(1LL << attempt, (AVRational){1, 1}, st->time_base);
+		target = from_ticks - av_rescale_q(1LL << attempt, (AVRational){1, 1}, st->time_base);
 	}
 	if (sc.n == 0) {
 		snprintf(err, errlen, "%s has a video stream with no frames", name);
@@ -613,12 +761,19 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 				idx->end = idx->data_end = idx->hi + 1;
 		}
 	}
+	if (sc.pk && sc.pk->n > 0 && (sc.pk->par = avcodec_parameters_alloc()) &&
+	    avcodec_parameters_copy(sc.pk->par, st->codecpar) >= 0) {
+		sc.pk->tb = st->time_base;
+		*ppk = sc.pk;
+		sc.pk = NULL;
+	}
 	*out = idx;
 	idx = NULL;
 	ret = 0;
 out_free:
 	if (bytes && fmt)
 		*bytes += input_bytes_read(fmt);
+	source_packets_free(&sc.pk);
 	free(sc.v);
 	source_index_free(&idx);
 	input_close(&fmt);

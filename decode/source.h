@@ -79,6 +79,30 @@ int source_index_build(int fd, const char *path, struct hf_q start, struct hf_q 
 		       struct source_index **out, uint64_t *bytes, char *err, size_t errlen);
 
 /*
+ * The packets an index pass demuxed, kept for the first decode of its window so that it
+ * does not read them from the file again: the video stream's packets in demux order from
+ * the index's first keyframe (the first frame) on, with what a decoder needs to be opened
+ * without the file (codec parameters, time base). Opaque; immutable once built; handed
+ * from one thread to another, used by one at a time.
+ */
+struct source_packets;
+
+/*
+ * source_index_build that also keeps the packets it demuxed (when pk is not NULL), up to
+ * keep_bytes of packet data: past it none are kept (*pk stays NULL and the decode reads
+ * the file), as for a whole-file index, a read error or a lack of memory.
+ */
+int source_index_build_keep(int fd, const char *path, struct hf_q start, struct hf_q dur,
+			    struct source_index **out, uint64_t *bytes, char *err, size_t errlen,
+			    uint64_t keep_bytes, struct source_packets **pk);
+
+/* Frees kept packets; accepts NULL and clears the caller's pointer. */
+void source_packets_free(struct source_packets **pk);
+
+/* Bytes of packet data held (what counts against a memory bound). */
+uint64_t source_packets_bytes(const struct source_packets *pk);
+
+/*
  * The largest picture indexed, in pixels (0: none): a larger stream's index fails with
  * -E2BIG and a sentence naming decode.max_pixels, and probing never decodes a picture
  * that large. Thread-safe; set once at start.

@@ -128,6 +128,11 @@ struct source {
 	bool ready;
 	struct source_index *idx; /* a window of the video (source.h) */
 	uint64_t index_bytes;     /* bytes of the video read to index it (0: known ranges) */
+	/*
+	 * The packets its index pass demuxed (source.h), for the first decode to take instead
+	 * of reading them again; the first job takes them (src->lock), NULL after.
+	 */
+	struct source_packets *packets;
 	int err;
 	char error[256];
 
@@ -230,6 +235,9 @@ struct engine {
 	struct extract_stats xs;
 	_Atomic uint64_t write_ns;
 	_Atomic uint64_t index_ns, index_bytes, windows_built, windows_known;
+	/* bytes of packets index passes kept for first decodes, all sources (within a quarter
+	 * of decode.memory together) */
+	_Atomic uint64_t packets_held;
 	pthread_mutex_t known_lock; /* one read-merge-write of a known-ranges blob at a time */
 	/* the index blobs this process read or wrote last (known_lock): eviction may take
 	 * them once no source here uses them, without waiting for the in-use window */
@@ -321,6 +329,8 @@ struct source *eng_source_get(struct engine *e, const char *path, const struct s
 			      const char *identity, const struct image_opts *opts,
 			      const struct segname *sn);
 /* The hash chain holding the sources of src's video (every format). Engine lock. */
+/* Frees a source's kept packets and gives their bytes back to the engine's bound. */
+void eng_packets_free(struct engine *e, struct source_packets **pk);
 struct source *eng_source_chain_locked(struct engine *e, const struct source *src);
 /* Frees a source out of the table that nobody uses. */
 void eng_source_free(struct source *src);

@@ -788,8 +788,13 @@ static void *job_main(void *arg)
 	struct stat file;
 	char *path;
 	size_t first;
+	struct source_packets *packets;
 
 	pthread_mutex_lock(&src->lock);
+	/* the first decode of a freshly indexed window takes the packets the index read */
+	packets = src->packets;
+	src->packets = NULL;
+	xj.packets = packets;
 	path = strdup(src->open_path);
 	file = src->file;
 	if (j->urgent && !j->urgent_counted) { /* the others pause for it from now on */
@@ -815,6 +820,8 @@ static void *job_main(void *arg)
 		}
 		pthread_mutex_unlock(&src->lock);
 		extract_run(&xj);
+		xj.packets = NULL; /* spent (or of no use from where a later run starts) */
+		eng_packets_free(e, &packets);
 		job_first_over(j);
 		lease_drop(j);
 		pthread_mutex_lock(&src->lock);
@@ -825,6 +832,7 @@ static void *job_main(void *arg)
 		if (!again)
 			break;
 	}
+	eng_packets_free(e, &packets);
 	if (xj.fd >= 0)
 		close(xj.fd);
 	job_end(j, atomic_load(&e->stopping), true);

@@ -345,8 +345,17 @@ static void build_index(struct engine *e, struct source *src)
 	ret = eng_source_file_open(src->open_path, &src->file);
 	if (ret >= 0) {
 		int fd = ret;
-		ret = source_index_build(fd, src->path, src->want_start, src->want_dur, &src->idx,
-					 &bytes, src->error, sizeof(src->error));
+		uint64_t now, peak, budget, cap, held = atomic_load(&e->packets_held);
+		/*
+		 * Kept for the first decode: all sources' together within a quarter of
+		 * decode.memory (64 MiB when it is unbounded); past it the decode reads them again.
+		 */
+		extract_memory(&now, &peak, &budget);
+		cap = budget ? budget / 4 : (uint64_t)64 << 20;
+		ret = source_index_build_keep(fd, src->path, src->want_start, src->want_dur,
+					      &src->idx, &bytes, src->error, sizeof(src->error),
+					      cap > held ? cap - held : 0, &src->packets);
+		atomic_fetch_add(&e->packets_held, source_packets_bytes(src->packets));
 		close(fd);
 	} else {
 		snprintf(src->error, sizeof(src->error), "%s changed while it was being opened",
@@ -484,6 +493,7 @@ again:
 		src->fs = calloc(src->idx->n, sizeof(*src->fs));
 		if (!src->fs) {
 			source_index_free(&src->idx);
+			eng_packets_free(src->e, &src->packets);
 			src->err = -ENOMEM;
 			snprintf(src->error, sizeof(src->error), "out of memory");
 		}
@@ -500,9 +510,17 @@ struct source *eng_source_chain_locked(struct engine *e, const struct source *sr
 	return e->sources[src_bucket(e, src->identity)];
 }
 
+void eng_packets_free(struct engine *e, struct source_packets **pk)
+{
+	if (*pk)
+		atomic_fetch_sub(&e->packets_held, source_packets_bytes(*pk));
+	source_packets_free(pk);
+}
+
 void eng_source_free(struct source *src)
 {
 	source_index_free(&src->idx);
+	eng_packets_free(src->e, &src->packets);
 	free(src->fs);
 	free(src->path);
 	free(src->open_path);
