@@ -414,7 +414,7 @@ void engine_stop(struct engine *e)
 	pthread_mutex_unlock(&e->lock);
 	eng_jobs_drain(e); /* jobs never started give their frames back */
 	pthread_mutex_lock(&e->lock);
-	while (e->running_jobs > 0)
+	while (e->running_jobs > 0 || e->threads_alive > 0)
 		pthread_cond_wait(&e->jobs_done, &e->lock);
 	pthread_mutex_unlock(&e->lock);
 	extract_pool_stop();

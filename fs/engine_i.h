@@ -205,6 +205,11 @@ struct engine {
 	pthread_mutex_t lock;
 	pthread_cond_t built;
 	pthread_cond_t jobs_done;
+	/*
+	 * Job threads not yet returned (engine lock): a thread goes on to start queued jobs
+	 * after its own has ended, so engine_stop waits for this too before the engine goes.
+	 */
+	int threads_alive;
 	int running_jobs; /* jobs with a use of their source: queued or running */
 	/*
 	 * Decode jobs (engine lock): at most jobs_max threads run, or jobs_hard_max when the

@@ -681,6 +681,14 @@ static void job_end(struct job *j, bool unmade, bool ran);
 static void *job_main(void *arg);
 
 /* Makes the job's thread (its use of the source and its count were taken). No lock held. */
+static void threads_alive_add(struct engine *e, int n)
+{
+	pthread_mutex_lock(&e->lock);
+	e->threads_alive += n;
+	pthread_cond_broadcast(&e->jobs_done);
+	pthread_mutex_unlock(&e->lock);
+}
+
 static void job_thread(struct job *j)
 {
 	struct engine *e = j->src->e;
@@ -688,6 +696,7 @@ static void job_thread(struct job *j)
 	int ret;
 
 	atomic_fetch_add(&e->extractions_started, 1);
+	threads_alive_add(e, 1);
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	ret = pthread_create(&j->thread, &attr, job_main, j);
@@ -696,6 +705,7 @@ static void job_thread(struct job *j)
 		hf_log(HF_LOG_WARN, "%s: no thread could be started to decode (%s); the frames are made again when asked",
 		       j->src->path, strerror(ret));
 		job_end(j, true, true);
+		threads_alive_add(e, -1);
 	}
 }
 
@@ -837,6 +847,7 @@ static void *job_main(void *arg)
 		close(xj.fd);
 	job_end(j, atomic_load(&e->stopping), true);
 	jobs_next(e);
+	threads_alive_add(e, -1); /* the last use of e by this thread */
 	return NULL;
 }
 
