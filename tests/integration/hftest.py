@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 import traceback
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from fractions import Fraction  # noqa: F401 (tests use h.Fraction)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -668,6 +668,23 @@ def ref_fps(src, start, dur, fps, pix_fmt="rgb24", decoder=None):
 
 
 _ALL_CACHE = {}
+
+
+def ref_source_frames(src, frames, idx):
+    """The CLI's decode of source frames idx (indices into frames), from half a second
+    before the first: `ffmpeg -ss T -i SRC` drops the frames before T, so the n-th frame
+    out is the n-th at or after T."""
+    times = frames.times()
+    t0 = max(times[idx[0]] - Fraction(1, 2), Fraction(0))
+    first = bisect_left(times, t0)
+    span = times[idx[-1]] - t0 + 1
+    seek = ["-ss", "%.6f" % t0, "-i", src]
+    if src.endswith(".ts"):  # the CLI's input seek in MPEG-TS can land a keyframe late
+        seek = ["-i", src, "-ss", "%.6f" % t0]
+    out = parse_pam(run(["ffmpeg", "-nostdin", "-v", "error"] + seek +
+                            ["-t", "%.6f" % span, "-fps_mode", "passthrough",
+                             "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgb24", "-"]).stdout)
+    return [out[i - first] for i in idx]
 
 
 def ref_all(src, pix_fmt="rgb24", decoder=None):

@@ -9,7 +9,6 @@ the count against the exact slot model over ffprobe's timestamps of the whole fi
 
 import os
 import sys
-from bisect import bisect_left
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
@@ -18,21 +17,6 @@ from hftest import check, test  # noqa: E402
 MB = 1 << 20
 
 
-def ref_frames(src, frames, idx):
-    """The CLI's decode of source frames idx (indices into frames), from half a second
-    before the first: `ffmpeg -ss T -i SRC` drops the frames before T, so the n-th frame
-    out is the n-th at or after T."""
-    times = frames.times()
-    t0 = max(times[idx[0]] - h.Fraction(1, 2), h.Fraction(0))
-    first = bisect_left(times, t0)
-    span = times[idx[-1]] - t0 + 1
-    seek = ["-ss", "%.6f" % t0, "-i", src]
-    if src.endswith(".ts"):  # the CLI's input seek in MPEG-TS can land a keyframe late
-        seek = ["-i", src, "-ss", "%.6f" % t0]
-    out = h.parse_pam(h.run(["ffmpeg", "-nostdin", "-v", "error"] + seek +
-                            ["-t", "%.6f" % span, "-fps_mode", "passthrough",
-                             "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgb24", "-"]).stdout)
-    return [out[i - first] for i in idx]
 
 
 def cli_bytes(src, start, dur):
@@ -56,7 +40,7 @@ def window(m, name, start, dur="2", fps="30"):
     frames = h.probe_frames(src)
     idx = h.model_slots(frames, start, dur, fps)
     check(len(blobs) == len(idx), "%s: %d frames, the model says %d" % (seg, len(blobs), len(idx)))
-    h.assert_frames_equal(h.decode_images(blobs), ref_frames(src, frames, idx),
+    h.assert_frames_equal(h.decode_images(blobs), h.ref_source_frames(src, frames, idx),
                           seg + " vs the CLI's decode of the model's frames")
     return used
 

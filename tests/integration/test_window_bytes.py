@@ -16,7 +16,6 @@ import shutil
 import sys
 import tempfile
 import time
-from bisect import bisect_left
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hftest as h  # noqa: E402
@@ -29,20 +28,6 @@ GOP = ["-g", "300", "-keyint_min", "300", "-sc_threshold", "0"]
 WINDOWS = (("134", "4"), ("137.5", "3"), ("147", "4"))
 
 
-def ref_frames(src, frames, idx):
-    """The CLI's decode of source frames idx (indices into frames), from half a second
-    before the first (as test_window.py's)."""
-    times = frames.times()
-    t0 = max(times[idx[0]] - h.Fraction(1, 2), h.Fraction(0))
-    first = bisect_left(times, t0)
-    span = times[idx[-1]] - t0 + 1
-    seek = ["-ss", "%.6f" % t0, "-i", src]
-    if src.endswith(".ts"):  # the CLI's input seek in MPEG-TS can land a keyframe late
-        seek = ["-i", src, "-ss", "%.6f" % t0]
-    out = h.parse_pam(h.run(["ffmpeg", "-nostdin", "-v", "error"] + seek +
-                            ["-t", "%.6f" % span, "-fps_mode", "passthrough",
-                             "-f", "image2pipe", "-c:v", "pam", "-pix_fmt", "rgb24", "-"]).stdout)
-    return [out[i - first] for i in idx]
 
 
 _SOURCES = []
@@ -113,7 +98,7 @@ def read_window(m, d, name, start, dur, fps="30"):
           % (seg, len(blobs), len(idx)))
     check(m.info(seg).get("count") == len(idx), "%s: .hfinfo count %r, the model says %d"
           % (seg, m.info(seg).get("count"), len(idx)))
-    h.assert_frames_equal(h.decode_images(blobs), ref_frames(src, frames, idx),
+    h.assert_frames_equal(h.decode_images(blobs), h.ref_source_frames(src, frames, idx),
                           seg + " vs the CLI's decode of the model's frames")
     return used
 
@@ -170,7 +155,7 @@ def windows_of_a_long_gop_agree_with_the_whole_file():
         check(len(blobs) == len(idx) == 60, "%s: %d frames, the model says %d"
               % (seg, len(blobs), len(idx)))
         h.assert_frames_equal(h.decode_images(blobs),
-                              ref_frames(os.path.join(d, name), frames, idx),
+                              h.ref_source_frames(os.path.join(d, name), frames, idx),
                               seg + " vs the CLI's decode of the model's frames")
 
 
