@@ -10,7 +10,7 @@ unprivileged second user:
   sentence, and the daemon stays within decode.memory plus a margin;
 - listing a directory whose files have segments costs about what listing it without
   them costs (a ratio), and parallel listings do not wedge the mount;
-- 60 concurrent segments of one user stay within stated thread, fd and RSS bounds while
+- 200 concurrent segments of one user stay within stated thread, fd and RSS bounds while
   another user's first frame of a fresh segment arrives within max(2 x alone, alone +
   0.5 s) (the floor keeps a 50 ms measurement from flaking on a loaded 2-core machine).
 
@@ -280,10 +280,10 @@ def many_segments_stay_bounded_and_share_the_decoders():
             as_user([("list", m.path("u0.mp4@0.5+1@30"))])
             alone = as_user([("read", m.path("u0.mp4@0.5+1@30", "frame_00001.png"))])[0]
             check(isinstance(alone[0], int) and alone[0] > 1000, "alone: %r" % alone)
-            # 60 disjoint 1 s segments (1800 frames) of 15 copies (15 sources)
-            for i in range(15):
+            # 200 disjoint 1 s segments (6000 frames) of 50 copies (50 sources), as issue 18
+            for i in range(50):
                 shutil.copyfile(h.fixture("cfr30.mp4"), os.path.join(root, "c%02d.mp4" % i))
-            segs = ["c%02d.mp4@%d+1@30" % (i, s) for i in range(15) for s in range(4)]
+            segs = ["c%02d.mp4@%d+1@30" % (i, s) for i in range(50) for s in range(4)]
             for s in segs:
                 os.listdir(m.path(s))  # indexed once: the load below is decoding
             as_user([("list", m.path("u1.mp4@0.5+1@30"))])
@@ -305,15 +305,15 @@ def many_segments_stay_bounded_and_share_the_decoders():
             time.sleep(0.3)
             busy = as_user([("read", m.path("u1.mp4@0.5+1@30", "frame_00001.png"))])[0]
             for t in load:
-                t.join(60)
+                t.join(120)
             stop.set()
             sampler.join()
             rss = m.peak_rss()
             limit = max(2 * alone[1], alone[1] + 0.5)
-            print("  first frame alone %.3f s, under 60 segments of another user %.3f s (limit %.3f);"
+            print("  first frame alone %.3f s, under 200 segments of another user %.3f s (limit %.3f);"
                   " peak threads %d, fds %d, RSS %d MiB"
                   % (alone[1], busy[1], limit, peaks["threads"], peaks["fds"], rss >> 20))
-            check(all(not t.is_alive() for t in load), "the 60 segments did not finish")
+            check(all(not t.is_alive() for t in load), "the 200 segments did not finish")
             check(isinstance(busy[0], int) and busy[0] > 1000, "busy: %r" % busy)
             # Under TSan a frame costs ten times as much and the cores, not the queues, decide:
             # the share is checked on the normal build (and ASan), the races under TSan.
@@ -321,7 +321,10 @@ def many_segments_stay_bounded_and_share_the_decoders():
                 check(busy[1] <= limit, "the other user's first frame took %.3f s" % busy[1])
             # FUSE's 64 threads at most, the jobs' (8 x (1 + a decoder thread per core)), the pool
             check(peaks["threads"] <= 100, "%d threads" % peaks["threads"])
-            check(peaks["fds"] <= 100, "%d fds" % peaks["fds"])
+            # libfuse's splice keeps a pipe (2 fds) per FUSE thread, so 64 threads are 128 fds;
+            # then a source and a lease per running job, the store, inotify: bounded, whatever
+            # the number of segments or sources (not one per source)
+            check(peaks["fds"] <= 180, "%d fds" % peaks["fds"])
             if not m.sanitized():
                 check(rss <= MEMORY + (200 << 20), "peak RSS %d MiB" % (rss >> 20))
 
