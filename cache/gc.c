@@ -137,61 +137,17 @@ static bool parse_name(const char *name, struct hf_key *k, char *ext, size_t ext
 	return true;
 }
 
-/* Calls fn for every regular file of every subdirectory of STORE/top. */
-static int walk2(struct census *c, const char *top,
-		 int (*fn)(struct census *c, const char *path, const char *name,
-			   const struct stat *sb))
-{
-	char path[PATH_MAX];
-	DIR *d, *sub;
-	struct dirent *de, *fe;
-	int ret = 0;
+typedef int (*walk_fn)(struct census *c, const char *path, const char *name,
+		       const struct stat *sb);
 
-	snprintf(path, sizeof(path), "%s/%s", store_dir(c->st), top);
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
-	while (ret == 0 && (de = readdir(d))) {
-		if (de->d_name[0] == '.')
-			continue;
-		snprintf(path, sizeof(path), "%s/%s/%s", store_dir(c->st), top, de->d_name);
-		sub = opendir(path);
-		if (!sub)
-			continue;
-		while (ret == 0 && (fe = readdir(sub))) {
-			struct stat sb;
-			if (c->cancel && atomic_load(c->cancel)) {
-				ret = -ECANCELED;
-				break;
-			}
-			char file[PATH_MAX];
-			if (fe->d_name[0] == '.' || fstatat(dirfd(sub), fe->d_name, &sb, 0) < 0 ||
-			    !S_ISREG(sb.st_mode))
-				continue;
-			snprintf(file, sizeof(file), "%s/%s", path, fe->d_name);
-			ret = fn(c, file, fe->d_name, &sb);
-		}
-		closedir(sub);
-	}
-	closedir(d);
-	return ret;
-}
-
-/* Calls fn for every regular file of STORE/top (flat: idx/, lock/). */
-static int walk1(struct census *c, const char *top,
-		 int (*fn)(struct census *c, const char *path, const char *name,
-			   const struct stat *sb))
+/* Calls fn for every regular file of d (open on path), then closes d: 0 or fn's error. */
+static int walk_dir(struct census *c, DIR *d, const char *path, walk_fn fn)
 {
-	char path[PATH_MAX], file[PATH_MAX];
+	char file[PATH_MAX];
 	struct dirent *de;
 	struct stat sb;
-	DIR *d;
 	int ret = 0;
 
-	snprintf(path, sizeof(path), "%s/%s", store_dir(c->st), top);
-	d = opendir(path);
-	if (!d)
-		return errno == ENOENT ? 0 : -errno;
 	while (ret == 0 && (de = readdir(d))) {
 		if (c->cancel && atomic_load(c->cancel)) {
 			ret = -ECANCELED;
@@ -205,6 +161,44 @@ static int walk1(struct census *c, const char *top,
 	}
 	closedir(d);
 	return ret;
+}
+
+/* Calls fn for every regular file of every subdirectory of STORE/top (img/, seg/). */
+static int walk2(struct census *c, const char *top, walk_fn fn)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+	int ret = 0;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(c->st), top);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	while (ret == 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		DIR *sub;
+		snprintf(path, sizeof(path), "%s/%s/%s", store_dir(c->st), top, de->d_name);
+		sub = opendir(path);
+		if (sub) /* one that cannot be opened is passed over */
+			ret = walk_dir(c, sub, path, fn);
+	}
+	closedir(d);
+	return ret;
+}
+
+/* Calls fn for every regular file of STORE/top (flat: idx/, lock/). */
+static int walk1(struct census *c, const char *top, walk_fn fn)
+{
+	char path[PATH_MAX];
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", store_dir(c->st), top);
+	d = opendir(path);
+	if (!d)
+		return errno == ENOENT ? 0 : -errno;
+	return walk_dir(c, d, path, fn);
 }
 
 /* A unit of one file that goes by its own mtime; counted in *count and *bytes. */
